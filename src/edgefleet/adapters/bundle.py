@@ -1,0 +1,254 @@
+"""Artifact bundles: the signed, content-addressed unit the operator publishes and devices install.
+
+A bundle is an uncompressed POSIX tar written deterministically (sorted members, mtime 0, uid/gid 0, mode 0644)
+holding exactly three regular files:
+
+``manifest.json``
+    Canonical JSON (sorted keys, no whitespace): model name/version, source digest, compile options, chosen
+    variant and why, input/output signature, golden samples with tolerances, measurements, and
+    ``files: {"model.onnx": {"sha256": ..., "size": ...}}``.
+``model.onnx``
+    The compiled model.
+``signature.json``
+    ``{"algorithm": "ed25519", "keyId": ..., "payloadSha256": sha256(manifest.json), "signature": base64}``.
+    The manifest pins the model's sha256, so signing the manifest signs the model.
+
+The bundle's identity is ``sha256:<hex>`` of the whole tar. Ed25519 signatures are deterministic (RFC 8032), so
+the same inputs and key give byte-identical bundles and the same digest.
+
+Bundles come from the network: :func:`open_bundle` treats the bytes as hostile (size limits, only the three
+expected member names, regular files only, no links or paths, digests and signature checked before anything is
+returned).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+MANIFEST = "manifest.json"
+MODEL = "model.onnx"
+SIGNATURE = "signature.json"
+MEMBERS = (MANIFEST, MODEL, SIGNATURE)
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_BUNDLE_BYTES = 2 * 1024**3
+
+
+class BundleError(Exception):
+    """A bundle is malformed, tampered with, or signed by an untrusted key. The message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its digest, parsed manifest and model bytes."""
+
+    digest: str
+    manifest: dict[str, Any]
+    model: bytes
+    key_id: str
+
+
+def encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """Encode a tensor for a manifest: dtype, shape and base64 of its little-endian C-order bytes (pure).
+
+    Golden samples use this form: ``{"inputs": {name: encoded}, "outputs": {name: encoded}}``.
+    """
+    arr = np.ascontiguousarray(array)
+    little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "data": base64.b64encode(little.tobytes()).decode()}
+
+
+def decode_array(encoded: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    """Inverse of :func:`encode_array`; raises BundleError on inconsistent dtype/shape/data."""
+    try:
+        dtype = np.dtype(str(encoded["dtype"])).newbyteorder("<")
+        shape = tuple(int(d) for d in encoded["shape"])
+        raw = base64.b64decode(str(encoded["data"]), validate=True)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"malformed tensor in manifest: {exc}") from exc
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON encoding used for manifests and signatures (pure)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data`` (pure)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def key_id(public_key: ed25519.Ed25519PublicKey) -> str:
+    """Short stable identifier of a public key: first 16 hex chars of sha256 of its raw bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def generate_key() -> ed25519.Ed25519PrivateKey:
+    """A new ed25519 signing key."""
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: ed25519.Ed25519PrivateKey) -> bytes:
+    """PKCS#8 PEM of a signing key (how it is stored in a Kubernetes Secret or a file)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_pem(key: ed25519.Ed25519PublicKey) -> bytes:
+    """SubjectPublicKeyInfo PEM of a trust key (how devices are configured)."""
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_private_key(pem: bytes) -> ed25519.Ed25519PrivateKey:
+    """Parse a PEM signing key; raises BundleError when it is not ed25519."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"signing key is not a valid unencrypted PEM private key: {exc}") from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise BundleError("signing key must be ed25519")
+    return key
+
+
+def load_public_key(pem: bytes) -> ed25519.Ed25519PublicKey:
+    """Parse a PEM trust key; raises BundleError when it is not ed25519."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"trust key is not a valid PEM public key: {exc}") from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise BundleError("trust key must be ed25519")
+    return key
+
+
+def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info, io.BytesIO(data)
+
+
+def build(manifest: Mapping[str, Any], model: bytes, signing_key: ed25519.Ed25519PrivateKey) -> tuple[str, bytes]:
+    """Assemble and sign a bundle; returns ``(digest, bundle_bytes)``. Deterministic for equal inputs.
+
+    ``manifest`` must be JSON-serialisable without NaN; its ``files`` entry is filled in here.
+    """
+    body = dict(manifest)
+    body["files"] = {MODEL: {"sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}}
+    manifest_bytes = canonical_json(body)
+    signature = {
+        "algorithm": "ed25519",
+        "keyId": key_id(signing_key.public_key()),
+        "payloadSha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "signature": base64.b64encode(signing_key.sign(manifest_bytes)).decode(),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in sorted(
+            {MANIFEST: manifest_bytes, MODEL: model, SIGNATURE: canonical_json(signature)}.items()
+        ):
+            tar.addfile(*_member(name, data))
+    data = out.getvalue()
+    return sha256_digest(data), data
+
+
+def open_bundle(
+    data: bytes,
+    trusted_keys: Iterable[ed25519.Ed25519PublicKey],
+    expected_digest: str | None = None,
+) -> Bundle:
+    """Verify untrusted bundle bytes and return their content.
+
+    Checks, in order: size, whole-bundle digest (when given), tar structure (exactly the three members, regular
+    files, plain names), manifest size and JSON, model sha256 and size against the manifest, and the ed25519
+    signature against ``trusted_keys``. Raises :class:`BundleError` naming the first check that failed.
+    """
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
+    digest = sha256_digest(data)
+    if expected_digest is not None and digest != expected_digest:
+        raise BundleError(f"digest mismatch: expected {expected_digest}, got {digest}")
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if info.name not in MEMBERS:
+                    raise BundleError(f"unexpected member {info.name!r} (only {', '.join(MEMBERS)} are allowed)")
+                if not info.isreg():
+                    raise BundleError(f"member {info.name!r} is not a regular file")
+                if info.name in members:
+                    raise BundleError(f"member {info.name!r} appears twice")
+                if info.name != MODEL and info.size > MAX_MANIFEST_BYTES:
+                    raise BundleError(f"member {info.name!r} is {info.size} bytes, over the limit")
+                extracted = tar.extractfile(info)
+                if extracted is None:
+                    raise BundleError(f"member {info.name!r} cannot be read")
+                members[info.name] = extracted.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"not a valid bundle archive: {exc}") from exc
+    missing = [m for m in MEMBERS if m not in members]
+    if missing:
+        raise BundleError(f"bundle is missing {', '.join(missing)}")
+    try:
+        manifest = json.loads(members[MANIFEST])
+        signature = json.loads(members[SIGNATURE])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"manifest or signature is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(signature, dict):
+        raise BundleError("manifest and signature must be JSON objects")
+    model = members[MODEL]
+    pinned = (manifest.get("files") or {}).get(MODEL) or {}
+    if pinned.get("sha256") != hashlib.sha256(model).hexdigest() or pinned.get("size") != len(model):
+        raise BundleError("model.onnx does not match the sha256/size pinned in the manifest (tampered)")
+    if signature.get("algorithm") != "ed25519":
+        raise BundleError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
+    try:
+        raw_signature = base64.b64decode(str(signature.get("signature", "")), validate=True)
+    except ValueError as exc:
+        raise BundleError("signature is not valid base64") from exc
+    keys = list(trusted_keys)
+    if not keys:
+        raise BundleError("no trust keys configured; refusing to accept an unverifiable bundle")
+    for key in keys:
+        try:
+            key.verify(raw_signature, members[MANIFEST])
+        except InvalidSignature:
+            continue
+        return Bundle(digest=digest, manifest=manifest, model=model, key_id=key_id(key))
+    raise BundleError(f"signature by key {signature.get('keyId')!r} does not verify against any trusted key")
+
+
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "build",
+    "canonical_json",
+    "decode_array",
+    "encode_array",
+    "generate_key",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "open_bundle",
+    "private_key_pem",
+    "public_key_pem",
+    "sha256_digest",
+]

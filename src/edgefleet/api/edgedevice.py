@@ -1,0 +1,166 @@
+"""``EdgeDevice``: one device of the fleet. The operator writes its desired models; the device reports status.
+
+``metadata.labels`` carry where the device is and what it is (``edgefleet.io/site``, ``edgefleet.io/line``,
+``edgefleet.io/hardware-class``); ModelDeployment selectors and compile targets match on them. ``spec.models`` is
+the desired state, one entry per model name, written only by the operator. ``status`` is written only by the
+device's agent and holds metadata only: versions, digests, states and health summaries, never inputs or outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from edgefleet.api import common
+from edgefleet.api.common import ApiModel, Condition, Name, ObjectMeta
+from edgefleet.api.modeldeployment import HealthSpec
+
+KIND = "EdgeDevice"
+PLURAL = "edgedevices"
+
+ModelState = Literal["Pending", "Downloading", "Verifying", "Installing", "Active", "RolledBack", "Failed"]
+Verdict = Literal["Pending", "Healthy", "Unhealthy"]
+# Artifact bundles are downloaded by devices; http is allowed because the embedded store serves plain HTTP on a
+# trusted network and every bundle is verified by digest and ed25519 signature before use.
+ARTIFACT_URI = r"^https?://[^\s]+$"
+
+
+class ArtifactRef(ApiModel):
+    """A compiled, signed bundle for one hardware class."""
+
+    uri: Annotated[str, Field(max_length=2048, pattern=ARTIFACT_URI)] = Field(description="Download URL.")
+    digest: Annotated[str, Field(pattern=common.DIGEST)] = Field(description="sha256 of the bundle bytes.")
+    size_bytes: int = Field(ge=1, le=4 * 1024**3, description="Exact bundle size; larger downloads are cut off.")
+    precision: Literal["int8", "fp16", "fp32"] = Field(description="Precision of the compiled model.")
+
+    @field_validator("uri")
+    @classmethod
+    def _safe(cls, uri: str) -> str:
+        from edgefleet.api.modeldeployment import check_fetchable_uri
+
+        return check_fetchable_uri(uri)
+
+
+class DesiredModel(ApiModel):
+    """One model the device should run."""
+
+    name: Name = Field(description="Model name (unique per device).")
+    deployment: Name = Field(description="The ModelDeployment that owns this entry.")
+    version: Annotated[str, Field(max_length=128, pattern=common.SEMVER)] = Field(description="Model version.")
+    revision: Annotated[str, Field(max_length=256)] = Field(description="Rollout revision the entry belongs to.")
+    artifact: ArtifactRef = Field(description="The bundle to install.")
+    health: HealthSpec = Field(default_factory=HealthSpec, description="Thresholds evaluated on the device.")
+
+
+class EdgeDeviceSpec(ApiModel):
+    """Desired state of the device, written by the operator."""
+
+    models: Annotated[
+        list[DesiredModel],
+        Field(
+            max_length=32,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ] = Field(default_factory=list, description="Models the device should serve, one per name.")
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, models: list[DesiredModel]) -> list[DesiredModel]:
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique (duplicate: {', '.join(dupes)})")
+        return models
+
+
+class Capabilities(ApiModel):
+    """What the device can run, detected by the agent at start."""
+
+    arch: Annotated[str, Field(max_length=32)] | None = Field(default=None, description="CPU architecture.")
+    cpu_flags: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=64, description="Relevant instruction-set flags (avx2, avx512f, vnni...)."
+    )
+    cpu_count: int | None = Field(default=None, ge=0, description="Logical CPUs.")
+    memory_bytes: int | None = Field(default=None, ge=0, description="Physical memory.")
+    execution_providers: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=16, description="onnxruntime execution providers available."
+    )
+    onnxruntime_version: Annotated[str, Field(max_length=32)] | None = Field(default=None, description="ORT version.")
+
+
+class HealthSummary(ApiModel):
+    """Aggregates of the last health window: numbers about traffic, never the traffic itself."""
+
+    verdict: Verdict = Field(description="Pending until minSamples were seen.")
+    samples: int = Field(default=0, ge=0, description="Inferences in the window.")
+    errors: int = Field(default=0, ge=0, description="Failed inferences in the window.")
+    non_finite: int = Field(default=0, ge=0, description="Inferences with NaN/Inf outputs.")
+    latency_p50_ms: float | None = Field(default=None, ge=0, description="p50 latency, ms.")
+    latency_p95_ms: float | None = Field(default=None, ge=0, description="p95 latency, ms.")
+    reason: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="Why unhealthy.")
+    evaluated_at: dt.datetime | None = Field(default=None, description="When the verdict was computed.")
+
+
+class ModelStatus(ApiModel):
+    """Where one model stands on the device."""
+
+    name: Name = Field(description="Model name.")
+    state: ModelState = Field(description="Install state.")
+    desired_digest: Annotated[str, Field(pattern=common.DIGEST)] | None = Field(
+        default=None, description="Digest the device is converging to."
+    )
+    active_version: Annotated[str, Field(max_length=128)] | None = Field(default=None, description="Serving now.")
+    active_digest: Annotated[str, Field(pattern=common.DIGEST)] | None = Field(default=None, description="Serving.")
+    active_revision: Annotated[str, Field(max_length=256)] | None = Field(default=None, description="Serving.")
+    previous_version: Annotated[str, Field(max_length=128)] | None = Field(default=None, description="Other slot.")
+    previous_digest: Annotated[str, Field(pattern=common.DIGEST)] | None = Field(default=None, description="Other.")
+    health: HealthSummary | None = Field(default=None, description="Last health verdict of the active model.")
+    last_transition_time: dt.datetime | None = Field(default=None, description="When state last changed.")
+    message: Annotated[str, Field(max_length=4096)] | None = Field(default=None, description="Details.")
+
+
+class EdgeDeviceStatus(ApiModel):
+    """Observed state, reported by the device's agent."""
+
+    observed_generation: int | None = Field(default=None, description="Generation of spec last acted on.")
+    agent_version: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Agent version.")
+    capabilities: Capabilities | None = Field(default=None, description="Detected hardware and runtimes.")
+    models: Annotated[
+        list[ModelStatus],
+        Field(
+            max_length=32,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+    ] = Field(default_factory=list, description="Per-model state.")
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    ] = Field(default_factory=list, description="Ready, Converged, Healthy.")
+
+
+class EdgeDevice(ApiModel):
+    """An edge device and the models it should run."""
+
+    api_version: Literal["edgefleet.io/v1alpha1"] = Field(default="edgefleet.io/v1alpha1")
+    kind: Literal["EdgeDevice"] = Field(default="EdgeDevice")
+    metadata: ObjectMeta
+    spec: EdgeDeviceSpec = Field(default_factory=EdgeDeviceSpec)
+    status: EdgeDeviceStatus | None = None
+
+
+__all__ = [
+    "ArtifactRef",
+    "Capabilities",
+    "DesiredModel",
+    "EdgeDevice",
+    "EdgeDeviceSpec",
+    "EdgeDeviceStatus",
+    "HealthSummary",
+    "ModelStatus",
+    "Name",
+]
