@@ -240,7 +240,9 @@ def write(directory: Path) -> list[Path]:
         path = directory / name
         path.write_text(render(crd))
         written.append(path)
-    kustomization = directory / "kustomization.yaml"
+    # Named "Kustomization" (no extension) so that `kubectl apply -f crds/` skips it while `kubectl apply -k`
+    # and kustomize overlays that list `crds/` as a resource still find it.
+    kustomization = directory / "Kustomization"
     kustomization.write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
         + "".join(f"  - {p.name}\n" for p in written)
