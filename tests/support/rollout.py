@@ -1,8 +1,8 @@
 """An in-memory fleet for planner tests: ModelDeployments, EdgeDevices that report what they run, and a clock.
 
-:class:`Fleet` applies plans the way the operator does (device entries via :func:`planner.apply_change`, status
-replaced, the stable template kept) and lets a test decide what each device reports, so tests assert on the
-resulting state. It is a fake of the cluster for fast unit tests of pure logic only.
+:class:`Fleet` applies plans the way the operator does (device entries via :func:`planner.apply_change`,
+status replaced, the stable template kept) and lets a test decide what each device reports, so tests assert on
+the resulting state. It is a fake of the cluster for fast unit tests of pure logic only.
 """
 
 from __future__ import annotations
@@ -35,8 +35,15 @@ def spec(
 ) -> modeldeployment.ModelDeploymentSpec:
     """A valid spec; the model digest follows the version so each version is a new revision."""
     rollout: dict[str, Any] = {
-        "steps": list(steps or [{"setWeight": 10}, {"analysis": {"durationSeconds": 60, "minSamples": 100}},
-                                {"setWeight": 50}, {"setWeight": 100}]),
+        "steps": list(
+            steps
+            or [
+                {"setWeight": 10},
+                {"analysis": {"durationSeconds": 60, "minSamples": 100}},
+                {"setWeight": 50},
+                {"setWeight": 100},
+            ]
+        ),
         "maxUnavailable": max_unavailable,
         "successThreshold": threshold,
         "progressDeadlineSeconds": deadline,
@@ -92,7 +99,9 @@ def _hex(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
-def device(name: str, site: str = "s1", line: str = "l1", hw: str = "x86", app: str = "weld") -> edgedevice.EdgeDevice:
+def device(
+    name: str, site: str = "s1", line: str = "l1", hw: str = "x86", app: str = "weld"
+) -> edgedevice.EdgeDevice:
     labels = {common.LABEL_SITE: site, common.LABEL_LINE: line, common.LABEL_HARDWARE_CLASS: hw, "app": app}
     return edgedevice.EdgeDevice(metadata=common.ObjectMeta(name=name, namespace="plant", labels=labels))
 
@@ -102,7 +111,14 @@ def layout(n: int, sites: int = 2, lines: int = 2) -> list[edgedevice.EdgeDevice
     out = []
     for i in range(n):
         line = i % (sites * lines)
-        out.append(device(f"dev-{i:02d}", f"site-{line // lines}", f"line-{line % lines}", "arm64" if i % 3 == 0 else "x86"))
+        out.append(
+            device(
+                f"dev-{i:02d}",
+                f"site-{line // lines}",
+                f"line-{line % lines}",
+                "arm64" if i % 3 == 0 else "x86",
+            )
+        )
     return out
 
 
@@ -140,7 +156,9 @@ class Fleet:
 
     def apply(self, p: planner.Plan) -> None:
         for change in p.changes:
-            self.devices[change.device] = planner.apply_change(self.devices[change.device], NAME, change.desired)
+            self.devices[change.device] = planner.apply_change(
+                self.devices[change.device], NAME, change.desired
+            )
             if change.desired is not None:
                 self.history.setdefault(change.device, []).append(change.desired.revision)
         self.md = self.md.model_copy(update={"status": p.status})
@@ -166,7 +184,10 @@ class Fleet:
             prev_rev = previous.active_revision if previous is not None else None
             if said == "Silent":
                 status = edgedevice.ModelStatus(
-                    name=entry.name, state="Installing", desired_digest=entry.artifact.digest, active_revision=prev_rev
+                    name=entry.name,
+                    state="Installing",
+                    desired_digest=entry.artifact.digest,
+                    active_revision=prev_rev,
                 )
             elif said == "RolledBack":
                 status = edgedevice.ModelStatus(

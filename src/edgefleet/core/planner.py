@@ -329,6 +329,8 @@ class _Planner:
             if self.budget <= 0:
                 return False
             self.budget -= 1
+        elif device.targeted and device.unavailable(device.entry) and not device.unavailable(desired):
+            self.budget += 1  # the device becomes available: the budget is "limit minus unavailable devices"
         device.entry = desired
         return True
 
@@ -422,6 +424,11 @@ class _Planner:
         self.ready = ("False", conditions.Reason("RolledBack", message))
         self.stalled = conditions.Reason("RolledBack", message)
         self.message = message
+        assert self.stable_revision is not None
+        if not all(
+            d.converged_on(self.stable_revision) for d in self.targeted if self.stable_entry(d) is not None
+        ):
+            self.wait_for_devices()
 
     def promote(self) -> None:
         assert self.candidate is not None
@@ -520,11 +527,6 @@ class _Planner:
             message = f"Revision {self.aborted_revision} was rolled back; change the spec to roll out again"
         self.converge_to_stable()
         self.set_rolled_back(message)
-        assert self.stable_revision is not None
-        if not all(
-            d.converged_on(self.stable_revision) for d in self.targeted if self.stable_entry(d) is not None
-        ):
-            self.wait_for_devices()
 
     def wait_for_devices(self) -> None:
         if not self.window_open:
@@ -581,6 +583,7 @@ class _Planner:
                 self.started = self.now
                 return
             if step.set_weight is not None:
+                snapshot = ({d.name: d.entry for d in self.devices}, self.budget)
                 done = self.set_weight(step.set_weight)
                 if done:
                     self.advance()
@@ -593,6 +596,10 @@ class _Planner:
                     waiting = [
                         d.name for d in self.updated() if not d.converged_on(self.canary_revision or "")
                     ]
+                    # Undo this pass's moves towards the weight, so the rollback gets the whole budget.
+                    for d in self.devices:
+                        d.entry = snapshot[0][d.name]
+                    self.budget = snapshot[1]
                     self.fail(
                         f"no progress for {self.spec.rollout.progress_deadline_seconds}s",
                         f"{len(waiting)} updated devices not converged: {_names(waiting)}",
@@ -600,7 +607,7 @@ class _Planner:
                     return
                 updated = self.updated()
                 converged = sum(d.converged_on(self.canary_revision or "") for d in updated)
-                self.progressing(f"waiting for devices to run the canary ({converged}/{len(updated)} updated)")
+                self.progressing(f"waiting for the canary to be active ({converged}/{len(updated)} updated)")
                 self.wait_for_devices()
                 return
             if promoted:
@@ -718,11 +725,8 @@ class _Planner:
     def result(self) -> Plan:
         generation = self.md.metadata.generation
         reconciling = None
-        moving = any(d.entry != d.original or d.dirty for d in self.devices)
         converging = any(d.entry is not None and not d.converged_on(d.entry.revision) for d in self.targeted)
-        if self.phase in ("Progressing", "Compiling") or (
-            self.phase == "RolledBack" and (moving or converging)
-        ):
+        if self.phase in ("Progressing", "Compiling") or (self.phase == "RolledBack" and converging):
             reconciling = conditions.Reason(
                 self.ready[1].reason if self.phase != "RolledBack" else "RollingBack", self.message
             )
