@@ -143,8 +143,19 @@ def _compile_failed_for_this_generation(md: modeldeployment.ModelDeployment) -> 
 
 
 async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Outcome:
-    """Converge one ModelDeployment (see the module docstring). Raises TransientError / InvalidSpecError."""
-    md = parse(body)
+    """Converge one ModelDeployment (see the module docstring). Raises TransientError / InvalidSpecError.
+
+    ``body`` only names the object: the handler's copy can predate this operator's own last status write (a
+    timer queued behind a change handler), so the current object is read from the API server.
+    """
+    meta = body.get("metadata") or {}
+    try:
+        fresh = await deps.api.get(fleet.MODELDEPLOYMENTS, meta.get("namespace"), str(meta.get("name")))
+    except kubeapi.NotFound:
+        return Outcome(modeldeployment.ModelDeploymentStatus(), (), None, 0)
+    md = parse(fresh)
+    if md.metadata.deletion_timestamp is not None:
+        return Outcome(md.status or modeldeployment.ModelDeploymentStatus(), (), None, 0)
     namespace = md.metadata.namespace or "default"
     name = md.metadata.name
     status = md.status or modeldeployment.ModelDeploymentStatus()

@@ -1,0 +1,315 @@
+"""The real operator process (``kopf run -m edgefleet.operator``) against the real kube-apiserver.
+
+Devices are simulated by :mod:`tests.support.devices` (they write the status an edge agent would write);
+the source models are real ONNX files served over HTTP on 127.0.0.1, compiled by the fp32 packager in the
+operator's process pool, signed with a key from a Secret and served by the operator's artifact store.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgefleet.adapters import bundle
+from tests.support import controlplane
+from tests.support.devices import SimulatedFleet
+
+# tests/support/controlplane.py (shared) leaves its child processes' log files open; that ResourceWarning is
+# not ours to fix here, so it is ignored for these tests only.
+pytestmark = [
+    pytest.mark.controlplane,
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+REPO = Path(__file__).resolve().parents[2]
+N_DEVICES = 20
+
+
+def onnx_model(offset: float) -> bytes:
+    """A real ONNX model, y = x + offset, small enough to build in a test."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Add", ["x", "c"], ["y"])
+    const = helper.make_tensor("c", TensorProto.FLOAT, [1], [offset])
+    graph = helper.make_graph(
+        [node],
+        "add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[const],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@contextlib.contextmanager
+def model_server(directory: Path) -> Iterator[str]:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *_args, **_kw: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def setup(
+    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
+) -> Iterator[tuple[controlplane.ControlPlane, str, str, Path]]:
+    models = tmp_path / "models"
+    models.mkdir()
+    for version, offset in (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0)):
+        (models / f"{version}.onnx").write_bytes(onnx_model(offset))
+    key = bundle.generate_key()
+    control_plane.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "signing",
+        f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
+    )
+    with model_server(models) as url:
+        port = controlplane.free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(control_plane.kubeconfig),
+            "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "EDGEFLEET_STORE_DIR": str(tmp_path / "store"),
+            "EDGEFLEET_STORE_PORT": str(port),
+            "EDGEFLEET_STORE_HOST": "127.0.0.1",
+            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
+            "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
+            "EDGEFLEET_RESYNC_SECONDS": "1",
+        }
+        log = (tmp_path / "operator.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "--namespace",
+                namespace,
+                "-m",
+                "edgefleet.operator",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield control_plane, namespace, url, tmp_path
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+
+def manifest(namespace: str, url: str, version: str, models: Path) -> str:
+    sha = hashlib.sha256((models / f"{version}.onnx").read_bytes()).hexdigest()
+    body = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "adder", "namespace": namespace},
+        "spec": {
+            "model": {
+                "name": "adder",
+                "version": version,
+                "uri": f"{url}/{version}.onnx",
+                "sha256": sha,
+                "task": "regression",
+            },
+            "compile": {
+                "targets": [{"name": "x86", "evaluation": {"uri": f"{url}/eval.npz", "sha256": "0" * 64}}]
+            },
+            "selector": {"matchLabels": {"app": "adder"}},
+            "rollout": {
+                "steps": [
+                    {"setWeight": 10},
+                    {"analysis": {"durationSeconds": 2, "minSamples": 100}},
+                    {"setWeight": 50},
+                    {"setWeight": 100},
+                ],
+                "maxUnavailable": "50%",
+                "progressDeadlineSeconds": 120,
+            },
+        },
+    }
+    return json.dumps(body)
+
+
+def md_status(cp: controlplane.ControlPlane, namespace: str) -> dict[str, Any]:
+    out = cp.kubectl("-n", namespace, "get", "md", "adder", "-o", "json").stdout
+    status: dict[str, Any] = json.loads(out).get("status") or {}
+    return status
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], dict[str, Any]],
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    log: Path,
+    trail: list[tuple[Any, ...]] | None = None,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = probe()
+        if trail is not None:
+            point = (
+                last.get("phase"),
+                last.get("currentStepIndex"),
+                (last.get("devices") or {}).get("updated"),
+            )
+            if not trail or trail[-1] != point:
+                trail.append(point)
+        if done(last):
+            return last
+        time.sleep(0.3)
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}; last status {json.dumps(last)[:2000]}\n{tail}")
+
+
+def create_devices(fleet: SimulatedFleet) -> None:
+    for i in range(N_DEVICES):
+        fleet.create(
+            f"dev-{i:02d}",
+            {
+                "app": "adder",
+                "edgefleet.io/site": f"site-{i % 2}",
+                "edgefleet.io/line": f"line-{i % 4}",
+                "edgefleet.io/hardware-class": "x86",
+            },
+        )
+
+
+def events(cp: controlplane.ControlPlane, namespace: str) -> list[str]:
+    out = cp.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
+    return [e.get("reason", "") for e in json.loads(out)["items"]]
+
+
+def test_canary_waves_full_then_failing_canary_rolls_back(
+    setup: tuple[controlplane.ControlPlane, str, str, Path],
+) -> None:
+    cp, namespace, url, tmp = setup
+    log = tmp / "operator.log"
+    models = tmp / "models"
+    bad: set[str] = set()
+    fleet = SimulatedFleet(
+        cp.kubeconfig, namespace, verdict=lambda _d, r: "Unhealthy" if r in bad else "Healthy"
+    )
+    create_devices(fleet)
+    fleet.start()
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", models))
+        first = wait_for("1.0.0 installed", probe, lambda s: s.get("phase") == "Healthy", 120, log)
+        v1 = first["stableRevision"]
+        assert set(fleet.desired().values()) == {v1}
+        artifact = first["artifacts"][0]
+        with urllib.request.urlopen(artifact["uri"], timeout=10) as resp:  # the operator's store serves it
+            data = resp.read()
+        key_pem = base64.b64decode(
+            json.loads(cp.kubectl("-n", namespace, "get", "secret", "signing", "-o", "json").stdout)["data"][
+                "signing-key.pem"
+            ]
+        )
+        opened = bundle.open_bundle(data, [bundle.load_private_key(key_pem).public_key()], artifact["digest"])
+        assert opened.manifest["model"]["version"] == "1.0.0" and opened.manifest["golden"]["samples"]
+
+        # Happy path: 2.0.0 goes canary (2 devices) -> 50 % -> 100 %.
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "2.0.0", models))
+        trail: list[tuple[Any, ...]] = []
+        done = wait_for(
+            "2.0.0 promoted",
+            probe,
+            lambda s: s.get("phase") == "Healthy" and s.get("stableRevision", "").startswith("2.0.0"),
+            180,
+            log,
+            trail,
+        )
+        v2 = done["stableRevision"]
+        assert set(fleet.desired().values()) == {v2}
+        updated_seen = [u for _, step, u in trail if step is not None and u is not None]
+        assert 2 in updated_seen, trail  # the 10 % canary was visible in status
+        assert any(2 < u < N_DEVICES for u in updated_seen), trail  # a middle wave
+        reasons = events(cp, namespace)
+        for reason in ("Compiled", "RolloutStarted", "StepCompleted", "Promoted"):
+            assert reason in reasons, reasons
+        ready = next(c for c in done["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True" and not any(c["type"] == "Reconciling" for c in done["conditions"])
+
+        # Failing canary: 3.0.0 is unhealthy wherever it runs; it is aborted and rolled back automatically.
+        bad.add("3.0.0")
+        fleet.verdict = lambda _d, r: "Unhealthy" if r.startswith("3.0.0") else "Healthy"
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "3.0.0", models))
+        failed = wait_for(
+            "3.0.0 rolled back",
+            probe,
+            lambda s: (
+                s.get("phase") == "RolledBack"
+                and not any(c["type"] == "Reconciling" for c in s.get("conditions", []))
+            ),
+            180,
+            log,
+        )
+        v3 = failed["abortedRevision"]
+        assert v3.startswith("3.0.0") and failed["stableRevision"] == v2
+        assert set(fleet.desired().values()) == {v2}
+        canaries = sorted(d for d, revs in fleet.seen.items() if v3 in revs)
+        assert 1 <= len(canaries) <= 2, canaries  # only the 10 % canary ever got the bad version
+        ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "RolledBack"
+        assert canaries[0] in ready["message"] and "error rate" in ready["message"]
+        assert "RolloutAborted" in events(cp, namespace)
+        assert not fleet.errors, fleet.errors[:3]
+    finally:
+        fleet.stop()
+
+
+def test_deleting_the_deployment_removes_the_model_from_devices(
+    setup: tuple[controlplane.ControlPlane, str, str, Path],
+) -> None:
+    cp, namespace, url, tmp = setup
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    fleet.start()
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models"))
+        wait_for("installed", probe, lambda s: s.get("phase") == "Healthy", 120, tmp / "operator.log")
+        cp.kubectl("-n", namespace, "delete", "md", "adder", "--timeout=60s")
+        assert set(fleet.desired().values()) == {None}
+    finally:
+        fleet.stop()
