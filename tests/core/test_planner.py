@@ -348,3 +348,17 @@ def test_plan_refuses_a_missing_stable_template() -> None:
     fleet.stable = None
     with pytest.raises(ValueError, match="template of stable revision"):
         fleet.plan()
+
+
+def test_superseding_a_wide_canary_with_little_budget_still_completes() -> None:
+    fleet = promoted_fleet(20, max_unavailable=2)
+    v2 = revisions.revision_of(fleet.md.spec)
+    for _ in range(12):  # well into the 50 % step
+        fleet.reconcile()
+        fleet.report()
+        fleet.tick(61)
+    assert len(fleet.on(v2)) > 2
+    fleet.set_spec(rollout.spec(version="3.0.0", max_unavailable=2))
+    fleet.run(rounds=200)
+    assert fleet.status.phase == "Healthy"
+    assert fleet.on(revisions.revision_of(fleet.md.spec)) == sorted(fleet.devices)

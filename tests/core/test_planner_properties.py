@@ -54,7 +54,7 @@ def limit(fleet: Fleet) -> int:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(devices=fleets(), steps=step_lists(), mu=max_unavailable, data=st.data())
-def test_never_more_than_max_unavailable_and_planning_twice_equals_once(
+def test_never_more_than_max_unavailable_planning_twice_equals_once_and_rollouts_end(
     devices: list[Any], steps: list[dict[str, Any]], mu: int | str, data: st.DataObject
 ) -> None:
     fleet = Fleet.new(rollout.spec(steps=steps, max_unavailable=mu, deadline=60), devices)
@@ -76,6 +76,17 @@ def test_never_more_than_max_unavailable_and_planning_twice_equals_once(
         by_name = dict(zip(sorted(fleet.devices), behaviour, strict=True))
         fleet.report(lambda d, _r, by_name=by_name: by_name[d], samples=data.draw(st.sampled_from([10, 200])))
         fleet.tick(data.draw(st.sampled_from([5, 25, 70])))
+    # Liveness: once every device behaves and reports, the rollout ends, with every device on stable.
+    for _ in range(120):
+        p = fleet.reconcile()
+        fleet.report()
+        fleet.tick(5)
+        settled = not any(c.type == "Reconciling" for c in p.status.conditions)
+        if p.status.canary_revision is None and p.status.phase in ("Healthy", "RolledBack") and settled:
+            break
+    assert p.status.canary_revision is None and p.status.phase in ("Healthy", "RolledBack"), p.status.phase
+    stable = p.status.stable_revision
+    assert all(r == stable for r in fleet.desired_revisions().values()), fleet.desired_revisions()
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,6 +7,7 @@ operator's process pool, signed with a key from a Secret and served by the opera
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import functools
@@ -38,6 +39,12 @@ pytestmark = [
 ]
 REPO = Path(__file__).resolve().parents[2]
 N_DEVICES = 20
+DEFAULT_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 10},
+    {"analysis": {"durationSeconds": 2, "minSamples": 100}},
+    {"setWeight": 50},
+    {"setWeight": 100},
+]
 
 
 def onnx_model(offset: float) -> bytes:
@@ -74,10 +81,48 @@ def model_server(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
+class OperatorProcess:
+    """``kopf run -m edgefleet.operator`` as a child process that a test can kill and start again."""
+
+    def __init__(self, env: dict[str, str], namespace: str, log: Path) -> None:
+        self.env, self.namespace, self.log = env, namespace, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kopf",
+                    "run",
+                    "--standalone",
+                    "--namespace",
+                    self.namespace,
+                    "-m",
+                    "edgefleet.operator",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @pytest.fixture
 def setup(
     control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
-) -> Iterator[tuple[controlplane.ControlPlane, str, str, Path]]:
+) -> Iterator[tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess]]:
     models = tmp_path / "models"
     models.mkdir()
     for version, offset in (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0)):
@@ -105,37 +150,17 @@ def setup(
             "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
             "EDGEFLEET_RESYNC_SECONDS": "1",
         }
-        log = (tmp_path / "operator.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                "--namespace",
-                namespace,
-                "-m",
-                "edgefleet.operator",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
+        operator.start()
         try:
-            yield control_plane, namespace, url, tmp_path
+            yield control_plane, namespace, url, tmp_path, operator
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
+            operator.stop()
 
 
-def manifest(namespace: str, url: str, version: str, models: Path) -> str:
+def manifest(
+    namespace: str, url: str, version: str, models: Path, steps: list[dict[str, Any]] | None = None
+) -> str:
     sha = hashlib.sha256((models / f"{version}.onnx").read_bytes()).hexdigest()
     body = {
         "apiVersion": "edgefleet.io/v1alpha1",
@@ -154,12 +179,7 @@ def manifest(namespace: str, url: str, version: str, models: Path) -> str:
             },
             "selector": {"matchLabels": {"app": "adder"}},
             "rollout": {
-                "steps": [
-                    {"setWeight": 10},
-                    {"analysis": {"durationSeconds": 2, "minSamples": 100}},
-                    {"setWeight": 50},
-                    {"setWeight": 100},
-                ],
+                "steps": steps or DEFAULT_STEPS,
                 "maxUnavailable": "50%",
                 "progressDeadlineSeconds": 120,
             },
@@ -220,9 +240,9 @@ def events(cp: controlplane.ControlPlane, namespace: str) -> list[str]:
 
 
 def test_canary_waves_full_then_failing_canary_rolls_back(
-    setup: tuple[controlplane.ControlPlane, str, str, Path],
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
 ) -> None:
-    cp, namespace, url, tmp = setup
+    cp, namespace, url, tmp, _ = setup
     log = tmp / "operator.log"
     models = tmp / "models"
     bad: set[str] = set()
@@ -299,9 +319,9 @@ def test_canary_waves_full_then_failing_canary_rolls_back(
 
 
 def test_deleting_the_deployment_removes_the_model_from_devices(
-    setup: tuple[controlplane.ControlPlane, str, str, Path],
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
 ) -> None:
-    cp, namespace, url, tmp = setup
+    cp, namespace, url, tmp, _ = setup
     fleet = SimulatedFleet(cp.kubeconfig, namespace)
     create_devices(fleet)
     fleet.start()
@@ -311,5 +331,125 @@ def test_deleting_the_deployment_removes_the_model_from_devices(
         wait_for("installed", probe, lambda s: s.get("phase") == "Healthy", 120, tmp / "operator.log")
         cp.kubectl("-n", namespace, "delete", "md", "adder", "--timeout=60s")
         assert set(fleet.desired().values()) == {None}
+    finally:
+        fleet.stop()
+
+
+def cli(cp: controlplane.ControlPlane, namespace: str, *argv: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run ``edgefleet status``/``rollout`` in-process; returns the parsed JSON output, or the exit code."""
+    from edgefleet.cli import rollout, status
+
+    parser = argparse.ArgumentParser(prog="edgefleet")
+    sub = parser.add_subparsers(dest="command")
+    status.register(sub)
+    rollout.register(sub)
+    args = parser.parse_args([*argv, "--kubeconfig", str(cp.kubeconfig), "-n", namespace])
+    capsys.readouterr()
+    code = args.func(args)
+    out = capsys.readouterr().out
+    return json.loads(out) if "-o" in argv or "--output" in argv else code
+
+
+def test_cli_pause_resume_promote_abort_and_operator_restart(
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cp, namespace, url, tmp, operator = setup
+    log = tmp / "operator.log"
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    fleet.start()
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models", steps))
+        v1 = wait_for("installed", probe, lambda s: s.get("phase") == "Healthy", 120, log)["stableRevision"]
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "2.0.0", tmp / "models", steps))
+        wait_for(
+            "first pause",
+            probe,
+            lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
+            120,
+            log,
+        )
+        view = cli(cp, namespace, "rollout", "status", "adder", "-o", "json", capsys=capsys)
+        assert [s["state"] for s in view["stepStates"]] == [
+            "done",
+            "current",
+            "pending",
+            "pending",
+            "pending",
+        ]
+        assert view["devices"]["updated"] == 2
+
+        # The operator dies mid-rollout and comes back: the rollout continues where it was, not from step 0.
+        operator.stop(signal.SIGKILL)
+        started = events(cp, namespace).count("RolloutStarted")
+        operator.start()
+        time.sleep(4)
+        resumed = probe()
+        assert resumed["currentStepIndex"] == 1 and resumed["phase"] == "Paused"
+        assert events(cp, namespace).count("RolloutStarted") == started
+
+        assert cli(cp, namespace, "rollout", "promote", "adder", capsys=capsys) == 0
+        wait_for(
+            "second pause",
+            probe,
+            lambda s: s.get("currentStepIndex") == 3 and s.get("phase") == "Paused",
+            60,
+            log,
+        )
+        assert sum(r == resumed["canaryRevision"] for r in fleet.desired().values()) == 10
+
+        # Held by annotation: promoting does nothing until resumed.
+        assert cli(cp, namespace, "rollout", "pause", "adder", capsys=capsys) == 0
+        assert cli(cp, namespace, "rollout", "promote", "adder", capsys=capsys) == 0
+        held = wait_for(
+            "held",
+            probe,
+            lambda s: any(
+                c["type"] == "Ready" and "annotation edgefleet.io/paused" in c.get("message", "")
+                for c in s.get("conditions", [])
+            ),
+            30,
+            log,
+        )
+        assert held["currentStepIndex"] == 3
+        assert cli(cp, namespace, "rollout", "resume", "adder", capsys=capsys) == 0
+        wait_for(
+            "2.0.0 promoted after resume",
+            probe,
+            lambda s: s.get("phase") == "Healthy" and (s.get("stableRevision") or "").startswith("2.0.0"),
+            60,
+            log,
+        )
+
+        # A third version is aborted by hand at its first pause.
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "3.0.0", tmp / "models", steps))
+        wait_for(
+            "3.0.0 paused",
+            probe,
+            lambda s: (s.get("canaryRevision") or "").startswith("3.0.0") and s.get("phase") == "Paused",
+            120,
+            log,
+        )
+        assert cli(cp, namespace, "rollout", "abort", "adder", capsys=capsys) == 0
+        aborted = wait_for("aborted", probe, lambda s: s.get("phase") == "RolledBack", 60, log)
+        assert aborted["abortedRevision"].startswith("3.0.0")
+        stable = aborted["stableRevision"]
+        assert stable.startswith("2.0.0") and stable != v1
+        wait_for(
+            "devices back on stable",
+            lambda: {"d": list(set(fleet.desired().values()))},
+            lambda s: s["d"] == [stable],
+            30,
+            log,
+        )
+        listing = cli(cp, namespace, "status", "-o", "json", capsys=capsys)
+        assert [row["name"] for row in listing] == ["adder"] and listing[0]["phase"] == "RolledBack"
+        detail = cli(cp, namespace, "status", "adder", "-o", "json", capsys=capsys)
+        assert len(detail["deviceRows"]) == N_DEVICES and {r["role"] for r in detail["deviceRows"]} == {
+            "stable"
+        }
     finally:
         fleet.stop()

@@ -199,6 +199,18 @@ class KubernetesApi:
         self._client.close()
 
 
+def current_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace of the kubeconfig's current context ("default" when unset or without a kubeconfig)."""
+    import kubernetes
+
+    try:
+        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+    except (kubernetes.config.ConfigException, OSError, TypeError):
+        return "default"
+    namespace = (context or {}).get("context", {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
 def _reason(body: Any) -> str:
     try:
         return str(json.loads(body).get("message", ""))
@@ -216,4 +228,5 @@ __all__ = [
     "KubernetesApi",
     "NotFound",
     "Resource",
+    "current_namespace",
 ]

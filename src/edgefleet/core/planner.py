@@ -652,13 +652,20 @@ class _Planner:
             wanted = [r.name for r in ranked]
             capacity = len(pool)
         else:
-            eligible = [r.name for r in ranked if r.name in current or not r.line_keeper]
-            capacity = len(eligible)
-            wanted = [n for n in eligible if n in current]
-            for name in eligible:
+            allowed = [r.name for r in ranked if r.name in current or not r.line_keeper]
+            capacity = len(allowed)
+            wanted = [n for n in allowed if n in current]
+            for name in allowed:
                 if len(wanted) >= goal:
                     break
-                if name not in current:
+                device = by_name[name]
+                # Only a device that runs what it was asked to becomes a canary: a late joiner is installed
+                # with stable first, and a device still switching is not interrupted.
+                if (
+                    name not in current
+                    and device.entry is not None
+                    and device.active == device.entry.revision
+                ):
                     wanted.append(name)
         wanted_set = set(wanted)
         # Devices outside the canary go (back) to stable first: late joiners, leftovers of superseded
@@ -670,14 +677,8 @@ class _Planner:
         for device in others:
             self.switch(device, self.stable_entry(device))
         for name in wanted:
-            device = by_name[name]
-            if name in current:
-                continue
-            # Below 100 % only devices already on stable become canaries, so a late joiner is first installed
-            # with stable; at 100 % everything goes straight to the canary.
-            if weight < 100 and (device.entry is None or device.entry.revision != self.stable_revision):
-                continue
-            self.switch(device, self.canary_entry(device))
+            if name not in current:
+                self.switch(by_name[name], self.canary_entry(by_name[name]))
         on_canary = [d for d in pool if d.entry is not None and d.entry.revision == revision]
         return len(on_canary) >= min(goal, capacity) and all(d.converged_on(revision) for d in on_canary)
 
