@@ -121,7 +121,7 @@ class OperatorProcess:
 
 @pytest.fixture
 def setup(
-    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
+    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess]]:
     models = tmp_path / "models"
     models.mkdir()
@@ -142,13 +142,14 @@ def setup(
         env = {
             **os.environ,
             "KUBECONFIG": str(control_plane.kubeconfig),
-            "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]),
             "EDGEFLEET_STORE_DIR": str(tmp_path / "store"),
             "EDGEFLEET_STORE_PORT": str(port),
             "EDGEFLEET_STORE_HOST": "127.0.0.1",
             "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
             "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
             "EDGEFLEET_RESYNC_SECONDS": "1",
+            **getattr(request, "param", {}),
         }
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
@@ -453,3 +454,26 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
         }
     finally:
         fleet.stop()
+
+
+@pytest.mark.parametrize(
+    "setup", [{"EDGEFLEET_COMPILER": "tests.support.compilers:gate_fails"}], indirect=True, ids=["gate-fails"]
+)
+def test_a_spec_failing_the_accuracy_gate_stalls_and_rolls_nothing_out(
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
+) -> None:
+    cp, namespace, url, tmp, _ = setup
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    probe = functools.partial(md_status, cp, namespace)
+    cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models"))
+    stalled = wait_for("Stalled", probe, lambda s: s.get("phase") == "Stalled", 120, tmp / "operator.log")
+    by_type = {c["type"]: c for c in stalled["conditions"]}
+    assert by_type["Stalled"]["reason"] == "AccuracyGateFailed"
+    assert "int8 drop 0.034" in by_type["Stalled"]["message"]
+    assert by_type["Ready"]["status"] == "False" and "Reconciling" not in by_type
+    assert by_type["Stalled"]["observedGeneration"] == 1
+    time.sleep(3)  # several resyncs: the verdict stands and nothing is recompiled or rolled out
+    assert set(fleet.desired().values()) == {None}
+    assert probe()["conditions"] == stalled["conditions"]
+    assert "AccuracyGateFailed" in events(cp, namespace)
