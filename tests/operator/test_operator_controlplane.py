@@ -477,3 +477,86 @@ def test_a_spec_failing_the_accuracy_gate_stalls_and_rolls_nothing_out(
     assert set(fleet.desired().values()) == {None}
     assert probe()["conditions"] == stalled["conditions"]
     assert "AccuracyGateFailed" in events(cp, namespace)
+
+
+def test_deployables_validate_and_the_operator_works_with_only_its_rbac(
+    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    rendered = cp.kubectl("kustomize", str(REPO / "operator")).stdout
+    cp.kubectl("apply", "--server-side", "-f", str(REPO / "operator" / "namespace.yaml"))
+    cp.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=rendered)
+    wanted = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    docs = [d for d in rendered.split("\n---\n") if any(f"kind: {k}\n" in d for k in wanted)]
+    cp.kubectl("apply", "--server-side", "-f", "-", input="\n---\n".join(docs))
+    key = bundle.generate_key()
+    cp.kubectl("-n", "edgefleet-system", "delete", "secret", "edgefleet-signing-key", "--ignore-not-found")
+    cp.kubectl(
+        "-n",
+        "edgefleet-system",
+        "create",
+        "secret",
+        "generic",
+        "edgefleet-signing-key",
+        f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
+    )
+    token = cp.kubectl("-n", "edgefleet-system", "create", "token", "edgefleet-operator").stdout.strip()
+    assert cp.ca_file is not None
+    kubeconfig = tmp_path / "operator-kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": cp.server,
+                            "certificate-authority-data": base64.b64encode(cp.ca_file.read_bytes()).decode(),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    # The operator's identity cannot read other Secrets or write device status.
+    denied = cp.kubectl("--kubeconfig", str(kubeconfig), "-n", namespace, "get", "secrets", check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "1.0.0.onnx").write_bytes(onnx_model(1.0))
+    with model_server(models) as url:
+        port = controlplane.free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+            "EDGEFLEET_STORE_DIR": str(tmp_path / "store"),
+            "EDGEFLEET_STORE_PORT": str(port),
+            "EDGEFLEET_STORE_HOST": "127.0.0.1",
+            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
+            "EDGEFLEET_RESYNC_SECONDS": "1",
+        }
+        operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
+        operator.start()
+        fleet = SimulatedFleet(cp.kubeconfig, namespace)
+        create_devices(fleet)
+        fleet.start()
+        try:
+            cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", models))
+            done = wait_for(
+                "Healthy under least privilege",
+                functools.partial(md_status, cp, namespace),
+                lambda s: s.get("phase") == "Healthy",
+                120,
+                tmp_path / "operator.log",
+            )
+            assert set(fleet.desired().values()) == {done["stableRevision"]}
+            assert "Compiled" in events(cp, namespace)
+        finally:
+            fleet.stop()
+            operator.stop()
