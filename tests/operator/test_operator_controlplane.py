@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import functools
 import hashlib
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +25,7 @@ from typing import Any
 import pytest
 
 from edgefleet.adapters import bundle
-from tests.support import controlplane
+from tests.support import controlplane, models
 from tests.support.devices import SimulatedFleet
 
 # tests/support/controlplane.py (shared) leaves its child processes' log files open; that ResourceWarning is
@@ -47,38 +44,8 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
 ]
 
 
-def onnx_model(offset: float) -> bytes:
-    """A real ONNX model, y = x + offset, small enough to build in a test."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("Add", ["x", "c"], ["y"])
-    const = helper.make_tensor("c", TensorProto.FLOAT, [1], [offset])
-    graph = helper.make_graph(
-        [node],
-        "add",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        initializer=[const],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-@contextlib.contextmanager
-def model_server(directory: Path) -> Iterator[str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *_args, **_kw: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+onnx_model = models.adder
+model_server = models.served
 
 
 class OperatorProcess:
