@@ -362,3 +362,19 @@ def test_superseding_a_wide_canary_with_little_budget_still_completes() -> None:
     fleet.run(rounds=200)
     assert fleet.status.phase == "Healthy"
     assert fleet.on(revisions.revision_of(fleet.md.spec)) == sorted(fleet.devices)
+
+
+def test_a_canary_that_went_silent_after_a_healthy_verdict_fails_the_analysis() -> None:
+    fleet = promoted_fleet(20, deadline=120)
+    new = revisions.revision_of(fleet.md.spec)
+    fleet.reconcile()
+    fleet.report()
+    fleet.reconcile()
+    assert fleet.status.current_step_index == 1
+    fleet.tick(200)  # no reports since: the verdicts are older than three health windows
+    p = fleet.reconcile()
+    assert p.status.phase == "RolledBack"
+    message = (fleet.condition("Ready") or pytest.fail("no Ready")).message
+    canaries = sorted(name for name, revs in fleet.history.items() if new in revs)
+    assert "0/2 updated devices healthy" in message
+    assert f"no verdict: {', '.join(canaries)}" in message

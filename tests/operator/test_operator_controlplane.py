@@ -315,6 +315,8 @@ def cli(cp: controlplane.ControlPlane, namespace: str, *argv: str, capsys: pytes
     capsys.readouterr()
     code = args.func(args)
     out = capsys.readouterr().out
+    if "--watch" in argv:
+        return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return json.loads(out) if "-o" in argv or "--output" in argv else code
 
 
@@ -413,6 +415,10 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
             30,
             log,
         )
+        code, frames = cli(
+            cp, namespace, "rollout", "status", "adder", "--watch", "-o", "json", capsys=capsys
+        )
+        assert code == 1 and frames[-1]["phase"] == "RolledBack"  # --watch ends on a rolled-back rollout
         listing = cli(cp, namespace, "status", "-o", "json", capsys=capsys)
         assert [row["name"] for row in listing] == ["adder"] and listing[0]["phase"] == "RolledBack"
         detail = cli(cp, namespace, "status", "adder", "-o", "json", capsys=capsys)

@@ -28,6 +28,8 @@ class SimulatedFleet:
     namespace: str
     verdict: Callable[[str, str], str] = lambda _device, _revision: "Healthy"
     interval: float = 0.3
+    refresh_seconds: float = 5.0
+    """Verdicts are re-evaluated this often even when unchanged, as a live agent does every health window."""
     seen: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -104,11 +106,22 @@ class SimulatedFleet:
                     }
                 )
             current = ((device.get("status") or {}).get("models")) or []
-            if _strip(current) == _strip(reports):
+            if _strip(current) == _strip(reports) and not _stale(current, self.refresh_seconds):
                 continue
             self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self.namespace, PLURAL, name, {"status": {"models": reports}}
             )
+
+
+def _stale(reports: list[dict[str, Any]], seconds: float) -> bool:
+    now = dt.datetime.now(dt.UTC)
+    for report in reports:
+        stamp = (report.get("health") or {}).get("evaluatedAt")
+        if stamp is None or now - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) > dt.timedelta(
+            seconds=seconds
+        ):
+            return True
+    return False
 
 
 def _strip(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

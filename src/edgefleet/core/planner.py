@@ -157,6 +157,25 @@ def describe_step(step: modeldeployment.RolloutStep) -> str:
     return f"analysis {step.analysis.duration_seconds}s, {step.analysis.min_samples} samples"
 
 
+def stale_after(health: modeldeployment.HealthSpec) -> dt.timedelta:
+    """How old a health verdict may be and still count: three evaluation windows, at least 2 min (pure).
+
+    A device that stopped reporting keeps its last verdict in status; past this age it counts as silent, so a
+    canary that went dark cannot pass an analysis on an old "Healthy".
+
+    >>> stale_after(modeldeployment.HealthSpec(window_seconds=60))
+    datetime.timedelta(seconds=180)
+    """
+    return dt.timedelta(seconds=max(3 * health.window_seconds, 120))
+
+
+def _fresh(report: edgedevice.ModelStatus | None, now: dt.datetime, limit: dt.timedelta) -> bool:
+    health = report.health if report is not None else None
+    if health is None or health.evaluated_at is None:
+        return True  # nothing dated to judge; a missing verdict is handled as silence elsewhere
+    return now - health.evaluated_at <= limit
+
+
 def _names(names: Iterable[str]) -> str:
     items = sorted(names)
     shown = ", ".join(items[:MAX_NAMES])
@@ -175,6 +194,8 @@ class _Device:
     original: edgedevice.DesiredModel | None
     report: edgedevice.ModelStatus | None
     dirty: bool
+    fresh: bool
+    """The health verdict is recent enough to count (see :func:`stale_after`)."""
 
     @property
     def active(self) -> str | None:
@@ -203,7 +224,9 @@ class _Device:
 
     def healthy_on(self, revision: str) -> bool:
         health = self.report.health if self.report is not None else None
-        return self.converged_on(revision) and health is not None and health.verdict == "Healthy"
+        return (
+            self.converged_on(revision) and self.fresh and health is not None and health.verdict == "Healthy"
+        )
 
     def samples_on(self, revision: str) -> int:
         health = self.report.health if self.report is not None else None
@@ -312,6 +335,7 @@ class _Planner:
             report=report,
             # More than one owned entry (the model was renamed) always needs a rewrite.
             dirty=len(owned) > 1,
+            fresh=_fresh(report, self.now, stale_after(self.spec.health)),
         )
 
     # -- device changes ----------------------------------------------------------------------------------
@@ -804,4 +828,5 @@ __all__ = [
     "plan",
     "removal",
     "resolve_max_unavailable",
+    "stale_after",
 ]
