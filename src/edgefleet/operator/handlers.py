@@ -102,7 +102,8 @@ async def startup(settings: kopf.OperatorSettings, logger: Log, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kopf.edgefleet.io", key="last-handled-configuration"
     )
-    settings.posting.level = logging.WARNING
+    # Our own events carry every transition; log lines are not turned into events as well.
+    settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
     config = CONFIG
     api = kubeapi.KubernetesApi(config.kubeconfig)
