@@ -235,6 +235,15 @@ def test_canary_waves_full_then_failing_canary_rolls_back(
         )
         opened = bundle.open_bundle(data, [bundle.load_private_key(key_pem).public_key()], artifact["digest"])
         assert opened.manifest["model"]["version"] == "1.0.0" and opened.manifest["golden"]["samples"]
+        base = artifact["uri"].split("/artifacts/")[0]
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+            exported = resp.read().decode()
+        assert (
+            f'edgefleet_rollout_devices{{deployment="adder",namespace="{namespace}",state="updated"}} 20.0'
+            in exported
+        )
+        assert "edgefleet_compile_duration_seconds_count 1.0" in exported
+        assert 'edgefleet_reconcile_duration_seconds_count{result="ok"}' in exported
 
         # Happy path: 2.0.0 goes canary (2 devices) -> 50 % -> 100 %.
         cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "2.0.0", models))
