@@ -45,7 +45,10 @@ class ControlPlaneError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("EDGEFLEET_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefleet")
+    root = Path(
+        os.environ.get("EDGEFLEET_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefleet"
+    )
     return root / "controlplane" / f"{KUBE_VERSION}-etcd{ETCD_VERSION}"
 
 
@@ -62,7 +65,9 @@ def find_binaries(build: bool = True) -> Path:
     script = REPO / "hack" / "build-control-plane.sh"
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise ControlPlaneError(f"{script} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise ControlPlaneError(
+            f"{script} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return cache_dir()
 
 
@@ -121,8 +126,14 @@ def _cert(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
@@ -207,8 +218,8 @@ class ControlPlane:
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("ab") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
@@ -397,7 +408,14 @@ def _wait_namespace(cp: ControlPlane, name: str, deadline: float) -> None:
 def install(cp: ControlPlane) -> None:
     """Server-side apply ``crds/`` with the real kubectl and wait until discovery serves both kinds."""
     cp.kubectl("apply", "--server-side", "--field-manager=edgefleet-tests", "-f", str(REPO / "crds"))
-    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=edgefleet")
+    cp.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=edgefleet",
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         out = cp.kubectl("api-resources", "--api-group=edgefleet.io", "-o", "name", check=False).stdout
