@@ -80,12 +80,24 @@ def run(workdir: Path) -> int:
             repo.index.commit("Roll out weld-defect 1.4.0")
         with _step("Ran the pull-request checks: edgefleet validate", timings):
             code, out, err = _capture(["validate", str(repo_dir)])
-        console.print(Panel((out + err).strip(), title="edgefleet validate", border_style="green" if code == 0 else "red"))
+        console.print(
+            Panel((out + err).strip(), title="edgefleet validate", border_style="green" if code == 0 else "red")
+        )
         if code != 0:
             return code
         with _step("Ran the pull-request checks: edgefleet plan --base main --head bump-weld-1.4.0", timings):
             code, out, err = _capture(
-                ["plan", "--repo", str(repo_dir), "--base", "main", "--head", "bump-weld-1.4.0", "--kubeconfig", str(cp.kubeconfig)]
+                [
+                    "plan",
+                    "--repo",
+                    str(repo_dir),
+                    "--base",
+                    "main",
+                    "--head",
+                    "bump-weld-1.4.0",
+                    "--kubeconfig",
+                    str(cp.kubeconfig),
+                ]
             )
         if code != 0:
             console.print(err)
