@@ -381,31 +381,64 @@ def _sensitivity_fallback(
 def _rank_sensitivity(
     fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, threads: int
 ) -> list[str]:
-    """Weight nodes, most sensitive first: error at the node's output minus error at its input, vs FP32."""
+    """Nodes, most sensitive first: the error a node adds (at its output, over its worst input) vs FP32.
+
+    Every node with a float output counts, not only weight nodes: in reconstruction-error heads the damage is
+    done by element-wise arithmetic on small differences, which is cheap to keep in float.
+    """
     proto = onnx.load_model_from_string(fp32)
-    inits = {t.name for t in proto.graph.initializer}
-    graph_inputs = {i.name for i in proto.graph.input}
-    nodes = [
-        n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input[1:])
-    ]
-    tensors = sorted({n.output[0] for n in nodes} | {n.input[0] for n in nodes if n.input[0] not in graph_inputs})
+    float_tensors = {
+        v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    } | {v.name for v in proto.graph.output}
+    nodes = [n for n in proto.graph.node if n.output and n.output[0] in float_tensors and n.name]
+    if not nodes:  # no shape information: fall back to the weight nodes, whose outputs are float by construction
+        inits = {t.name for t in proto.graph.initializer}
+        nodes = [n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input)]
+    tensors = sorted({n.output[0] for n in nodes})
+    # In a QDQ graph consumers read "<tensor>_DequantizeLinear_Output"; that is the value to compare.
+    q_proto = onnx.load_model_from_string(quantized)
+    q_tensors = {o for n in q_proto.graph.node for o in n.output}
+    q_name = {t: f"{t}_DequantizeLinear_Output" for t in tensors if f"{t}_DequantizeLinear_Output" in q_tensors}
     count = len(next(iter(feed.values())))
-    subset = {k: v[: min(count, limit)] for k, v in feed.items()}
-    values = []
-    for model in (fp32, quantized):
-        exposed = _expose(model, tensors)
-        sess = measure.session(exposed, threads=threads)
-        names = [o.name for o in sess.get_outputs()]
-        results = measure.run_dataset(sess, subset)
-        values.append(dict(zip(names, results, strict=True)))
-    ref, got = values
+    sessions = []
+    for model, names in ((fp32, tensors), (quantized, [q_name.get(t, t) for t in tensors])):
+        sess = measure.session(_expose(model, names), threads=threads)
+        sessions.append((sess, [o.name for o in sess.get_outputs()]))
+    diff: dict[str, float] = {}
+    scale: dict[str, float] = {}
+    for i in range(min(count, limit)):
+        sample = {k: v[i : i + 1] for k, v in feed.items()}
+        try:
+            ref = dict(zip(sessions[0][1], sessions[0][0].run(None, sample), strict=True))
+            got = dict(zip(sessions[1][1], sessions[1][0].run(None, sample), strict=True))
+        except Exception as exc:  # onnxruntime's own exception types
+            raise measure.RunError(f"inference failed while ranking sensitivity: {exc}") from exc
+        for name in tensors:
+            qn = q_name.get(name, name)
+            if name in ref and qn in got and np.shape(ref[name]) == np.shape(got[qn]):
+                r = np.asarray(ref[name], dtype=np.float64)
+                diff[name] = diff.get(name, 0.0) + float(np.sum(np.abs(np.asarray(got[qn], np.float64) - r)))
+                scale[name] = scale.get(name, 0.0) + float(np.sum(np.abs(r)))
 
-    def err(name: str) -> float:
-        if name not in ref or name not in got:
+    producer = {o: n for n in proto.graph.node for o in n.output}
+
+    def err(name: str, depth: int = 0) -> float:
+        # A tensor the quantizer folded away (e.g. the input of a removed Relu) inherits its producer's inputs.
+        if name in diff:
+            return diff[name] / max(scale[name], 1e-12)
+        node = producer.get(name)
+        if node is None or depth > 8:
             return 0.0
-        return fidelity.relative_error(got[name], ref[name])
+        return max([err(i, depth + 1) for i in node.input if i] + [0.0])
 
-    scores = {n.name: err(n.output[0]) - err(n.input[0]) for n in nodes}
+    scores: dict[str, float] = {}
+    for n in nodes:
+        score = err(n.output[0]) - max([err(i) for i in n.input if i] + [0.0])
+        scores[n.name] = max(scores.get(n.name, score), score)
+        # Blame producers whose outputs vanished too: excluding only the survivor would not restore them.
+        for i in n.input:
+            if i and i not in diff and i in producer and producer[i].name:
+                scores[producer[i].name] = max(scores.get(producer[i].name, score), score)
     return sorted(scores, key=lambda n: (-scores[n], n))
 
 

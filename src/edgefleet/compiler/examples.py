@@ -409,3 +409,70 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+_WORDS = (
+    "edge fleet model rollout canary stable device sensor pump valve motor 2026 batch 17 line A4 shift "
+    "gate 3 north dock 42 serial KX-9 order 581 temp 21.5 C ok fault check ready"
+).split()
+
+
+def _photo_background(rng: np.random.Generator, photos: list[Any], height: int, width: int) -> Any:
+    from PIL import Image
+
+    photo = photos[int(rng.integers(0, len(photos)))]
+    h = int(min(photo.shape[0], photo.shape[1] * height / width) * rng.uniform(0.3, 1.0))
+    w = int(h * width / height)
+    y = int(rng.integers(0, photo.shape[0] - h + 1))
+    x = int(rng.integers(0, photo.shape[1] - w + 1))
+    crop = Image.fromarray(photo[y : y + h, x : x + w]).resize((width, height), Image.Resampling.BILINEAR)
+    # lighten so that dark text stays legible, as on labels and signs
+    return Image.blend(crop, Image.new("RGB", (width, height), (255, 255, 255)), float(rng.uniform(0.5, 0.8)))
+
+
+def text_line_images(count: int, height: int = 48, width: int = 192, seed: int = 0) -> tuple[FArray, Any]:
+    """Text-line crops for an orientation classifier: ``([count, 3, H, W] in [-1, 1], labels)``.
+
+    Words from a fixed vocabulary are rendered with Pillow's bundled font onto lightened crops of
+    scikit-learn's sample photos; every second line is rotated by 180 degrees (label 1, else 0).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+    from sklearn import datasets
+
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(img) for img in datasets.load_sample_images().images]
+    out = np.empty((count, 3, height, width), dtype=np.float32)
+    labels = np.zeros(count, dtype=np.int64)
+    for i in range(count):
+        img = _photo_background(rng, photos, height, width)
+        font = ImageFont.load_default(size=int(rng.integers(int(height * 0.45), int(height * 0.7))))
+        text = " ".join(str(w) for w in rng.choice(_WORDS, size=3))
+        shade = int(rng.integers(0, 70))
+        ImageDraw.Draw(img).text((int(rng.integers(2, 10)), int(height * 0.12)), text, font=font, fill=(shade,) * 3)
+        if i % 2:
+            img = img.transpose(Image.Transpose.ROTATE_180)
+            labels[i] = 1
+        out[i] = (np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+    return out, labels
+
+
+def text_scene_images(count: int, size: int = 96, seed: int = 0) -> FArray:
+    """Square scenes with a few text lines on photo backgrounds for a text detector, ImageNet-normalised."""
+    from PIL import ImageDraw, ImageFont
+    from sklearn import datasets
+
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(img) for img in datasets.load_sample_images().images]
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+    out = np.empty((count, 3, size, size), dtype=np.float32)
+    for i in range(count):
+        img = _photo_background(rng, photos, size, size)
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(1, 4))):
+            font = ImageFont.load_default(size=int(rng.integers(size // 10, size // 5)))
+            text = " ".join(str(w) for w in rng.choice(_WORDS, size=2))
+            xy = (int(rng.integers(0, size // 3)), int(rng.integers(0, size - size // 5)))
+            draw.text(xy, text, font=font, fill=(int(rng.integers(0, 60)),) * 3)
+        out[i] = (np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0 - mean) / std
+    return out

@@ -10,7 +10,9 @@ every task
     ``relativeError``: worst output's normalised mean absolute error ``mean|y - ref| / mean|ref|``; and
     ``maxAbsError``. Non-finite outputs make both infinite.
 ``detection``
-    additionally ``flipRate``: share of score-map elements that change side of 0.5 (the usual threshold).
+    the first output is a score map: ``flipRate`` is the share of elements that change side of 0.5 (the usual
+    threshold) and ``relativeError`` is the larger of ``flipRate`` and ``mean|y - ref| / (max(ref) - min(ref))``
+    (background near 0 would make a mean-magnitude denominator explode).
 
 Worked example: reference logits ``[[2, 1], [0, 3]]``, variant ``[[1.9, 1.2], [0.1, 2.8]]`` and labels ``[0, 0]``:
 both arg-maxes agree (``top1Agreement`` 1.0), both models score 1 of 2 (``accuracyDrop`` 0.0), mean absolute
@@ -30,8 +32,8 @@ Array = np.ndarray[Any, Any]
 def relative_error(actual: Array, reference: Array) -> float:
     """``mean|actual - reference| / mean|reference|`` (pure); infinite when ``actual`` is not finite.
 
-    >>> relative_error(np.array([1.1, 1.9]), np.array([1.0, 2.0]))
-    0.0666...
+    >>> round(relative_error(np.array([1.1, 1.9]), np.array([1.0, 2.0])), 4)
+    0.0667
     """
     a = np.asarray(actual, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
@@ -87,10 +89,17 @@ def measure(
             result["top1Agreement"] = 0.0
     if task == "detection" and outputs:
         out, ref = np.asarray(outputs[0]), np.asarray(reference[0])
-        if out.shape == ref.shape and np.all(np.isfinite(out)):
-            result["flipRate"] = float(np.mean((out > 0.5) != (ref > 0.5))) if ref.size else 0.0
+        if out.shape == ref.shape and np.all(np.isfinite(out)) and ref.size:
+            flips = float(np.mean((out > 0.5) != (ref > 0.5)))
+            span = float(np.max(ref) - np.min(ref))
+            mae = float(np.mean(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
+            result["flipRate"] = flips
+            # Score maps are mostly background near 0, where a mean-magnitude denominator explodes; the error
+            # is relative to the map's range instead, and a decision flip counts at least as much.
+            result["relativeError"] = max(flips, mae / max(span, 1e-6))
         else:
             result["flipRate"] = 1.0
+            result["relativeError"] = float("inf")
     return result
 
 
