@@ -17,6 +17,8 @@ from edgefleet import __version__
 COMMANDS: tuple[str, ...] = (
     "validate",
     "plan",
+    "compile",
+    "verify",
 )
 
 

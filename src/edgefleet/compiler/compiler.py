@@ -202,15 +202,23 @@ def compile_model(
     budget = selection.Budget(
         target.accuracy_budget.max_accuracy_drop, target.accuracy_budget.max_relative_error
     )
-    say("Measuring latency")
-    timed = _time_candidates(built, task, budget, eval_feed, hw, settings, clock)
+    timed: dict[str, selection.Latency] = {}
+    if device_benchmarks is None:
+        say("Measuring latency")
+        timed = _time_candidates(built, task, budget, eval_feed, hw, settings, clock)
+    elif "fp32" not in device_benchmarks:
+        raise errors.InvalidSpecError(f"{where}: the device benchmark has no fp32 entry to compare against")
     fp32_latency = timed.get("fp32")
     candidates = []
     for item in built:
-        lat = (device_benchmarks or {}).get(item.plan.name) or timed.get(item.plan.name)
-        if lat is not None and fp32_latency is not None and item.plan.name not in (device_benchmarks or {}):
-            draft = _candidate(item, lat)
-            lat = selection.project_latency(draft, fp32_latency, host.features, hw.features)
+        lat: selection.Latency | None
+        if device_benchmarks is not None:
+            # A device benchmark replaces host timings wholesale: mixing the two would compare unlike clocks.
+            lat = device_benchmarks.get(item.plan.name)
+        else:
+            lat = timed.get(item.plan.name)
+            if lat is not None and fp32_latency is not None:
+                lat = selection.project_latency(_candidate(item, lat), fp32_latency, host.features, hw.features)
         candidates.append(_candidate(item, lat))
     choice = selection.choose(
         task, candidates, budget, target.precision, target.optimize_for, tolerance=settings.tolerance

@@ -37,6 +37,8 @@ Objective = Literal["latency", "size"]
 INT8_DOT_FEATURES = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
 # Features that give native FP16 arithmetic (without them onnxruntime's CPU kernels cast back to FP32).
 FP16_FEATURES = frozenset({"avx512_fp16", "fphp", "asimdhp"})
+# Cost model: minimum latency, relative to FP32, assumed for a precision whose features the target lacks.
+SLOWDOWN_WITHOUT_FEATURES = {"int8": 1.5, "fp16": 1.1, "fp32": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,14 +130,16 @@ def project_latency(
     """Latency expected on the target hardware class from a host measurement: the documented cost model (pure).
 
     When the host and target agree on the features that matter for a precision, the host measurement stands.
-    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), or native FP16
-    arithmetic the target lacks (``FP16_FEATURES``), the candidate is assumed to be *no faster than FP32* on the
-    target: its latency becomes ``max(measured, fp32)``. That never over-promises a speed-up; a device-reported
-    benchmark, when supplied, replaces the projection.
+    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed to
+    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave on
+    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic the
+    target lacks (``FP16_FEATURES``), FP16 is assumed to take at least ``1.1x`` FP32's (onnxruntime then casts
+    around float kernels). The projection never over-promises a speed-up; a device-reported benchmark, when
+    supplied, replaces it.
 
     >>> c = Candidate("int8", "int8", 1, 1, {}, Latency(0.5, 0.6, (0.5,)))
     >>> project_latency(c, Latency(1.0, 1.2, (1.0,)), frozenset({"avx512_vnni"}), frozenset({"avx2"})).p50
-    1.0
+    1.5
     """
     lat = candidate.latency
     if lat is None:
@@ -143,10 +147,11 @@ def project_latency(
     relevant = {"int8": INT8_DOT_FEATURES, "fp16": FP16_FEATURES}.get(candidate.precision)
     if relevant is None or (host_features & relevant) <= (target_features & relevant):
         return lat
+    factor = SLOWDOWN_WITHOUT_FEATURES[candidate.precision]
     return Latency(
-        p50=max(lat.p50, fp32.p50),
-        p95=max(lat.p95, fp32.p95),
-        rounds=tuple(max(a, b) for a, b in zip(lat.rounds, fp32.rounds, strict=False)),
+        p50=max(lat.p50, fp32.p50 * factor),
+        p95=max(lat.p95, fp32.p95 * factor),
+        rounds=tuple(max(a, b * factor) for a, b in zip(lat.rounds, fp32.rounds, strict=False)),
     )
 
 
