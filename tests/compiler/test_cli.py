@@ -1,4 +1,4 @@
-"""``edgefleet compile`` and ``edgefleet verify`` end to end on the example models (real files, real onnxruntime)."""
+"""``edgefleet compile`` and ``edgefleet verify`` end to end on the example models, with real onnxruntime."""
 
 from __future__ import annotations
 
@@ -31,12 +31,26 @@ def key(tmp_path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def test_compile_then_verify(tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compile_then_verify(
+    tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store"
     report = tmp_path / "report.json"
     code = cli(
-        "compile", str(EXAMPLES / "digits-cnn"), "--task", "classification", "--version", "1.2.0",
-        "--signing-key", str(key), "--store", str(store), "--precision", "fp16", "--report-json", str(report),
+        "compile",
+        str(EXAMPLES / "digits-cnn"),
+        "--task",
+        "classification",
+        "--version",
+        "1.2.0",
+        "--signing-key",
+        str(key),
+        "--store",
+        str(store),
+        "--precision",
+        "fp16",
+        "--report-json",
+        str(report),
     )
     assert code == 0
     bundles = list(store.iterdir())
@@ -67,8 +81,20 @@ def test_unreachable_budget_writes_nothing(
 ) -> None:
     store = tmp_path / "store"
     code = cli(
-        "compile", str(EXAMPLES / "vibration-ae"), "--task", "anomaly-score", "--signing-key", str(key),
-        "--store", str(store), "--precision", "int8", "--quant-method", "dynamic", "--max-relative-error", "0.0001",
+        "compile",
+        str(EXAMPLES / "vibration-ae"),
+        "--task",
+        "anomaly-score",
+        "--signing-key",
+        str(key),
+        "--store",
+        str(store),
+        "--precision",
+        "int8",
+        "--quant-method",
+        "dynamic",
+        "--max-relative-error",
+        "0.0001",
         "--quiet",
     )
     assert code == 1
@@ -78,10 +104,20 @@ def test_unreachable_budget_writes_nothing(
     assert "int8-dynamic" in err and "> budget 0.0001" in err
 
 
-def test_missing_inputs_are_reported(tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_inputs_are_reported(
+    tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = cli(
-        "compile", str(tmp_path / "nope.onnx"), "--evaluation", str(tmp_path / "e.npz"), "--task", "regression",
-        "--signing-key", str(key), "--store", str(tmp_path / "s"),
+        "compile",
+        str(tmp_path / "nope.onnx"),
+        "--evaluation",
+        str(tmp_path / "e.npz"),
+        "--task",
+        "regression",
+        "--signing-key",
+        str(key),
+        "--store",
+        str(tmp_path / "s"),
     )
     assert code == 1
     assert "nope.onnx: model not found" in capsys.readouterr().err

@@ -47,7 +47,9 @@ def test_evaluation_set_must_fit_the_model(
     arrays: dict[str, np.ndarray], message: str, signing_key: ed25519.Ed25519PrivateKey
 ) -> None:
     example = load_example("digits-cnn")
-    bad = type(example)(example.name, example.task, example.model, examples.npz_bytes(arrays), example.calibration)
+    bad = type(example)(
+        example.name, example.task, example.model, examples.npz_bytes(arrays), example.calibration
+    )
     with pytest.raises(errors.InvalidSpecError, match=message) as info:
         compile_example(bad, signing_key, target("fp32"))
     assert "compile target 'x86-host'" in str(info.value)
@@ -56,7 +58,9 @@ def test_evaluation_set_must_fit_the_model(
 
 def test_garbage_model_is_invalid_input(signing_key: ed25519.Ed25519PrivateKey) -> None:
     example = load_example("digits-cnn")
-    bad = type(example)(example.name, example.task, b"\x08\x07garbage", example.evaluation, example.calibration)
+    bad = type(example)(
+        example.name, example.task, b"\x08\x07garbage", example.evaluation, example.calibration
+    )
     with pytest.raises(errors.InvalidSpecError, match="ONNX"):
         compile_example(bad, signing_key, target("fp32"))
 
@@ -67,6 +71,12 @@ def test_static_int8_without_calibration_is_refused(signing_key: ed25519.Ed25519
 
     with pytest.raises(errors.InvalidSpecError, match="needs a calibration set"):
         compiler.compile_model(
-            example.model, target("int8", quantization={"method": "static"}), example.task, example.evaluation,
-            None, "d", "1.0.0", signing_key,
+            example.model,
+            target("int8", quantization={"method": "static"}),
+            example.task,
+            example.evaluation,
+            None,
+            "d",
+            "1.0.0",
+            signing_key,
         )

@@ -2,7 +2,8 @@
 
 ``rapidocr-onnxruntime`` ships PaddleOCR's text-line orientation classifier (opset 11) and text detector
 (opset 12). Both hold every weight in ``Constant`` nodes and have symbolic batch/height/width dimensions: the
-quirks exported models have. Inputs are text rendered onto scikit-learn's bundled sample photos. The package is
+quirks exported models have. Inputs are text rendered onto scikit-learn's bundled sample photos. The package
+is
 located without importing it (its import needs OpenCV, which the compiler does not).
 """
 
@@ -21,8 +22,10 @@ from tests.compiler.conftest import FAST, target
 pytest.importorskip("PIL", reason="Pillow decodes scikit-learn's sample photos")
 _spec = importlib.util.find_spec("rapidocr_onnxruntime")
 if _spec is None or not _spec.submodule_search_locations:
-    pytest.skip("rapidocr-onnxruntime (ships the pretrained models) is not installed", allow_module_level=True)
-MODELS = pathlib.Path(list(_spec.submodule_search_locations)[0]) / "models"
+    pytest.skip(
+        "rapidocr-onnxruntime (ships the pretrained models) is not installed", allow_module_level=True
+    )
+MODELS = pathlib.Path(next(iter(_spec.submodule_search_locations))) / "models"
 CLS = MODELS / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 DET = MODELS / "ch_PP-OCRv4_det_infer.onnx"
 
@@ -40,9 +43,15 @@ def test_orientation_classifier_opset11_constant_weights(signing_key: ed25519.Ed
     images, labels = examples.text_line_images(48, seed=1)
     calibration, _ = examples.text_line_images(16, seed=2)
     result = compiler.compile_model(
-        CLS.read_bytes(), target("auto"), "classification",
-        examples.npz_bytes({"x": images, "labels": labels}), examples.npz_bytes({"x": calibration}),
-        "text-orientation", "2.0.0", signing_key, settings=FAST,
+        CLS.read_bytes(),
+        target("auto"),
+        "classification",
+        examples.npz_bytes({"x": images, "labels": labels}),
+        examples.npz_bytes({"x": calibration}),
+        "text-orientation",
+        "2.0.0",
+        signing_key,
+        settings=FAST,
     )
     by_name = {c.name: c for c in result.candidates}
     # per-channel QDQ needs opset 13: the model was upgraded and every candidate built and loaded
@@ -63,8 +72,15 @@ def test_text_detector_fp16_keeps_score_map(signing_key: ed25519.Ed25519PrivateK
     assert opset == 12 and constants > 100
     scenes = examples.text_scene_images(8, size=96, seed=1)
     result = compiler.compile_model(
-        DET.read_bytes(), target("fp16"), "detection",
-        examples.npz_bytes({"x": scenes}), None, "text-detector", "4.0.0", signing_key, settings=FAST,
+        DET.read_bytes(),
+        target("fp16"),
+        "detection",
+        examples.npz_bytes({"x": scenes}),
+        None,
+        "text-detector",
+        "4.0.0",
+        signing_key,
+        settings=FAST,
     )
     fp32 = next(c for c in result.candidates if c.name == "fp32")
     assert result.selected.precision == "fp16"

@@ -21,10 +21,14 @@ from edgefleet.adapters import bundle
 def register(subparsers: Any) -> None:
     """Add the ``verify`` verb."""
     p = subparsers.add_parser(
-        "verify", help="verify a compiled bundle's digest and signature", description=(__doc__ or "").split("\n\n")[0]
+        "verify",
+        help="verify a compiled bundle's digest and signature",
+        description=(__doc__ or "").split("\n\n")[0],
     )
     p.add_argument("bundle", type=pathlib.Path, help="bundle file")
-    p.add_argument("--trust-key", type=pathlib.Path, action="append", required=True, help="ed25519 PEM public key")
+    p.add_argument(
+        "--trust-key", type=pathlib.Path, action="append", required=True, help="ed25519 PEM public key"
+    )
     p.add_argument("--digest", help="expected sha256:<hex> of the bundle")
     p.set_defaults(func=run)
 
@@ -46,11 +50,17 @@ def run(args: argparse.Namespace) -> int:
     measurements = m.get("measurements", {})
     print(f"{args.bundle}: OK {verified.digest}")
     print(f"  signed by key {verified.key_id}")
-    print(f"  model {model.get('name')} {model.get('version')} ({model.get('task')}), source sha256 "
-          f"{model.get('sourceSha256')}")
-    print(f"  target {m.get('target', {}).get('name')}: variant {variant.get('name')} ({variant.get('precision')}) "
-          f"- {variant.get('reason')}")
-    print(f"  model.onnx {len(verified.model)} bytes, {measurements.get('sizeRatio')}x smaller than FP32, "
-          f"fidelity {measurements.get('fidelity')}")
+    print(
+        f"  model {model.get('name')} {model.get('version')} ({model.get('task')}), source sha256 "
+        f"{model.get('sourceSha256')}"
+    )
+    print(
+        f"  target {m.get('target', {}).get('name')}: variant {variant.get('name')} "
+        f"({variant.get('precision')}) - {variant.get('reason')}"
+    )
+    print(
+        f"  model.onnx {len(verified.model)} bytes, {measurements.get('sizeRatio')}x smaller than FP32, "
+        f"fidelity {measurements.get('fidelity')}"
+    )
     print(f"  golden samples {len(m.get('golden', {}).get('samples', []))}")
     return 0

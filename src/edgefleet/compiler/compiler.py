@@ -1,6 +1,7 @@
 """The model compiler: build candidate variants, measure them, gate them, choose one, sign the bundle.
 
-:func:`compile_model` is the library entry point the operator and ``edgefleet compile`` call. It is a pipeline of
+:func:`compile_model` is the library entry point the operator and ``edgefleet compile`` call. It is a
+pipeline of
 adapters around one pure decision (:func:`edgefleet.compiler.selection.choose`):
 
 1. parse the source model and datasets (hostile input: size limits, no pickles, shape checks);
@@ -14,9 +15,11 @@ adapters around one pure decision (:func:`edgefleet.compiler.selection.choose`):
 5. time the passing candidates interleaved on the host (batch 1, pinned threads), project the numbers onto the
    target hardware class (or take a device-reported benchmark), choose, and build the signed bundle.
 
-The manifest holds only deterministic fields (fidelity rounded, no timings), so equal inputs give byte-identical
+The manifest holds only deterministic fields (fidelity rounded, no timings), so equal inputs give
+byte-identical
 bundles whenever the same variant is chosen; timings are in :class:`CompileResult` and its report. Nothing is
-written anywhere: the caller stores ``bundle`` only after a successful return, and an unreachable budget raises
+written anywhere: the caller stores ``bundle`` only after a successful return, and an unreachable budget
+raises
 :class:`edgefleet.core.errors.InvalidSpecError` whose message carries the full report.
 """
 
@@ -50,7 +53,7 @@ Progress = Callable[[str], None]
 
 @dataclasses.dataclass(frozen=True)
 class Hardware:
-    """A hardware class: instruction-set features, execution providers and the threads a device gives a model."""
+    """A hardware class: instruction-set features, execution providers and the threads a model gets."""
 
     name: str
     features: frozenset[str]
@@ -120,7 +123,8 @@ def compile_model(
     """Compile ``source`` (FP32 ONNX bytes) for ``target``; see the module docstring.
 
     ``evaluation``/``calibration`` are ``.npz`` bytes. ``hardware`` describes the target class (default: this
-    host). ``device_benchmarks`` maps candidate names to latencies reported by a device of the target class and
+    host). ``device_benchmarks`` maps candidate names to latencies reported by a device of the target class
+    and
     replaces host timings for those candidates. Raises ``InvalidSpecError`` when the inputs are unusable or no
     candidate meets the budget.
     """
@@ -140,7 +144,7 @@ def compile_model(
     try:
         fp32_model = passes.optimize(passes.serialize(passes.normalize(source_proto)))
         reference_session = measure.session(source, threads=hw.threads)
-        inputs, outputs = measure.signature(reference_session)
+        inputs, _ = measure.signature(reference_session)
         eval_feed = datasets.check_against(eval_arrays, inputs, "evaluation set")
         calib_feeds = None
         if calib_arrays is not None:
@@ -164,7 +168,8 @@ def compile_model(
     )
     if target.precision == "int8" and choices.method == "static" and calib_feeds is None:
         raise errors.InvalidSpecError(
-            f"{where}: quantization.method static needs a calibration set; set spec.compile.targets[].calibration"
+            f"{where}: quantization.method static needs a calibration set; "
+            "set spec.compile.targets[].calibration"
         )
     plans = selection.plan_candidates(target.precision, choices, has_calibration=calib_feeds is not None)
 
@@ -187,16 +192,32 @@ def compile_model(
             if plan.name == "fp32":
                 item = _Built(plan, fp32_model, {}, None, fp32_seconds)
             else:
-                item = _build(plan, quant_base if plan.precision == "int8" else base_model, calib_feeds,
-                              cache_dir, clock)
+                item = _build(
+                    plan,
+                    quant_base if plan.precision == "int8" else base_model,
+                    calib_feeds,
+                    cache_dir,
+                    clock,
+                )
                 if pruned_share is not None:
                     item.options["pruning"] = {"sparsity": round(pruned_share, 4)}
             _evaluate(item, task, eval_feed, reference, labels, hw.threads)
             built.append(item)
         if target.precision in ("auto", "int8"):
             built += _sensitivity_fallback(
-                built, quant_base, task, target, eval_feed, reference, labels, calib_feeds, cache_dir, hw.threads, settings,
-                say, clock,
+                built,
+                quant_base,
+                task,
+                target,
+                eval_feed,
+                reference,
+                labels,
+                calib_feeds,
+                cache_dir,
+                hw.threads,
+                settings,
+                say,
+                clock,
             )
 
     budget = selection.Budget(
@@ -218,7 +239,9 @@ def compile_model(
         else:
             lat = timed.get(item.plan.name)
             if lat is not None and fp32_latency is not None:
-                lat = selection.project_latency(_candidate(item, lat), fp32_latency, host.features, hw.features)
+                lat = selection.project_latency(
+                    _candidate(item, lat), fp32_latency, host.features, hw.features
+                )
         candidates.append(_candidate(item, lat))
     choice = selection.choose(
         task, candidates, budget, target.precision, target.optimize_for, tolerance=settings.tolerance
@@ -253,8 +276,14 @@ def compile_model(
         settings=settings,
     )
     digest, data = bundle.build(manifest, chosen.model, signing_key)
-    log.info("Compiled model %s %s for %s variant=%s digest=%s", model_name, model_version, target.name,
-             selected.name, digest)
+    log.info(
+        "Compiled model %s %s for %s variant=%s digest=%s",
+        model_name,
+        model_version,
+        target.name,
+        selected.name,
+        digest,
+    )
     return CompileResult(
         digest=digest,
         bundle=data,
@@ -333,12 +362,6 @@ def _evaluate(
     item.fidelity = fidelity.measure(task, item.outputs, reference, labels)
 
 
-def _severity(task: str, fid: Mapping[str, float]) -> float:
-    if task == "classification":
-        return max(1.0 - fid.get("top1Agreement", 0.0), fid.get("accuracyDrop", 0.0))
-    return fid.get("relativeError", float("inf"))
-
-
 def _sensitivity_fallback(
     built: list[_Built],
     base: bytes,
@@ -364,7 +387,7 @@ def _sensitivity_fallback(
     qdq = [b for b in int8 if b.plan.kind == "static" and b.options.get("format") == "QDQ"]
     if not qdq or calib is None:
         return []
-    best = min(qdq, key=lambda b: (_severity(task, b.fidelity), b.plan.name))
+    best = min(qdq, key=lambda b: (selection.severity(task, b.fidelity), b.plan.name))
     assert best.model is not None
     say(f"Ranking node sensitivity of {best.plan.name}")
     try:
@@ -399,14 +422,20 @@ def _rank_sensitivity(
         v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     } | {v.name for v in proto.graph.output}
     nodes = [n for n in proto.graph.node if n.output and n.output[0] in float_tensors and n.name]
-    if not nodes:  # no shape information: fall back to the weight nodes, whose outputs are float by construction
+    if (
+        not nodes
+    ):  # no shape information: fall back to the weight nodes, whose outputs are float by construction
         inits = {t.name for t in proto.graph.initializer}
-        nodes = [n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input)]
+        nodes = [
+            n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input)
+        ]
     tensors = sorted({n.output[0] for n in nodes})
     # In a QDQ graph consumers read "<tensor>_DequantizeLinear_Output"; that is the value to compare.
     q_proto = onnx.load_model_from_string(quantized)
     q_tensors = {o for n in q_proto.graph.node for o in n.output}
-    q_name = {t: f"{t}_DequantizeLinear_Output" for t in tensors if f"{t}_DequantizeLinear_Output" in q_tensors}
+    q_name = {
+        t: f"{t}_DequantizeLinear_Output" for t in tensors if f"{t}_DequantizeLinear_Output" in q_tensors
+    }
     count = len(next(iter(feed.values())))
     sessions = []
     for model, names in ((fp32, tensors), (quantized, [q_name.get(t, t) for t in tensors])):
@@ -431,7 +460,8 @@ def _rank_sensitivity(
     producer = {o: n for n in proto.graph.node for o in n.output}
 
     def err(name: str, depth: int = 0) -> float:
-        # A tensor the quantizer folded away (e.g. the input of a removed Relu) inherits its producer's inputs.
+        # A tensor the quantizer folded away (e.g. the input of a removed Relu) inherits its producer's
+        # inputs.
         if name in diff:
             return diff[name] / max(scale[name], 1e-12)
         node = producer.get(name)
@@ -473,9 +503,9 @@ def _time_candidates(
     for item in built:
         if item.model is None:
             continue
-        if not settings.measure_all and item.plan.name != "fp32":
-            if not selection.gate(task, item.fidelity, budget).passed:
-                continue
+        passed = selection.gate(task, item.fidelity, budget).passed
+        if not settings.measure_all and item.plan.name != "fp32" and not passed:
+            continue
         try:
             sessions[item.plan.name] = measure.session(item.model, threads=hw.threads)
         except measure.RunError as exc:
@@ -483,7 +513,11 @@ def _time_candidates(
     sample = datasets.samples(dict(feed), 1)[0]
     try:
         return measure.latencies(
-            sessions, sample, rounds=settings.latency_rounds, round_seconds=settings.round_seconds, clock=clock
+            sessions,
+            sample,
+            rounds=settings.latency_rounds,
+            round_seconds=settings.round_seconds,
+            clock=clock,
         )
     except measure.RunError as exc:
         raise errors.InvalidSpecError(f"latency measurement failed: {exc}") from exc
@@ -541,7 +575,9 @@ def _manifest(
     atol = float(f"{max(atol_factor * scale, 1e-5):.3g}")
     fp32 = next(c for c in candidates if c.name == "fp32")
     selected = next(c for c in candidates if c.name == chosen.plan.name)
-    features = sorted(hardware.features & (selection.INT8_DOT_FEATURES | selection.FP16_FEATURES | _BASE_FEATURES))
+    features = sorted(
+        hardware.features & (selection.INT8_DOT_FEATURES | selection.FP16_FEATURES | _BASE_FEATURES)
+    )
     return {
         "schemaVersion": 1,
         "model": {
@@ -584,7 +620,8 @@ def _manifest(
             "compressedBytes": selected.compressed_bytes,
             "fp32SizeBytes": fp32.size_bytes,
             "sizeRatio": round(fp32.size_bytes / selected.size_bytes, 4) if selected.size_bytes else None,
-            # Host timings differ between runs; they stay out of the signed manifest (see CompileResult.report).
+            # Host timings differ between runs; they stay out of the signed manifest (see
+            # CompileResult.report).
             "latencyP50Ms": None,
             "latencyP95Ms": None,
             "fidelity": fidelity.rounded(selected.fidelity),
@@ -603,7 +640,9 @@ def _manifest(
     }
 
 
-_BASE_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "neon", "asimd"})
+_BASE_FEATURES = frozenset(
+    {"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "neon", "asimd"}
+)
 
 
 def _jsonable(value: Any) -> Any:

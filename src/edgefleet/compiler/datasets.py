@@ -1,6 +1,7 @@
 """Calibration and evaluation datasets: ``.npz`` files with one array per model input and optional ``labels``.
 
-Datasets come from the network, so :func:`load` treats the bytes as hostile: a size limit on the archive and on
+Datasets come from the network, so :func:`load` treats the bytes as hostile: a size limit on the archive and
+on
 every member's declared size (zip bombs), no pickled objects, numeric dtypes only, and a common sample count.
 :func:`check_against` then matches the arrays to the model's inputs and says exactly what does not fit.
 """
@@ -33,7 +34,9 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             declared = sum(info.file_size for info in zf.infolist())
             if declared > MAX_DATASET_BYTES:
-                raise DatasetError(f"{what} unpacks to {declared} bytes, over the {MAX_DATASET_BYTES}-byte limit")
+                raise DatasetError(
+                    f"{what} unpacks to {declared} bytes, over the {MAX_DATASET_BYTES}-byte limit"
+                )
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name]) for name in npz.files}
     except DatasetError:
@@ -45,7 +48,9 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
     counts = {name: (a.shape[0] if a.ndim else 0) for name, a in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.kind not in "biuf":
-            raise DatasetError(f"{what}: array {name!r} has dtype {a.dtype}; only numeric arrays are accepted")
+            raise DatasetError(
+                f"{what}: array {name!r} has dtype {a.dtype}; only numeric arrays are accepted"
+            )
         if a.ndim == 0 or counts[name] == 0:
             raise DatasetError(f"{what}: array {name!r} must have at least one sample on axis 0")
     if len(set(counts.values())) != 1:
@@ -53,8 +58,10 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
     return arrays
 
 
-def check_against(arrays: Mapping[str, Array], inputs: Sequence[measure.IOSpec], what: str) -> dict[str, Array]:
-    """The model's input arrays from ``arrays``, cast to the input dtypes, shapes checked; raises DatasetError."""
+def check_against(
+    arrays: Mapping[str, Array], inputs: Sequence[measure.IOSpec], what: str
+) -> dict[str, Array]:
+    """The model's input arrays from ``arrays``, cast to the input dtypes and shape-checked (DatasetError)."""
     out: dict[str, Array] = {}
     for spec in inputs:
         if spec.name not in arrays:
@@ -63,8 +70,8 @@ def check_against(arrays: Mapping[str, Array], inputs: Sequence[measure.IOSpec],
         a = arrays[spec.name]
         if a.ndim != len(spec.shape):
             raise DatasetError(
-                f"{what}: array {spec.name!r} has rank {a.ndim}, the model input wants rank {len(spec.shape)} "
-                f"{list(spec.shape)}"
+                f"{what}: array {spec.name!r} has rank {a.ndim}, "
+                f"the model input wants rank {len(spec.shape)} {list(spec.shape)}"
             )
         for axis, (have_dim, want) in enumerate(zip(a.shape, spec.shape, strict=True)):
             if isinstance(want, int) and want > 0 and axis > 0 and have_dim != want:

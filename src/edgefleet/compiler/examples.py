@@ -3,17 +3,21 @@
 Two models cover the two shapes of edge workloads the compiler has to handle:
 
 ``digits-cnn``
-    A small convolutional image classifier (Conv-ReLU-MaxPool-Conv-ReLU-Dense-Dense) trained with plain numpy on
+    A small convolutional image classifier (Conv-ReLU-MaxPool-Conv-ReLU-Dense-Dense) trained with plain numpy
+    on
     scikit-learn's bundled 8x8 handwritten digits. Input ``image`` ``[batch, 1, 8, 8]`` (pixels / 16), output
     ``logits`` ``[batch, 10]``. Task ``classification``; the evaluation set carries labels.
 ``vibration-ae``
     A dense autoencoder over log-magnitude spectra of synthetic machine vibration (shaft harmonics plus noise;
     anomalies add bearing-fault impulse trains or a loosened-mount sub-harmonic). Input ``spectrum``
     ``[batch, 256]``, outputs ``reconstruction`` ``[batch, 256]`` and ``score`` ``[batch, 1]`` (mean squared
-    reconstruction error, computed inside the graph). Task ``anomaly-score``; evaluation labels are 1 for anomalies.
+    reconstruction error, computed inside the graph). Task ``anomaly-score``; evaluation labels are 1 for
+    anomalies.
 
-Both are trained from fixed seeds and serialised with ``onnx.helper``; datasets are written as ``.npz`` files with
-fixed zip timestamps, so rebuilding on the same kind of machine gives the same bytes. The dense layers hold almost
+Both are trained from fixed seeds and serialised with ``onnx.helper``; datasets are written as ``.npz`` files
+with
+fixed zip timestamps, so rebuilding on the same kind of machine gives the same bytes. The dense layers hold
+almost
 all parameters, so weights dominate the file size (INT8 can approach 4x smaller).
 
 Build them with ``python -m edgefleet.compiler.examples examples/models``.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import itertools
 import pathlib
 import sys
 import zipfile
@@ -66,7 +71,7 @@ def npz_bytes(arrays: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
     return out.getvalue()
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # tiny numpy training toolkit
 
 
@@ -92,7 +97,7 @@ class _Adam:
 
 
 def _he(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> FArray:
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return np.asarray(rng.standard_normal(shape) * np.sqrt(2.0 / fan_in), dtype=np.float32)
 
 
 def _im2col(x: FArray) -> FArray:
@@ -116,7 +121,7 @@ def _col2im(dcols: FArray, c: int) -> FArray:
     return dx_pad[:, :, 1:-1, 1:-1]
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # digits-cnn
 
 
@@ -163,7 +168,7 @@ def _cnn_backward(p: list[FArray], cache: dict[str, FArray], dlogits: FArray) ->
     dw2 = (dz2.reshape(-1, 64).T @ cache["c2"].reshape(-1, 288)).reshape(w2.shape)
     db2 = dz2.sum((0, 1, 2))
     dc2 = dz2 @ w2.reshape(64, -1)
-    dpooled = _col2im(dc2, 32).transpose(0, 2, 3, 1)  # [n,4,4,32]
+    dpooled = _col2im(dc2.astype(np.float32, copy=False), 32).transpose(0, 2, 3, 1)  # [n,4,4,32]
     mask = cache["mask"]
     da1 = (mask * dpooled[:, :, None, :, None, :]).reshape(n, 8, 8, 32)
     dz1 = da1 * (cache["z1"] > 0)
@@ -204,10 +209,14 @@ def build_digits_cnn(epochs: int = 12, seed: int = 7) -> ExampleModel:
             opt.step(_cnn_backward(params, cache, (probs / len(idx)).astype(np.float32)))
     w1, b1, w2, b2, w3, b3, w4, b4 = params
     nodes = [
-        helper.make_node("Conv", ["image", "conv1.weight", "conv1.bias"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv", ["image", "conv1.weight", "conv1.bias"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]
+        ),
         helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
         helper.make_node("MaxPool", ["relu1"], ["pool1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["pool1", "conv2.weight", "conv2.bias"], ["conv2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv", ["pool1", "conv2.weight", "conv2.bias"], ["conv2"], name="conv2", pads=[1, 1, 1, 1]
+        ),
         helper.make_node("Relu", ["conv2"], ["relu2"], name="relu2"),
         helper.make_node("Flatten", ["relu2"], ["flat"], name="flatten", axis=1),
         helper.make_node("MatMul", ["flat", "fc1.weight"], ["fc1.mm"], name="fc1"),
@@ -233,12 +242,12 @@ def build_digits_cnn(epochs: int = 12, seed: int = 7) -> ExampleModel:
         inputs=[("image", ["batch", 1, 8, 8])],
         outputs=[("logits", ["batch", 10])],
     )
-    calibration = {"image": x_train[:200]}
-    evaluation = {"image": x_eval, "labels": y_eval}
+    calibration: dict[str, np.ndarray[Any, Any]] = {"image": x_train[:200]}
+    evaluation: dict[str, np.ndarray[Any, Any]] = {"image": x_eval, "labels": y_eval}
     return ExampleModel("digits-cnn", "classification", model, calibration, evaluation)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # vibration-ae
 
 SPECTRUM_BINS = 256
@@ -288,7 +297,7 @@ def build_vibration_ae(epochs: int = 25, seed: int = 11) -> ExampleModel:
     mean = train.mean(0)
     std = train.std(0) + 1e-3
     sizes = [SPECTRUM_BINS, 512, 128, 32, 128, 512, SPECTRUM_BINS]
-    weights = [_he(rng, (a, b), a) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    weights = [_he(rng, (a, b), a) for a, b in itertools.pairwise(sizes)]
     biases = [np.zeros(b, np.float32) for b in sizes[1:]]
     opt = _Adam(weights + biases, lr=1e-3)
     norm = ((train - mean) / std).astype(np.float32)
@@ -322,7 +331,9 @@ def build_vibration_ae(epochs: int = 25, seed: int = 11) -> ExampleModel:
     prev = "normed"
     for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
         inits[f"dense{k}.weight"], inits[f"dense{k}.bias"] = w, b
-        nodes.append(helper.make_node("MatMul", [prev, f"dense{k}.weight"], [f"dense{k}.mm"], name=f"dense{k}"))
+        nodes.append(
+            helper.make_node("MatMul", [prev, f"dense{k}.weight"], [f"dense{k}.mm"], name=f"dense{k}")
+        )
         out = "recon.normed" if k == last else f"dense{k}"
         nodes.append(helper.make_node("Add", [f"dense{k}.mm", f"dense{k}.bias"], [out], name=f"dense{k}.add"))
         if k != last:
@@ -368,7 +379,9 @@ def _make_model(
         name,
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-        initializer=[numpy_helper.from_array(np.ascontiguousarray(v, np.float32), k) for k, v in inits.items()],
+        initializer=[
+            numpy_helper.from_array(np.ascontiguousarray(v, np.float32), k) for k, v in inits.items()
+        ],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgefleet-examples"
@@ -412,9 +425,40 @@ if __name__ == "__main__":
 
 
 _WORDS = (
-    "edge fleet model rollout canary stable device sensor pump valve motor 2026 batch 17 line A4 shift "
-    "gate 3 north dock 42 serial KX-9 order 581 temp 21.5 C ok fault check ready"
-).split()
+    "edge",
+    "fleet",
+    "model",
+    "rollout",
+    "canary",
+    "stable",
+    "device",
+    "sensor",
+    "pump",
+    "valve",
+    "motor",
+    "2026",
+    "batch",
+    "17",
+    "line",
+    "A4",
+    "shift",
+    "gate",
+    "3",
+    "north",
+    "dock",
+    "42",
+    "serial",
+    "KX-9",
+    "order",
+    "581",
+    "temp",
+    "21.5",
+    "C",
+    "ok",
+    "fault",
+    "check",
+    "ready",
+)
 
 
 def _photo_background(rng: np.random.Generator, photos: list[Any], height: int, width: int) -> Any:
@@ -448,7 +492,9 @@ def text_line_images(count: int, height: int = 48, width: int = 192, seed: int =
         font = ImageFont.load_default(size=int(rng.integers(int(height * 0.45), int(height * 0.7))))
         text = " ".join(str(w) for w in rng.choice(_WORDS, size=3))
         shade = int(rng.integers(0, 70))
-        ImageDraw.Draw(img).text((int(rng.integers(2, 10)), int(height * 0.12)), text, font=font, fill=(shade,) * 3)
+        ImageDraw.Draw(img).text(
+            (int(rng.integers(2, 10)), int(height * 0.12)), text, font=font, fill=(shade,) * 3
+        )
         if i % 2:
             img = img.transpose(Image.Transpose.ROTATE_180)
             labels[i] = 1

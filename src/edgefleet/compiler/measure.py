@@ -2,7 +2,8 @@
 
 Latency is measured the way a device runs the model: batch 1, a fixed number of intra-op threads, sequential
 execution, full online graph optimisation. The compile host is shared with other work, so candidates are
-measured *interleaved*: every round runs each session a few times in a rotating order, so a burst of background
+measured *interleaved*: every round runs each session a few times in a rotating order, so a burst of
+background
 load hits all candidates alike instead of penalising whichever happened to run during it. Each candidate's
 per-round medians are kept, so the selection rule can demand a speed-up that holds in every round.
 """
@@ -80,7 +81,7 @@ def batch_size(inputs: Sequence[IOSpec]) -> int | None:
 
 
 def run_dataset(sess: Any, data: Mapping[str, Array], chunk: int = 64) -> list[Array]:
-    """Run every sample of ``data`` (arrays batch-first, keyed by input name); outputs concatenated on axis 0."""
+    """Run every sample of ``data`` (batch-first arrays by input name); outputs concatenated on axis 0."""
     inputs, _ = signature(sess)
     names = [i.name for i in inputs]
     count = len(next(iter(data.values())))
@@ -110,7 +111,8 @@ def latencies(
     """Interleaved batch-1 latency of each session on ``feed``, in milliseconds.
 
     After a warm-up that also estimates each session's run time, every round runs each session (in an order
-    rotating per round) for about ``round_seconds`` (between ``min_runs`` and ``max_runs`` runs), so fast models
+    rotating per round) for about ``round_seconds`` (between ``min_runs`` and ``max_runs`` runs), so fast
+    models
     get enough runs for a stable median and slow ones stay bounded.
     """
     names = sorted(sessions)

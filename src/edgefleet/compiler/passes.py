@@ -1,6 +1,7 @@
 """Graph passes that turn an FP32 ONNX model into candidate variants (adapter: imports onnx and onnxruntime).
 
-Each pass takes model bytes and returns model bytes, so candidates are independent and every intermediate can be
+Each pass takes model bytes and returns model bytes, so candidates are independent and every intermediate can
+be
 hashed. Real exported models are messy, so every pass is defensive:
 
 * :func:`load_source` rejects oversized, unparsable or externally-stored models with a message saying so.
@@ -12,7 +13,8 @@ hashed. Real exported models are messy, so every pass is defensive:
   layout-changing levels are not, and are left to the device's session.
 * :func:`to_fp16` uses onnxruntime's own converter and keeps float32 inputs and outputs.
 * :func:`quantize_dynamic` / :func:`quantize_static` wrap onnxruntime's quantizers. Per-channel weights need
-  opset >= 13 (per-axis ``DequantizeLinear``); older models are upgraded with the ONNX version converter first,
+  opset >= 13 (per-axis ``DequantizeLinear``); older models are upgraded with the ONNX version converter
+  first,
   and when that fails per-channel is turned off instead of producing a file onnxruntime refuses to load.
 * :func:`prune` zeroes the smallest-magnitude weights of Conv/MatMul/Gemm.
 
@@ -64,7 +66,9 @@ def load_source(data: bytes) -> onnx.ModelProto:
         raise PassError(f"model is not a valid ONNX protobuf: {exc}") from exc
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise PassError(f"initializer {tensor.name!r} uses external data; ship a single self-contained file")
+            raise PassError(
+                f"initializer {tensor.name!r} uses external data; ship a single self-contained file"
+            )
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -84,7 +88,7 @@ def serialize(model: onnx.ModelProto) -> bytes:
 
 
 def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant-node weights to initializers, initializers out of the inputs, shape inference when it works."""
+    """Constant-node weights to initializers, initializers out of the inputs, shape inference if it works."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -170,10 +174,14 @@ def to_fp16(model: bytes, block_ops: Sequence[str] = ()) -> bytes:
 def preprocess(model: bytes) -> tuple[bytes, str]:
     """onnxruntime's quantization pre-processing (symbolic shape inference, optimisation, shape inference).
 
-    Falls back to skipping symbolic shape inference, then to no pre-processing, when a step fails on the graph;
+    Falls back to skipping symbolic shape inference, then to no pre-processing, when a step fails on the
+    graph;
     returns the model and which level was applied.
     """
-    attempts = (("full", {}), ("no-symbolic-shapes", {"skip_symbolic_shape": True}))
+    attempts: tuple[tuple[str, dict[str, bool]], ...] = (
+        ("full", {}),
+        ("no-symbolic-shapes", {"skip_symbolic_shape": True}),
+    )
     for level, kwargs in attempts:
         with _workdir() as tmp, _quiet():
             try:
@@ -217,7 +225,7 @@ def quantize_dynamic(
     weight_type: str = "s8",
     exclude_nodes: Sequence[str] = (),
 ) -> tuple[bytes, dict[str, Any]]:
-    """Weight-only INT8 (activations quantized at run time); returns the model and the options actually used."""
+    """Weight-only INT8 (activations quantized at run time); returns the model and the options used."""
     proto, per_channel = _prepare_for_quantization(model, per_channel)
     with _workdir() as tmp, _quiet():
         try:
@@ -274,7 +282,8 @@ def quantize_static(
 ) -> tuple[bytes, dict[str, Any]]:
     """Calibrated INT8 (QDQ or QOperator); returns the model and the options actually used.
 
-    ``cache_dir`` keeps calibration ranges per (method, opset) so variants that differ only in format, types or
+    ``cache_dir`` keeps calibration ranges per (method, opset) so variants that differ only in format, types
+    or
     excluded nodes calibrate once.
     """
     proto, per_channel = _prepare_for_quantization(model, per_channel)
@@ -302,7 +311,9 @@ def quantize_static(
             )
             out = onnx.load(str(tmp / "q.onnx"))
         except Exception as exc:  # quantizer and calibrator raise assorted errors on unusual graphs
-            raise PassError(f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+            raise PassError(
+                f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from exc
     options = {
         "method": "static",
         "format": quant_format,
@@ -320,11 +331,15 @@ def weight_nodes(model: bytes) -> list[str]:
     """Names of the nodes that carry quantizable weights (Conv/MatMul/Gemm with an initializer input)."""
     proto = onnx.load_model_from_string(model)
     inits = {t.name for t in proto.graph.initializer}
-    return [n.name for n in proto.graph.node if n.op_type in WEIGHT_OPS and any(i in inits for i in n.input[1:])]
+    return [
+        n.name for n in proto.graph.node if n.op_type in WEIGHT_OPS and any(i in inits for i in n.input[1:])
+    ]
 
 
 def prune(model: bytes, sparsity: float) -> tuple[bytes, float]:
-    """Zero the ``sparsity`` share of smallest-magnitude weights of each weight tensor; returns the achieved share.
+    """Zero the ``sparsity`` share of smallest-magnitude weights of each weight tensor.
+
+    Returns the model and the share of zeros achieved over the pruned tensors.
 
     Only matrices/kernels (rank >= 2, at least 256 elements) feeding Conv/MatMul/Gemm are pruned; biases and
     small tensors are left alone, as pruning them saves nothing and hurts accuracy most.

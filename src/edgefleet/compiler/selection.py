@@ -5,22 +5,29 @@ adapter modules build and measure candidates; this module decides.
 
 The rule, in order:
 
-1. **Gate.** A candidate whose fidelity against FP32 breaks the budget, or that failed to build or load, is never
-   eligible. Classification: the larger of (1 - top-1 agreement) and the labelled-accuracy drop must not exceed
+1. **Gate.** A candidate whose fidelity against FP32 breaks the budget, or that failed to build or load, is
+never
+   eligible. Classification: the larger of (1 - top-1 agreement) and the labelled-accuracy drop must not
+   exceed
    ``max_accuracy_drop``. Every other task: the worst per-output relative error must not exceed
    ``max_relative_error``.
-2. **Precision.** An explicit precision keeps only candidates of that precision; none eligible is a failure with a
+2. **Precision.** An explicit precision keeps only candidates of that precision; none eligible is a failure
+with a
    report of the numbers.
 3. **Objective.** ``optimize_for="size"``: the smallest eligible candidate. ``"latency"`` (the default): the
-   *fastest group* is every eligible candidate whose median latency is within ``tolerance`` of the fastest; the
+   *fastest group* is every eligible candidate whose median latency is within ``tolerance`` of the fastest;
+   the
    smallest of that group wins. With ``precision="auto"`` a non-FP32 candidate is only eligible when it is
    *confidently* not slower than FP32 (:func:`confidently_not_slower`: median not above FP32's and at least as
    fast in 3 of 4 paired timing rounds). When in doubt, optimised FP32 wins.
 
-Worked example (``tolerance=0.05``): FP32 1.00 ms / 1.6 MB, FP16 1.01 ms / 0.8 MB, INT8 0.62 ms / 0.42 MB, all in
+Worked example (``tolerance=0.05``): FP32 1.00 ms / 1.6 MB, FP16 1.01 ms / 0.8 MB, INT8 0.62 ms / 0.42 MB,
+all in
 budget, INT8 faster than FP32 in all 7 paired rounds. The fastest group is {INT8} (FP16 and
-FP32 are more than 5 % slower than 0.62 ms), so INT8 wins: "smallest of the fastest variants in budget" (detail:
-"0.620 ms vs FP32 1.000 ms, 1.61x; 3.81x smaller than FP32"). Had INT8 measured 0.99 ms and been faster in only 4 of 7 rounds, it
+FP32 are more than 5 % slower than 0.62 ms), so INT8 wins: "smallest of the fastest variants in budget"
+(detail:
+"0.620 ms vs FP32 1.000 ms, 1.61x; 3.81x smaller than FP32"). Had INT8 measured 0.99 ms and been faster in
+only 4 of 7 rounds, it
 would not be confidently faster than FP32 and FP32 would win.
 """
 
@@ -53,7 +60,8 @@ class Budget:
 class Latency:
     """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and the median of each timing round.
 
-    Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine load.
+    Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine
+    load.
     """
 
     p50: float
@@ -101,7 +109,8 @@ class Choice:
 def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> Verdict:
     """Judge fidelity numbers against the budget (pure).
 
-    ``fidelity`` keys: ``top1Agreement`` and optional ``accuracyDrop`` for classification, ``relativeError`` (worst
+    ``fidelity`` keys: ``top1Agreement`` and optional ``accuracyDrop`` for classification, ``relativeError``
+    (worst
     output) otherwise.
 
     >>> gate("classification", {"top1Agreement": 0.995, "accuracyDrop": 0.002}, Budget(0.01, 0.01)).passed
@@ -112,7 +121,7 @@ def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> Verdict:
     if task == "classification":
         if "top1Agreement" not in fidelity:
             return Verdict(False, "no top-1 agreement measured")
-        drop = max(1.0 - fidelity["top1Agreement"], fidelity.get("accuracyDrop", 0.0))
+        drop = severity(task, fidelity)
         if drop > budget.max_accuracy_drop + 1e-12:
             return Verdict(False, f"accuracy drop {drop:.4f} > budget {budget.max_accuracy_drop:.4f}")
         return Verdict(True, f"accuracy drop {drop:.4f} <= budget {budget.max_accuracy_drop:.4f}")
@@ -124,15 +133,29 @@ def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> Verdict:
     return Verdict(True, f"relative error {err:.4f} <= budget {budget.max_relative_error:.4f}")
 
 
+def severity(task: str, fidelity: Mapping[str, float]) -> float:
+    """The number the gate compares with the budget: accuracy drop or relative error (pure).
+
+    >>> round(severity("classification", {"top1Agreement": 0.98, "accuracyDrop": 0.01}), 6)
+    0.02
+    """
+    if task == "classification":
+        return max(1.0 - fidelity.get("top1Agreement", 0.0), fidelity.get("accuracyDrop", 0.0))
+    return fidelity.get("relativeError", float("inf"))
+
+
 def project_latency(
     candidate: Candidate, fp32: Latency, host_features: frozenset[str], target_features: frozenset[str]
 ) -> Latency | None:
-    """Latency expected on the target hardware class from a host measurement: the documented cost model (pure).
+    """Latency expected on the target hardware class from a host measurement: the cost model (pure).
 
     When the host and target agree on the features that matter for a precision, the host measurement stands.
-    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed to
-    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave on
-    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic the
+    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed
+    to
+    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave
+    on
+    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic
+    the
     target lacks (``FP16_FEATURES``), FP16 is assumed to take at least ``1.1x`` FP32's (onnxruntime then casts
     around float kernels). The projection never over-promises a speed-up; a device-reported benchmark, when
     supplied, replaces it.
@@ -161,9 +184,10 @@ def confidently_not_slower(candidate: Latency, fp32: Latency, confidence: float 
     Its overall median must not exceed FP32's, and it must be at least as fast as FP32 in at least
     ``confidence`` of the paired, interleaved rounds (a load burst hits both members of a pair alike).
 
-    >>> confidently_not_slower(Latency(0.5, 0.7, (0.5, 0.5, 0.6, 0.5)), Latency(1.0, 1.2, (1.0, 1.0, 0.55, 1.0)))
+    >>> fp32 = Latency(1.0, 1.2, (1.0, 1.0, 0.55, 1.0))
+    >>> confidently_not_slower(Latency(0.5, 0.7, (0.5, 0.5, 0.6, 0.5)), fp32)
     True
-    >>> confidently_not_slower(Latency(0.99, 1.2, (0.95, 1.05, 1.0, 0.97)), Latency(1.0, 1.2, (1.0, 1.0, 0.98, 1.01)))
+    >>> confidently_not_slower(Latency(0.99, 1.2, (0.95, 1.05, 1.0, 0.97)), fp32)
     False
     """
     if candidate.p50 > fp32.p50:
@@ -185,7 +209,8 @@ def choose(
 ) -> Choice:
     """Select the variant to ship (pure); see the module docstring for the rule and a worked example.
 
-    ``candidates`` must include the FP32 reference named ``fp32``; latencies are already projected to the target.
+    ``candidates`` must include the FP32 reference named ``fp32``; latencies are already projected to the
+    target.
     """
     verdicts: dict[str, Verdict] = {}
     for c in candidates:
@@ -215,10 +240,15 @@ def choose(
         eligible = [c for c in eligible if c is fp32 or confidently_not_slower(lat(c), lat(fp32))]
     fastest = min(lat(c).p50 for c in eligible)
     group = [c for c in eligible if lat(c).p50 <= fastest * (1.0 + tolerance)]
-    best = min(group, key=lambda c: (c.size_bytes, lat(c).p50, c.name))
+    # Inside the group speed differences are noise, so ties are broken by size, then fidelity, then name:
+    # never by latency, or equal runs could ship different bytes.
+    best = min(group, key=lambda c: (c.size_bytes, severity(task, c.fidelity), c.name))
     if best is fp32:
         return Choice(
-            best, "no variant in budget is confidently faster than optimised FP32", verdicts, _describe(best, fp32)
+            best,
+            "no variant in budget is confidently faster than optimised FP32",
+            verdicts,
+            _describe(best, fp32),
         )
     return Choice(best, "smallest of the fastest variants in budget", verdicts, _describe(best, fp32))
 
@@ -322,7 +352,8 @@ def plan_candidates(
 ) -> list[Plan]:
     """The variants worth building for a target (pure). FP32 is always built: it is the reference.
 
-    With everything on ``auto`` INT8 tries weight-only dynamic quantization, calibrated QDQ S8S8 with per-channel
+    With everything on ``auto`` INT8 tries weight-only dynamic quantization, calibrated QDQ S8S8 with
+    per-channel
     weights and three calibration methods, and calibrated QOperator U8S8 (the x86 kernels' native layout).
     Static variants need a calibration set; without one only dynamic INT8 is planned.
 
@@ -342,7 +373,9 @@ def plan_candidates(
         reduce_range = bool(q.reduce_range)
         name = "int8-dynamic" + ("-perchannel" if per_channel else "") + ("-7bit" if reduce_range else "")
         plans.append(
-            Plan(name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range})
+            Plan(
+                name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range}
+            )
         )
     if q.method in ("auto", "static") and has_calibration:
         per_channel = True if q.per_channel is None else q.per_channel
@@ -385,7 +418,8 @@ def plan_candidates(
 def exclusion_steps(ranked_nodes: Sequence[str]) -> list[tuple[str, ...]]:
     """Sensitivity-guided fallback: keep the 1, 2, 4, ... most sensitive nodes in float (pure).
 
-    ``ranked_nodes`` is most sensitive first. At least one node stays quantized (keeping all of them in float is
+    ``ranked_nodes`` is most sensitive first. At least one node stays quantized (keeping all of them in float
+    is
     just FP32 under another name).
 
     >>> exclusion_steps(["a", "b", "c", "d", "e"])
