@@ -214,3 +214,23 @@ def test_manifest_carries_the_agreed_keys(signing_key: ed25519.Ed25519PrivateKey
     assert m["measurements"]["sizeBytes"] == len(result.model)
     assert m["compileOptions"]["toolchain"]["onnxruntime"] == ort.__version__
     assert m["golden"]["rtol"] > 0 and m["golden"]["atol"] > 0
+
+
+def test_pruning_packs_sparse_weights_and_is_gated(signing_key: ed25519.Ed25519PrivateKey) -> None:
+    example = load_example("digits-cnn")
+    loose = compile_example(
+        example,
+        signing_key,
+        target("fp32", pruning={"sparsity": 0.8}, optimizeFor="size", accuracyBudget={"maxAccuracyDrop": 1.0}),
+    )
+    assert loose.selected.name == "fp32-pruned"
+    assert loose.selected.options["pruning"]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert loose.selected.options["pruning"]["sparseTensors"] >= 1
+    # sparsity-aware packaging: the pruned FP32 file is much smaller, and still loads and runs on a device
+    assert fp32_of(loose).size_bytes / loose.selected.size_bytes > 2.0
+    smoke_test(loose, signing_key)
+    # without fine-tuning, 80 % pruning breaks the default budget: the gate rejects it
+    strict = compile_example(example, signing_key, target("fp32", pruning={"sparsity": 0.8}))
+    assert strict.selected.name == "fp32"
+    verdicts = {c["name"]: c["verdict"] for c in strict.manifest["measurements"]["candidates"]}
+    assert verdicts["fp32-pruned"].startswith("accuracy drop") and "> budget 0.0100" in verdicts["fp32-pruned"]

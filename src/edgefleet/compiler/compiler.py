@@ -199,8 +199,9 @@ def compile_model(
                     cache_dir,
                     clock,
                 )
-                if pruned_share is not None:
-                    item.options["pruning"] = {"sparsity": round(pruned_share, 4)}
+                if pruned_share is not None and item.model is not None:
+                    item.model, packed = passes.pack_sparse(item.model)
+                    item.options["pruning"] = {"sparsity": round(pruned_share, 4), "sparseTensors": packed}
             _evaluate(item, task, eval_feed, reference, labels, hw.threads)
             built.append(item)
         if target.precision in ("auto", "int8"):
