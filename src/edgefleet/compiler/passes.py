@@ -366,11 +366,11 @@ def prune(model: bytes, sparsity: float) -> tuple[bytes, float]:
 def pack_sparse(model: bytes, min_elements: int = 1024) -> tuple[bytes, int]:
     """Store mostly-zero initializers as ONNX sparse initializers when that makes the file smaller.
 
-    Sparsity-aware packaging for pruned models: a tensor becomes ``values`` plus flat int32 ``indices`` (8 bytes
-    per float32 non-zero instead of 4 per element), which pays off above roughly 55 % zeros. onnxruntime turns
-    sparse initializers back into dense tensors when it loads the model, so kernels and speed are unchanged;
-    only the artifact (download and flash storage on the device) shrinks. Returns the model and how many
-    tensors were packed.
+    Sparsity-aware packaging for pruned models: a tensor becomes ``values`` plus flat int32 ``indices``
+    (8 bytes per float32 non-zero instead of 4 per element), which pays off above roughly 55 % zeros.
+    onnxruntime turns sparse initializers back into dense tensors when it loads the model, so kernels and
+    speed are unchanged; only the artifact (download and flash storage on the device) shrinks. Returns the
+    model and how many tensors were packed.
     """
     proto = onnx.load_model_from_string(model)
     keep = []
