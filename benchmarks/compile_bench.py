@@ -118,7 +118,16 @@ def edgefleet_variants(
         target = modeldeployment.CompileTarget(name="host", precision=precision, evaluation=ref)
         start = time.perf_counter()
         try:
-            result = compiler.compile_model(source, target, task, evaluation, calibration, "m", "1.0.0", key)
+            result = compiler.compile_model(
+                source,
+                target,
+                task,
+                evaluation=evaluation,
+                calibration=calibration,
+                model_name="m",
+                model_version="1.0.0",
+                signing_key=key,
+            )
         except Exception as exc:  # an explicit precision may be unreachable: report it
             first = str(exc).splitlines()[0]
             out.append(Variant(f"edgefleet {precision}", b"", 0.0, note=f"failed: {first[:80]}"))

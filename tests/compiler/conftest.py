@@ -63,11 +63,11 @@ def compile_example(
         example.model,
         t,
         example.task,
-        example.evaluation,
-        example.calibration,
-        example.name,
-        "1.0.0",
-        key,
+        evaluation=example.evaluation,
+        calibration=example.calibration,
+        model_name=example.name,
+        model_version="1.0.0",
+        signing_key=key,
         settings=kwargs.pop("settings", FAST),  # type: ignore[arg-type]
         **kwargs,  # type: ignore[arg-type]
     )

@@ -73,11 +73,11 @@ def test_compile_exported_style_model_end_to_end(signing_key: ed25519.Ed25519Pri
         _exported_style_model(),
         target("auto"),
         "regression",
-        examples.npz_bytes({"x": x}),
-        examples.npz_bytes({"x": x[:16]}),
-        "exported",
-        "0.1.0",
-        signing_key,
+        evaluation=examples.npz_bytes({"x": x}),
+        calibration=examples.npz_bytes({"x": x[:16]}),
+        model_name="exported",
+        model_version="0.1.0",
+        signing_key=signing_key,
         settings=FAST,
     )
     assert [c.name for c in result.candidates if c.error] == []

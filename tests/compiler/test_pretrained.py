@@ -46,11 +46,11 @@ def test_orientation_classifier_opset11_constant_weights(signing_key: ed25519.Ed
         CLS.read_bytes(),
         target("auto"),
         "classification",
-        examples.npz_bytes({"x": images, "labels": labels}),
-        examples.npz_bytes({"x": calibration}),
-        "text-orientation",
-        "2.0.0",
-        signing_key,
+        evaluation=examples.npz_bytes({"x": images, "labels": labels}),
+        calibration=examples.npz_bytes({"x": calibration}),
+        model_name="text-orientation",
+        model_version="2.0.0",
+        signing_key=signing_key,
         settings=FAST,
     )
     by_name = {c.name: c for c in result.candidates}
@@ -75,11 +75,11 @@ def test_text_detector_fp16_keeps_score_map(signing_key: ed25519.Ed25519PrivateK
         DET.read_bytes(),
         target("fp16"),
         "detection",
-        examples.npz_bytes({"x": scenes}),
-        None,
-        "text-detector",
-        "4.0.0",
-        signing_key,
+        evaluation=examples.npz_bytes({"x": scenes}),
+        calibration=None,
+        model_name="text-detector",
+        model_version="4.0.0",
+        signing_key=signing_key,
         settings=FAST,
     )
     fp32 = next(c for c in result.candidates if c.name == "fp32")
