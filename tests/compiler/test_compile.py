@@ -61,6 +61,9 @@ def test_auto_meets_budget_and_is_not_slower_than_fp32(
     # every candidate that was considered is reported, including the rejected ones
     assert {c.precision for c in result.candidates} == {"fp32", "fp16", "int8"}
     assert result.manifest["variant"]["name"] == chosen.name
+    # the numbers the operator copies into status.artifacts[]
+    assert result.speedup is not None and result.speedup >= 1.0
+    assert 0.0 <= result.accuracy_delta <= 0.01
     smoke_test(result, signing_key)
 
 

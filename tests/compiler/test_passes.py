@@ -96,3 +96,20 @@ def test_load_source_rejects_external_data() -> None:
     model.graph.initializer.append(init)
     with pytest.raises(passes.PassError, match="uses external data"):
         passes.load_source(model.SerializeToString())
+
+
+def test_opset_21_model_compiles(signing_key: ed25519.Ed25519PrivateKey) -> None:
+    from onnx import version_converter
+
+    from tests.compiler.conftest import compile_example, load_example
+
+    example = load_example("digits-cnn")
+    upgraded = version_converter.convert_version(onnx.load_model_from_string(example.model), 21)
+    newest = type(example)(
+        example.name, example.task, upgraded.SerializeToString(), example.evaluation, example.calibration
+    )
+    spec = {"method": "static", "format": "QDQ", "calibrationMethod": "MinMax"}
+    result = compile_example(newest, signing_key, target("int8", quantization=spec))
+    assert result.selected.precision == "int8"
+    assert passes.opset(onnx.load_model_from_string(result.model)) == 21
+    ort.InferenceSession(result.model, providers=["CPUExecutionProvider"])

@@ -93,6 +93,24 @@ class CompileResult:
     detail: str
     report: str
 
+    @property
+    def fp32(self) -> selection.Candidate:
+        """The optimised FP32 reference candidate."""
+        return next(c for c in self.candidates if c.name == "fp32")
+
+    @property
+    def speedup(self) -> float | None:
+        """FP32 p50 latency over the selected variant's (``None`` when either was not measured)."""
+        ref, sel = self.fp32.latency, self.selected.latency
+        if ref is None or sel is None or sel.p50 <= 0:
+            return None
+        return ref.p50 / sel.p50
+
+    @property
+    def accuracy_delta(self) -> float:
+        """What the gate judged for the selected variant: accuracy drop or relative error against FP32."""
+        return selection.severity(self.manifest["model"]["task"], self.selected.fidelity)
+
 
 @dataclasses.dataclass
 class _Built:
