@@ -74,6 +74,7 @@ class Settings:
     round_seconds: float = 0.03
     calibration_samples: int = 128
     sensitivity_samples: int = 64
+    fallback_steps: int = 6  # keep at most 1, 2, 4, ... 32 nodes in float before giving up on INT8
     golden_samples: int = 3
     tolerance: float = 0.05
     measure_all: bool = False  # also time candidates that fail the gate (for benchmarks)
@@ -417,7 +418,7 @@ def _sensitivity_fallback(
         return []
     out: list[_Built] = []
     already = _names(best.plan.options.get("exclude_nodes"))
-    for keep in selection.exclusion_steps(ranked):
+    for keep in selection.exclusion_steps(ranked)[: settings.fallback_steps]:
         name = f"{best.plan.name}-float{len(keep)}"
         say(f"Building {name}")
         plan = selection.Plan(name, "int8", "static", {**best.plan.options, "exclude_nodes": already + keep})
