@@ -87,3 +87,16 @@ def test_text_detector_fp16_keeps_score_map(signing_key: ed25519.Ed25519PrivateK
     assert fp32.size_bytes / result.selected.size_bytes >= 1.9
     assert result.selected.fidelity["flipRate"] < 0.001
     assert result.selected.fidelity["relativeError"] < 0.01
+
+
+def test_preprocessing_leaves_the_working_directory_clean(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime's symbolic shape inference dumps files into the CWD when it fails, as it does here."""
+    monkeypatch.chdir(tmp_path)
+    base = passes.optimize(passes.serialize(passes.normalize(passes.load_source(DET.read_bytes()))))
+    processed, level = passes.preprocess(base)
+    assert level == "no-symbolic-shapes"  # the full level failed, which is what used to litter
+    assert list(tmp_path.iterdir()) == []
+    assert pathlib.Path.cwd() == tmp_path
+    onnx.checker.check_model(onnx.load_model_from_string(processed))

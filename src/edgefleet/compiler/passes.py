@@ -29,6 +29,7 @@ import logging
 import os
 import pathlib
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -183,9 +184,10 @@ def preprocess(model: bytes) -> tuple[bytes, str]:
         ("no-symbolic-shapes", {"skip_symbolic_shape": True}),
     )
     for level, kwargs in attempts:
-        with _workdir() as tmp, _quiet():
+        with _workdir() as tmp, _quiet(), _inside(tmp):
             try:
-                ortq.quant_pre_process(onnx.load_model_from_string(model), tmp / "pre.onnx", **kwargs)
+                (tmp / "in.onnx").write_bytes(model)
+                ortq.quant_pre_process(str(tmp / "in.onnx"), str(tmp / "pre.onnx"), **kwargs)
                 out = onnx.load(str(tmp / "pre.onnx"))
                 onnx.checker.check_model(out)
             except Exception as exc:  # symbolic shape inference fails on many exported models
@@ -193,6 +195,22 @@ def preprocess(model: bytes) -> tuple[bytes, str]:
                 continue
         return serialize(out), level
     return model, "none"
+
+
+_CWD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _inside(directory: pathlib.Path) -> Iterator[None]:
+    """Run with ``directory`` as the working directory.
+
+    onnxruntime's symbolic shape inference saves ``sym_shape_infer_temp.onnx`` plus external data into the
+    current directory whenever it cannot infer every shape, which is common on exported models; the compiler
+    must not litter wherever it was started. The working directory is process-wide, hence the lock: the
+    compiler's own paths are all absolute, and nothing else should hold this section long.
+    """
+    with _CWD_LOCK, contextlib.chdir(directory):
+        yield
 
 
 @contextlib.contextmanager
