@@ -44,9 +44,7 @@ Array = np.ndarray[Any, Any]
 
 
 class Variant:
-    def __init__(
-        self, label: str, model: bytes, seconds: float, fp16_io: bool = False, note: str = ""
-    ) -> None:
+    def __init__(self, label: str, model: bytes, seconds: float, fp16_io: bool = False, note: str = "") -> None:
         self.label = label
         self.model = model
         self.seconds = seconds

@@ -31,9 +31,7 @@ def key(tmp_path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def test_compile_then_verify(
-    tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_compile_then_verify(tmp_path: pathlib.Path, key: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "store"
     report = tmp_path / "report.json"
     code = cli(

@@ -224,9 +224,7 @@ def test_pruning_packs_sparse_weights_and_is_gated(signing_key: ed25519.Ed25519P
     loose = compile_example(
         example,
         signing_key,
-        target(
-            "fp32", pruning={"sparsity": 0.8}, optimizeFor="size", accuracyBudget={"maxAccuracyDrop": 1.0}
-        ),
+        target("fp32", pruning={"sparsity": 0.8}, optimizeFor="size", accuracyBudget={"maxAccuracyDrop": 1.0}),
     )
     assert loose.selected.name == "fp32-pruned"
     assert loose.selected.options["pruning"]["sparsity"] == pytest.approx(0.8, abs=0.01)

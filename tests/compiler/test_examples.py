@@ -36,9 +36,7 @@ def test_rebuild_matches_committed_files(name: str) -> None:
 def test_examples_are_good_models(name: str) -> None:
     """The models learned their task, so fidelity numbers on them mean something."""
     directory = EXAMPLES / name
-    session = ort.InferenceSession(
-        (directory / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession((directory / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"])
     evaluation = datasets.load((directory / "evaluation.npz").read_bytes())
     inp = session.get_inputs()[0].name
     outputs = session.run(None, {inp: evaluation[inp]})

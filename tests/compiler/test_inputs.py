@@ -49,9 +49,7 @@ def test_evaluation_set_must_fit_the_model(
     arrays: dict[str, np.ndarray], message: str, signing_key: ed25519.Ed25519PrivateKey
 ) -> None:
     example = load_example("digits-cnn")
-    bad = type(example)(
-        example.name, example.task, example.model, examples.npz_bytes(arrays), example.calibration
-    )
+    bad = type(example)(example.name, example.task, example.model, examples.npz_bytes(arrays), example.calibration)
     with pytest.raises(errors.InvalidSpecError, match=message) as info:
         compile_example(bad, signing_key, target("fp32"))
     assert "compile target 'x86-host'" in str(info.value)
@@ -60,9 +58,7 @@ def test_evaluation_set_must_fit_the_model(
 
 def test_garbage_model_is_invalid_input(signing_key: ed25519.Ed25519PrivateKey) -> None:
     example = load_example("digits-cnn")
-    bad = type(example)(
-        example.name, example.task, b"\x08\x07garbage", example.evaluation, example.calibration
-    )
+    bad = type(example)(example.name, example.task, b"\x08\x07garbage", example.evaluation, example.calibration)
     with pytest.raises(errors.InvalidSpecError, match="ONNX"):
         compile_example(bad, signing_key, target("fp32"))
 

@@ -54,9 +54,7 @@ def test_normalize_moves_constant_weights_to_initializers() -> None:
 
 def test_per_channel_int8_on_opset11_upgrades_instead_of_breaking() -> None:
     base = passes.optimize(passes.serialize(passes.normalize(passes.load_source(_exported_style_model()))))
-    feeds = [
-        {"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(8)
-    ]
+    feeds = [{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(8)]
     quantized, options = passes.quantize_static(base, feeds, quant_format="QDQ", per_channel=True)
     assert options["perChannel"] is True
     assert passes.opset(onnx.load_model_from_string(quantized)) >= passes.PER_CHANNEL_MIN_OPSET

@@ -22,9 +22,7 @@ from tests.compiler.conftest import FAST, target
 pytest.importorskip("PIL", reason="Pillow decodes scikit-learn's sample photos")
 _spec = importlib.util.find_spec("rapidocr_onnxruntime")
 if _spec is None or not _spec.submodule_search_locations:
-    pytest.skip(
-        "rapidocr-onnxruntime (ships the pretrained models) is not installed", allow_module_level=True
-    )
+    pytest.skip("rapidocr-onnxruntime (ships the pretrained models) is not installed", allow_module_level=True)
 MODELS = pathlib.Path(next(iter(_spec.submodule_search_locations))) / "models"
 CLS = MODELS / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 DET = MODELS / "ch_PP-OCRv4_det_infer.onnx"

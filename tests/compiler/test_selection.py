@@ -17,9 +17,7 @@ def lat(p50: float, rounds: tuple[float, ...] | None = None) -> selection.Latenc
     return selection.Latency(p50=p50, p95=p50 * 1.3, rounds=rounds if rounds is not None else (p50,) * 7)
 
 
-def cand(
-    name: str, precision: selection.Precision, size: int, p50: float | None, **fid: float
-) -> selection.Candidate:
+def cand(name: str, precision: selection.Precision, size: int, p50: float | None, **fid: float) -> selection.Candidate:
     return selection.Candidate(
         name=name,
         precision=precision,
@@ -55,9 +53,7 @@ INT8_FAST = cand("int8-a", "int8", 260, 0.6)
 INT8_FAST_SMALLER = cand("int8-b", "int8", 250, 0.62)
 INT8_SLOW = cand("int8-c", "int8", 240, 1.6)
 INT8_BAD = cand("int8-d", "int8", 230, 0.3, relativeError=0.5)
-INT8_BROKEN = dataclasses.replace(
-    cand("int8-e", "int8", 0, None), error="onnxruntime refuses to load the result"
-)
+INT8_BROKEN = dataclasses.replace(cand("int8-e", "int8", 0, None), error="onnxruntime refuses to load the result")
 
 
 @pytest.mark.parametrize(
@@ -91,9 +87,7 @@ def test_choose(candidates: list[selection.Candidate], precision: str, objective
     ("candidates", "precision"),
     [([FP32, INT8_BAD, INT8_BROKEN], "int8"), ([FP32], "fp16")],
 )
-def test_choose_fails_with_every_candidates_reason(
-    candidates: list[selection.Candidate], precision: str
-) -> None:
+def test_choose_fails_with_every_candidates_reason(candidates: list[selection.Candidate], precision: str) -> None:
     choice = selection.choose("regression", candidates, BUDGET, precision)  # type: ignore[arg-type]
     assert choice.selected is None
     assert f"no {precision} candidate meets the accuracy budget" == choice.reason
@@ -148,9 +142,7 @@ def test_cost_model_caps_int8_speedup_on_targets_without_dot_product() -> None:
         ),
         (
             "int8",
-            selection.QuantizationChoices(
-                method="static", format="QOperator", per_channel=False, reduce_range=True
-            ),
+            selection.QuantizationChoices(method="static", format="QOperator", per_channel=False, reduce_range=True),
             True,
             ["fp32", "int8-qop-u8s8-pertensor-minmax-7bit"],
         ),
@@ -205,9 +197,7 @@ def candidate_sets(draw: st.DrawFn) -> list[selection.Candidate]:
                 draw(st.integers(1, 2000)),
                 1,
                 {"relativeError": draw(st.floats(0.0, 0.05))},
-                selection.Latency(
-                    draw(latencies), 1.0, tuple(draw(st.lists(latencies, min_size=5, max_size=5)))
-                ),
+                selection.Latency(draw(latencies), 1.0, tuple(draw(st.lists(latencies, min_size=5, max_size=5)))),
             )
         )
     return out

@@ -35,12 +35,8 @@ def register(subparsers: Any) -> None:
         help="compile an ONNX model into a signed bundle for one hardware class",
         description=(__doc__ or "").split("\n\n")[0],
     )
-    p.add_argument(
-        "model", nargs="?", type=pathlib.Path, help="FP32 .onnx file, or a directory holding model.onnx"
-    )
-    p.add_argument(
-        "--evaluation", type=pathlib.Path, help=".npz evaluation set (one array per input, labels)"
-    )
+    p.add_argument("model", nargs="?", type=pathlib.Path, help="FP32 .onnx file, or a directory holding model.onnx")
+    p.add_argument("--evaluation", type=pathlib.Path, help=".npz evaluation set (one array per input, labels)")
     p.add_argument("--calibration", type=pathlib.Path, help=".npz calibration set for static INT8")
     p.add_argument("--task", choices=["classification", "detection", "regression", "anomaly-score", "other"])
     p.add_argument("--name", help="model name (default: the directory or file stem)")
@@ -49,26 +45,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--store", type=pathlib.Path, help="directory receiving <digest>.bundle")
     p.add_argument("--target", default="host", help="hardware class name (default host)")
     p.add_argument("--target-features", help="comma-separated ISA flags of the target (default: this host's)")
-    p.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads a device gives the model (default 1)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads a device gives the model (default 1)")
     p.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto")
     p.add_argument("--optimize-for", choices=["latency", "size"], default="latency")
     p.add_argument("--max-accuracy-drop", type=float, default=0.01)
     p.add_argument("--max-relative-error", type=float, default=0.01)
     p.add_argument("--quant-method", choices=["auto", "dynamic", "static"], default="auto")
     p.add_argument("--quant-format", choices=["auto", "QDQ", "QOperator"], default="auto")
-    p.add_argument(
-        "--calibration-method", choices=["auto", "MinMax", "Entropy", "Percentile"], default="auto"
-    )
+    p.add_argument("--calibration-method", choices=["auto", "MinMax", "Entropy", "Percentile"], default="auto")
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--exclude-node", action="append", default=[], help="node kept in float (repeatable)")
     p.add_argument("--prune", type=float, help="magnitude-prune this share of weights first (0-0.95)")
     p.add_argument("--report-json", type=pathlib.Path, help="write every candidate's numbers here")
-    p.add_argument(
-        "--generate-key", type=pathlib.Path, metavar="PATH", help="write a new signing key and exit"
-    )
+    p.add_argument("--generate-key", type=pathlib.Path, metavar="PATH", help="write a new signing key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
     p.set_defaults(func=run)
 
@@ -160,16 +150,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_table(result)
     print(
-        f"Compiled {name} {args.version} for {args.target}: {result.selected.name} ({result.reason}; "
-        f"{result.detail})"
+        f"Compiled {name} {args.version} for {args.target}: {result.selected.name} ({result.reason}; {result.detail})"
     )
     print(f"Wrote {out} {result.digest}")
     return 0
 
 
-def _target(
-    args: argparse.Namespace, evaluation: bytes, calibration: bytes | None
-) -> modeldeployment.CompileTarget:
+def _target(args: argparse.Namespace, evaluation: bytes, calibration: bytes | None) -> modeldeployment.CompileTarget:
     import hashlib
 
     # Local files have no URI; the reserved .invalid domain marks the refs as placeholders (the compiler
@@ -261,9 +248,7 @@ def _print_table(result: compiler.CompileResult) -> None:
         "fidelity",
         "verdict",
     ):
-        table.add_column(
-            column, justify="right" if column in ("size", "ratio", "p50_ms", "p95_ms") else "left"
-        )
+        table.add_column(column, justify="right" if column in ("size", "ratio", "p50_ms", "p95_ms") else "left")
     for row, candidate in zip(rows, result.candidates, strict=True):
         row["verdict"] = verdicts.get(candidate.name, "")
         table.add_row(*row.values())
@@ -287,9 +272,7 @@ def _report(result: compiler.CompileResult) -> dict[str, Any]:
                 "compressedBytes": c.compressed_bytes,
                 "latencyP50Ms": c.latency.p50 if c.latency else None,
                 "latencyP95Ms": c.latency.p95 if c.latency else None,
-                "fidelity": {
-                    k: (v if v == v and abs(v) != float("inf") else None) for k, v in c.fidelity.items()
-                },
+                "fidelity": {k: (v if v == v and abs(v) != float("inf") else None) for k, v in c.fidelity.items()},
                 "error": c.error,
                 "options": c.options,
                 "compileSeconds": c.compile_seconds,

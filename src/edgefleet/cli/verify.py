@@ -26,9 +26,7 @@ def register(subparsers: Any) -> None:
         description=(__doc__ or "").split("\n\n")[0],
     )
     p.add_argument("bundle", type=pathlib.Path, help="bundle file")
-    p.add_argument(
-        "--trust-key", type=pathlib.Path, action="append", required=True, help="ed25519 PEM public key"
-    )
+    p.add_argument("--trust-key", type=pathlib.Path, action="append", required=True, help="ed25519 PEM public key")
     p.add_argument("--digest", help="expected sha256:<hex> of the bundle")
     p.set_defaults(func=run)
 

@@ -188,8 +188,7 @@ def compile_model(
     )
     if target.precision == "int8" and choices.method == "static" and calib_feeds is None:
         raise errors.InvalidSpecError(
-            f"{where}: quantization.method static needs a calibration set; "
-            "set spec.compile.targets[].calibration"
+            f"{where}: quantization.method static needs a calibration set; set spec.compile.targets[].calibration"
         )
     plans = selection.plan_candidates(target.precision, choices, has_calibration=calib_feeds is not None)
 
@@ -241,9 +240,7 @@ def compile_model(
                 clock,
             )
 
-    budget = selection.Budget(
-        target.accuracy_budget.max_accuracy_drop, target.accuracy_budget.max_relative_error
-    )
+    budget = selection.Budget(target.accuracy_budget.max_accuracy_drop, target.accuracy_budget.max_relative_error)
     timed: dict[str, selection.Latency] = {}
     if device_benchmarks is None:
         say("Measuring latency")
@@ -260,9 +257,7 @@ def compile_model(
         else:
             lat = timed.get(item.plan.name)
             if lat is not None and fp32_latency is not None:
-                lat = selection.project_latency(
-                    _candidate(item, lat), fp32_latency, host.features, hw.features
-                )
+                lat = selection.project_latency(_candidate(item, lat), fp32_latency, host.features, hw.features)
         candidates.append(_candidate(item, lat))
     choice = selection.choose(
         task, candidates, budget, target.precision, target.optimize_for, tolerance=settings.tolerance
@@ -399,9 +394,7 @@ def _sensitivity_fallback(
     clock: Callable[[], float],
 ) -> list[_Built]:
     """When no INT8 candidate passes, keep the most sensitive weight nodes of the best QDQ one in float."""
-    budget = selection.Budget(
-        target.accuracy_budget.max_accuracy_drop, target.accuracy_budget.max_relative_error
-    )
+    budget = selection.Budget(target.accuracy_budget.max_accuracy_drop, target.accuracy_budget.max_relative_error)
     int8 = [b for b in built if b.plan.precision == "int8" and b.model is not None]
     if any(selection.gate(task, b.fidelity, budget).passed for b in int8):
         return []
@@ -430,9 +423,7 @@ def _sensitivity_fallback(
     return out
 
 
-def _rank_sensitivity(
-    fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, threads: int
-) -> list[str]:
+def _rank_sensitivity(fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, threads: int) -> list[str]:
     """Nodes, most sensitive first: the error a node adds (at its output, over its worst input) vs FP32.
 
     Every node with a float output counts, not only weight nodes: in reconstruction-error heads the damage is
@@ -443,20 +434,14 @@ def _rank_sensitivity(
         v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     } | {v.name for v in proto.graph.output}
     nodes = [n for n in proto.graph.node if n.output and n.output[0] in float_tensors and n.name]
-    if (
-        not nodes
-    ):  # no shape information: fall back to the weight nodes, whose outputs are float by construction
+    if not nodes:  # no shape information: fall back to the weight nodes, whose outputs are float by construction
         inits = {t.name for t in proto.graph.initializer}
-        nodes = [
-            n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input)
-        ]
+        nodes = [n for n in proto.graph.node if n.op_type in passes.WEIGHT_OPS and any(i in inits for i in n.input)]
     tensors = sorted({n.output[0] for n in nodes})
     # In a QDQ graph consumers read "<tensor>_DequantizeLinear_Output"; that is the value to compare.
     q_proto = onnx.load_model_from_string(quantized)
     q_tensors = {o for n in q_proto.graph.node for o in n.output}
-    q_name = {
-        t: f"{t}_DequantizeLinear_Output" for t in tensors if f"{t}_DequantizeLinear_Output" in q_tensors
-    }
+    q_name = {t: f"{t}_DequantizeLinear_Output" for t in tensors if f"{t}_DequantizeLinear_Output" in q_tensors}
     count = len(next(iter(feed.values())))
     sessions = []
     for model, names in ((fp32, tensors), (quantized, [q_name.get(t, t) for t in tensors])):
@@ -596,9 +581,7 @@ def _manifest(
     atol = float(f"{max(atol_factor * scale, 1e-5):.3g}")
     fp32 = next(c for c in candidates if c.name == "fp32")
     selected = next(c for c in candidates if c.name == chosen.plan.name)
-    features = sorted(
-        hardware.features & (selection.INT8_DOT_FEATURES | selection.FP16_FEATURES | _BASE_FEATURES)
-    )
+    features = sorted(hardware.features & (selection.INT8_DOT_FEATURES | selection.FP16_FEATURES | _BASE_FEATURES))
     return {
         "schemaVersion": 1,
         "model": {
@@ -661,9 +644,7 @@ def _manifest(
     }
 
 
-_BASE_FEATURES = frozenset(
-    {"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "neon", "asimd"}
-)
+_BASE_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "neon", "asimd"})
 
 
 def _jsonable(value: Any) -> Any:

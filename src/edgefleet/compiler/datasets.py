@@ -34,9 +34,7 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             declared = sum(info.file_size for info in zf.infolist())
             if declared > MAX_DATASET_BYTES:
-                raise DatasetError(
-                    f"{what} unpacks to {declared} bytes, over the {MAX_DATASET_BYTES}-byte limit"
-                )
+                raise DatasetError(f"{what} unpacks to {declared} bytes, over the {MAX_DATASET_BYTES}-byte limit")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name]) for name in npz.files}
     except DatasetError:
@@ -48,9 +46,7 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
     counts = {name: (a.shape[0] if a.ndim else 0) for name, a in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.kind not in "biuf":
-            raise DatasetError(
-                f"{what}: array {name!r} has dtype {a.dtype}; only numeric arrays are accepted"
-            )
+            raise DatasetError(f"{what}: array {name!r} has dtype {a.dtype}; only numeric arrays are accepted")
         if a.ndim == 0 or counts[name] == 0:
             raise DatasetError(f"{what}: array {name!r} must have at least one sample on axis 0")
     if len(set(counts.values())) != 1:
@@ -58,9 +54,7 @@ def load(data: bytes, what: str = "dataset") -> dict[str, Array]:
     return arrays
 
 
-def check_against(
-    arrays: Mapping[str, Array], inputs: Sequence[measure.IOSpec], what: str
-) -> dict[str, Array]:
+def check_against(arrays: Mapping[str, Array], inputs: Sequence[measure.IOSpec], what: str) -> dict[str, Array]:
     """The model's input arrays from ``arrays``, cast to the input dtypes and shape-checked (DatasetError)."""
     out: dict[str, Array] = {}
     for spec in inputs:

@@ -209,14 +209,10 @@ def build_digits_cnn(epochs: int = 12, seed: int = 7) -> ExampleModel:
             opt.step(_cnn_backward(params, cache, (probs / len(idx)).astype(np.float32)))
     w1, b1, w2, b2, w3, b3, w4, b4 = params
     nodes = [
-        helper.make_node(
-            "Conv", ["image", "conv1.weight", "conv1.bias"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]
-        ),
+        helper.make_node("Conv", ["image", "conv1.weight", "conv1.bias"], ["conv1"], name="conv1", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
         helper.make_node("MaxPool", ["relu1"], ["pool1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node(
-            "Conv", ["pool1", "conv2.weight", "conv2.bias"], ["conv2"], name="conv2", pads=[1, 1, 1, 1]
-        ),
+        helper.make_node("Conv", ["pool1", "conv2.weight", "conv2.bias"], ["conv2"], name="conv2", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv2"], ["relu2"], name="relu2"),
         helper.make_node("Flatten", ["relu2"], ["flat"], name="flatten", axis=1),
         helper.make_node("MatMul", ["flat", "fc1.weight"], ["fc1.mm"], name="fc1"),
@@ -331,9 +327,7 @@ def build_vibration_ae(epochs: int = 25, seed: int = 11) -> ExampleModel:
     prev = "normed"
     for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
         inits[f"dense{k}.weight"], inits[f"dense{k}.bias"] = w, b
-        nodes.append(
-            helper.make_node("MatMul", [prev, f"dense{k}.weight"], [f"dense{k}.mm"], name=f"dense{k}")
-        )
+        nodes.append(helper.make_node("MatMul", [prev, f"dense{k}.weight"], [f"dense{k}.mm"], name=f"dense{k}"))
         out = "recon.normed" if k == last else f"dense{k}"
         nodes.append(helper.make_node("Add", [f"dense{k}.mm", f"dense{k}.bias"], [out], name=f"dense{k}.add"))
         if k != last:
@@ -379,13 +373,9 @@ def _make_model(
         name,
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-        initializer=[
-            numpy_helper.from_array(np.ascontiguousarray(v, np.float32), k) for k, v in inits.items()
-        ],
+        initializer=[numpy_helper.from_array(np.ascontiguousarray(v, np.float32), k) for k, v in inits.items()],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgefleet-examples"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgefleet-examples")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     data: bytes = model.SerializeToString()
@@ -492,9 +482,7 @@ def text_line_images(count: int, height: int = 48, width: int = 192, seed: int =
         font = ImageFont.load_default(size=int(rng.integers(int(height * 0.45), int(height * 0.7))))
         text = " ".join(str(w) for w in rng.choice(_WORDS, size=3))
         shade = int(rng.integers(0, 70))
-        ImageDraw.Draw(img).text(
-            (int(rng.integers(2, 10)), int(height * 0.12)), text, font=font, fill=(shade,) * 3
-        )
+        ImageDraw.Draw(img).text((int(rng.integers(2, 10)), int(height * 0.12)), text, font=font, fill=(shade,) * 3)
         if i % 2:
             img = img.transpose(Image.Transpose.ROTATE_180)
             labels[i] = 1

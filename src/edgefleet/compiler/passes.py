@@ -67,9 +67,7 @@ def load_source(data: bytes) -> onnx.ModelProto:
         raise PassError(f"model is not a valid ONNX protobuf: {exc}") from exc
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise PassError(
-                f"initializer {tensor.name!r} uses external data; ship a single self-contained file"
-            )
+            raise PassError(f"initializer {tensor.name!r} uses external data; ship a single self-contained file")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -329,9 +327,7 @@ def quantize_static(
             )
             out = onnx.load(str(tmp / "q.onnx"))
         except Exception as exc:  # quantizer and calibrator raise assorted errors on unusual graphs
-            raise PassError(
-                f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-            ) from exc
+            raise PassError(f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
     options = {
         "method": "static",
         "format": quant_format,
@@ -349,9 +345,7 @@ def weight_nodes(model: bytes) -> list[str]:
     """Names of the nodes that carry quantizable weights (Conv/MatMul/Gemm with an initializer input)."""
     proto = onnx.load_model_from_string(model)
     inits = {t.name for t in proto.graph.initializer}
-    return [
-        n.name for n in proto.graph.node if n.op_type in WEIGHT_OPS and any(i in inits for i in n.input[1:])
-    ]
+    return [n.name for n in proto.graph.node if n.op_type in WEIGHT_OPS and any(i in inits for i in n.input[1:])]
 
 
 def prune(model: bytes, sparsity: float) -> tuple[bytes, float]:

@@ -262,10 +262,7 @@ def _describe(c: Candidate, fp32: Candidate | None) -> str:
         return f"{c.latency.p50 if c.latency else float('nan'):.3f} ms, {c.size_bytes} bytes"
     speedup = fp32.latency.p50 / c.latency.p50 if c.latency.p50 > 0 else float("inf")
     ratio = fp32.size_bytes / c.size_bytes if c.size_bytes else float("inf")
-    return (
-        f"{c.latency.p50:.3f} ms vs FP32 {fp32.latency.p50:.3f} ms, {speedup:.2f}x; "
-        f"{ratio:.2f}x smaller than FP32"
-    )
+    return f"{c.latency.p50:.3f} ms vs FP32 {fp32.latency.p50:.3f} ms, {speedup:.2f}x; {ratio:.2f}x smaller than FP32"
 
 
 def report_rows(candidates: Sequence[Candidate], choice: Choice) -> list[dict[str, str]]:
@@ -373,9 +370,7 @@ def plan_candidates(
         reduce_range = bool(q.reduce_range)
         name = "int8-dynamic" + ("-perchannel" if per_channel else "") + ("-7bit" if reduce_range else "")
         plans.append(
-            Plan(
-                name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range}
-            )
+            Plan(name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range})
         )
     if q.method in ("auto", "static") and has_calibration:
         per_channel = True if q.per_channel is None else q.per_channel
