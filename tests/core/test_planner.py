@@ -56,8 +56,11 @@ def test_happy_path_goes_canary_then_waves_then_full() -> None:
     p = fleet.reconcile()
     assert p.status.canary_revision == new and p.status.current_step_index == 0
     assert len(fleet.on(new)) == 2  # 10 % of 20
-    canary_sites = {(fleet.devices[n].metadata.labels or {})[common.LABEL_SITE] for n in fleet.on(new)}
-    assert len(canary_sites) == 2, "the first canaries are spread over both sites"
+    canary_lines = {
+        tuple((fleet.devices[n].metadata.labels or {})[k] for k in (common.LABEL_SITE, common.LABEL_LINE))
+        for n in fleet.on(new)
+    }
+    assert len(canary_lines) == 2, "the first canaries are on different lines"
     fleet.report()
     fleet.reconcile()
     assert fleet.status.current_step_index == 1  # setWeight done, analysis running

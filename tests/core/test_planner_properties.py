@@ -106,8 +106,8 @@ def test_canary_share_matches_the_step_weight_within_one_device(devices: list[An
         lines[key] = lines.get(key, 0) + 1
     n = len(devices)
     capacity = n - len(lines)  # one device per line stays on stable below 100 %
-    assert len(canaries) == min(canary.target_count(weight, n), capacity)
-    if canary.target_count(weight, n) <= capacity:
+    assert len(canaries) == min(canary.count_for_weight(weight, n), capacity)
+    if canary.count_for_weight(weight, n) <= capacity:
         assert abs(len(canaries) - weight * n / 100) < 1
     for key, size in lines.items():
         on_line = [
@@ -123,9 +123,15 @@ def test_canary_share_matches_the_step_weight_within_one_device(devices: list[An
 
 
 @given(devices=fleets(), seed=st.text(max_size=8))
-def test_canary_order_is_a_permutation_independent_of_input_order(devices: list[Any], seed: str) -> None:
-    places = [canary.placement(d.metadata.name, d.metadata.labels) for d in devices]
-    ranked = canary.order(places, seed)
-    assert sorted(r.name for r in ranked) == sorted(p.name for p in places)
-    assert ranked == canary.order(list(reversed(places)), seed)
-    assert [r.position for r in ranked] == list(range(len(places)))
+def test_line_keepers_are_the_last_device_of_each_line_in_canary_order(devices: list[Any], seed: str) -> None:
+    labels = {d.metadata.name: dict(d.metadata.labels or {}) for d in devices}
+    keepers = canary.line_keepers(labels, seed)
+    ordered = canary.order(labels, seed)
+
+    def line(name: str) -> tuple[str, str]:
+        return labels[name][common.LABEL_SITE], labels[name][common.LABEL_LINE]
+
+    assert len(keepers) == len({line(n) for n in labels})
+    for keeper in keepers:
+        later = ordered[ordered.index(keeper) + 1 :]
+        assert all(line(n) != line(keeper) for n in later)

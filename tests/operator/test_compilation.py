@@ -22,9 +22,7 @@ from tests.support import rollout as sim
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
-    with concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("spawn")
-    ) as executor:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
         yield executor
 
 
@@ -65,9 +63,7 @@ async def test_a_wrong_source_digest_is_an_invalid_spec(
 ) -> None:
     data = models.adder(1.0)
     (tmp_path / "model.onnx").write_bytes(data + b"tampered")
-    stage = compilation.CompileStage(
-        pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key()
-    )
+    stage = compilation.CompileStage(pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key())
     with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError, match="sha256 is"):
         await stage.compile(spec_for(url, data))
 

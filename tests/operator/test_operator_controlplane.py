@@ -25,15 +25,11 @@ from typing import Any
 import pytest
 
 from edgefleet.adapters import bundle
+from edgefleet.adapters import controlplane as cp_adapter
 from tests.support import controlplane, models
 from tests.support.devices import SimulatedFleet
 
-# tests/support/controlplane.py (shared) leaves its child processes' log files open; that ResourceWarning is
-# not ours to fix here, so it is ignored for these tests only.
-pytestmark = [
-    pytest.mark.controlplane,
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.controlplane
 REPO = Path(__file__).resolve().parents[2]
 N_DEVICES = 20
 DEFAULT_STEPS: list[dict[str, Any]] = [
@@ -105,7 +101,7 @@ def setup(
         f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
     )
     with model_server(models) as url:
-        port = controlplane.free_port()
+        port = cp_adapter.free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(control_plane.kubeconfig),
@@ -126,9 +122,7 @@ def setup(
             operator.stop()
 
 
-def manifest(
-    namespace: str, url: str, version: str, models: Path, steps: list[dict[str, Any]] | None = None
-) -> str:
+def manifest(namespace: str, url: str, version: str, models: Path, steps: list[dict[str, Any]] | None = None) -> str:
     sha = hashlib.sha256((models / f"{version}.onnx").read_bytes()).hexdigest()
     body = {
         "apiVersion": "edgefleet.io/v1alpha1",
@@ -142,9 +136,7 @@ def manifest(
                 "sha256": sha,
                 "task": "regression",
             },
-            "compile": {
-                "targets": [{"name": "x86", "evaluation": {"uri": f"{url}/eval.npz", "sha256": "0" * 64}}]
-            },
+            "compile": {"targets": [{"name": "x86", "evaluation": {"uri": f"{url}/eval.npz", "sha256": "0" * 64}}]},
             "selector": {"matchLabels": {"app": "adder"}},
             "rollout": {
                 "steps": steps or DEFAULT_STEPS,
@@ -214,9 +206,7 @@ def test_canary_waves_full_then_failing_canary_rolls_back(
     log = tmp / "operator.log"
     models = tmp / "models"
     bad: set[str] = set()
-    fleet = SimulatedFleet(
-        cp.kubeconfig, namespace, verdict=lambda _d, r: "Unhealthy" if r in bad else "Healthy"
-    )
+    fleet = SimulatedFleet(cp.kubeconfig, namespace, verdict=lambda _d, r: "Unhealthy" if r in bad else "Healthy")
     create_devices(fleet)
     fleet.start()
     try:
@@ -239,8 +229,7 @@ def test_canary_waves_full_then_failing_canary_rolls_back(
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
             exported = resp.read().decode()
         assert (
-            f'edgefleet_rollout_devices{{deployment="adder",namespace="{namespace}",state="updated"}} 20.0'
-            in exported
+            f'edgefleet_rollout_devices{{deployment="adder",namespace="{namespace}",state="updated"}} 20.0' in exported
         )
         assert "edgefleet_compile_duration_seconds_count 1.0" in exported
         assert 'edgefleet_reconcile_duration_seconds_count{result="ok"}' in exported
@@ -275,8 +264,7 @@ def test_canary_waves_full_then_failing_canary_rolls_back(
             "3.0.0 rolled back",
             probe,
             lambda s: (
-                s.get("phase") == "RolledBack"
-                and not any(c["type"] == "Reconciling" for c in s.get("conditions", []))
+                s.get("phase") == "RolledBack" and not any(c["type"] == "Reconciling" for c in s.get("conditions", []))
             ),
             180,
             log,
@@ -424,16 +412,12 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
             30,
             log,
         )
-        code, frames = cli(
-            cp, namespace, "rollout", "status", "adder", "--watch", "-o", "json", capsys=capsys
-        )
+        code, frames = cli(cp, namespace, "rollout", "status", "adder", "--watch", "-o", "json", capsys=capsys)
         assert code == 1 and frames[-1]["phase"] == "RolledBack"  # --watch ends on a rolled-back rollout
         listing = cli(cp, namespace, "status", "-o", "json", capsys=capsys)
         assert [row["name"] for row in listing] == ["adder"] and listing[0]["phase"] == "RolledBack"
         detail = cli(cp, namespace, "status", "adder", "-o", "json", capsys=capsys)
-        assert len(detail["deviceRows"]) == N_DEVICES and {r["role"] for r in detail["deviceRows"]} == {
-            "stable"
-        }
+        assert len(detail["deviceRows"]) == N_DEVICES and {r["role"] for r in detail["deviceRows"]} == {"stable"}
     finally:
         fleet.stop()
 
@@ -512,7 +496,7 @@ def test_deployables_validate_and_the_operator_works_with_only_its_rbac(
     models.mkdir()
     (models / "1.0.0.onnx").write_bytes(onnx_model(1.0))
     with model_server(models) as url:
-        port = controlplane.free_port()
+        port = cp_adapter.free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),

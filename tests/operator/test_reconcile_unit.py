@@ -25,9 +25,7 @@ def deployment(
 
 
 def test_status_patch_sends_null_for_fields_that_became_unset() -> None:
-    old = modeldeployment.ModelDeploymentStatus(
-        canary_revision="2.0.0-abc", current_step_index=2, phase="Paused"
-    )
+    old = modeldeployment.ModelDeploymentStatus(canary_revision="2.0.0-abc", current_step_index=2, phase="Paused")
     new = modeldeployment.ModelDeploymentStatus(stable_revision="2.0.0-abc", phase="Healthy")
     patch = reconcile.status_patch(old, new)
     assert patch["canaryRevision"] is None and patch["currentStepIndex"] is None
@@ -55,7 +53,5 @@ def test_transient_error_marks_reconciling_and_keeps_the_phase() -> None:
 def test_parse_says_what_is_wrong_and_where() -> None:
     body = deployment().model_dump(by_alias=True, mode="json")
     body["spec"]["rollout"]["steps"] = [{"setWeight": 50}, {"setWeight": 40}]
-    with pytest.raises(
-        errors.InvalidSpecError, match=r"weld is invalid: spec\.rollout\.steps.*strictly increase"
-    ):
+    with pytest.raises(errors.InvalidSpecError, match=r"weld is invalid: spec\.rollout\.steps.*strictly increase"):
         reconcile.parse(body)

@@ -17,6 +17,9 @@ from edgefleet import __version__
 COMMANDS: tuple[str, ...] = (
     "validate",
     "plan",
+    "sync",
+    "compile",
+    "verify",
     "status",
     "rollout",
 )

@@ -1,114 +1,94 @@
-"""Canary selection: which devices receive a new revision first, chosen by stable hashing.
+"""Deterministic canary order: which devices get a new revision first, spread across sites and lines.
 
-Goals, in order:
+Every device gets a rank in ``(0, 1)``: inside its (site, line) group devices are ordered by a stable hash of
+``salt/name`` and the i-th of n gets rank ``i / (n + 1)`` (i from 1). Devices are then sorted by rank (hash breaks
+ties). Taking the first ``ceil(weight% * N)`` devices therefore takes about ``weight%`` of every line, and a line
+of n devices becomes entirely canary only once the cut passes rank ``n / (n + 1)`` (at least 1/2): small lines are
+never all canary at a 10 % step. The order depends only on names, labels and the salt, never on list order, so
+the operator, ``edgefleet plan`` and a restarted operator all agree.
 
-1. **Deterministic.** The same fleet and seed always give the same order, on any operator replica, after any
-   restart. The seed is the deployment name plus the canary revision, so each new revision samples different
-   devices while one rollout keeps its choice from step to step.
-2. **Spread.** Take one device from every line of every site before a second device from any line, and
-   alternate
-   sites within each round, so a 10 % canary touches as many sites and lines as it can.
-3. **No line entirely canary before 100 %.** The last device of each line (in hash order) is never a canary
-   while
-   the weight is below 100, so a bad model never stops a whole production line. A line of one device therefore
-   waits for the final step.
+Worked example: lines A = {a1, a2, a3} and B = {b1}. Ranks: A's three devices get 1/4, 2/4, 3/4 in hash order,
+b1 gets 1/2. A 25 % step over 4 devices takes 1 device: A's first; a 50 % step takes A's first and b1 (rank 1/2
+ties with A's second; the hash decides).
 
-Growing the weight takes a longer prefix of the same order, so canaries never change hands between steps.
-Everything here is pure.
+The operator adds one rule on top (:func:`line_keepers`): below 100 % the last device of every line in this
+order stays on stable, so no line is ever entirely canary before the final step, however small it is. Growing the
+weight takes a longer prefix of the same order, so canaries never change hands between steps.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from edgefleet.api import common
 
 
-@dataclasses.dataclass(frozen=True)
-class Placement:
-    """Where a device sits: its name, site and line (empty strings when the labels are absent)."""
-
-    name: str
-    site: str
-    line: str
+def stable_hash(salt: str, name: str) -> int:
+    """64-bit stable hash of ``salt/name`` (pure, identical across processes and Python versions)."""
+    return int.from_bytes(hashlib.sha256(f"{salt}/{name}".encode()).digest()[:8], "big")
 
 
-def placement(name: str, labels: dict[str, str] | None) -> Placement:
-    """A device's placement from its labels (pure)."""
-    labels = labels or {}
-    return Placement(name, labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))
+def order(devices: Mapping[str, Mapping[str, str]], salt: str) -> list[str]:
+    """Device names in canary order; ``devices`` maps name -> labels (pure).
 
-
-def _h(seed: str, *parts: str) -> str:
-    return hashlib.sha256("\x00".join((seed, *parts)).encode()).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Ranked:
-    """A device with its position in the canary order and whether it may be a canary below 100 %."""
-
-    name: str
-    position: int
-    line_keeper: bool
-
-
-def order(devices: Sequence[Placement], seed: str) -> list[Ranked]:
-    """Rank ``devices`` for canary selection (pure).
-
-    Worked example: sites A and B, A has lines 1 (3 devices) and 2 (1 device), B has line 1 (2 devices). Round
-    0
-    takes the first device of A/1, B/1 and A/2 (lines of a site alternate with the other site's); round 1
-    takes
-    the second device of A/1 and of B/1; the third device of A/1 comes last. The last device of every line
-    (the
-    only device of A/2, the second of B/1, the third of A/1) is a line keeper and becomes canary only at 100
-    %.
-
-    >>> fleet = [Placement(f"d{i}", s, l) for i, (s, l) in enumerate(
-    ...     [("A", "1"), ("A", "1"), ("A", "1"), ("A", "2"), ("B", "1"), ("B", "1")])]
-    >>> ranked = order(fleet, "seed")
-    >>> sorted(r.name for r in ranked if r.line_keeper) == sorted(["d3"] + [
-    ...     max((r for r in ranked if r.name in ln), key=lambda r: r.position).name
-    ...     for ln in (["d0", "d1", "d2"], ["d4", "d5"])])
-    True
-    >>> order(fleet, "seed") == order(list(reversed(fleet)), "seed")
+    >>> order({"a": {}, "b": {}}, "x") == order({"b": {}, "a": {}}, "x")
     True
     """
-    lines: dict[tuple[str, str], list[Placement]] = defaultdict(list)
-    for device in devices:
-        lines[(device.site, device.line)].append(device)
-    sites: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for key in lines:
-        sites[key[0]].append(key)
-    site_rank = {s: i for i, s in enumerate(sorted(sites, key=lambda s: (_h(seed, "site", s), s)))}
-    line_rank: dict[tuple[str, str], int] = {}
-    for site, keys in sites.items():
-        for i, key in enumerate(sorted(keys, key=lambda k: (_h(seed, "line", site, k[1]), k[1]))):
-            line_rank[key] = i
-    keyed = []
-    for key, members in lines.items():
-        members_sorted = sorted(members, key=lambda d: (_h(seed, "device", d.name), d.name))
-        for rank, device in enumerate(members_sorted):
-            keeper = rank == len(members_sorted) - 1
-            keyed.append(
-                ((rank, line_rank[key], site_rank[key[0]], _h(seed, "device", device.name)), device, keeper)
-            )
-    keyed.sort(key=lambda item: (item[0], item[1].name))
-    return [Ranked(device.name, i, keeper) for i, (_, device, keeper) in enumerate(keyed)]
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for name, labels in devices.items():
+        groups[(labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))].append(name)
+    ranked: list[tuple[float, int, str]] = []
+    for members in groups.values():
+        members.sort(key=lambda n: (stable_hash(salt, n), n))
+        size = len(members)
+        for i, name in enumerate(members, start=1):
+            ranked.append((i / (size + 1), stable_hash(salt, name), name))
+    ranked.sort()
+    return [name for _, _, name in ranked]
 
 
-def target_count(weight: int, total: int) -> int:
-    """How many of ``total`` devices a step of ``weight`` percent updates: ceil, so 10 % of 5 is 1 (pure).
+def count_for_weight(weight: int, total: int) -> int:
+    """Devices updated at ``weight`` percent of ``total`` (pure): ceil, at least 1 when weight > 0.
 
-    >>> [target_count(w, 20) for w in (1, 10, 25, 50, 100)]
-    [1, 2, 5, 10, 20]
-    >>> target_count(10, 0)
-    0
+    >>> [count_for_weight(w, 7) for w in (0, 10, 50, 100)]
+    [0, 1, 4, 7]
     """
-    return min(total, (weight * total + 99) // 100)
+    if total <= 0 or weight <= 0:
+        return 0
+    return min(total, max(1, math.ceil(weight * total / 100)))
 
 
-__all__ = ["Placement", "Ranked", "order", "placement", "target_count"]
+def line_keepers(devices: Mapping[str, Mapping[str, str]], salt: str) -> set[str]:
+    """The last device of each (site, line) in :func:`order`: it becomes canary only at 100 % (pure).
+
+    >>> sorted(line_keepers({"a1": {common.LABEL_LINE: "a"}, "a2": {common.LABEL_LINE: "a"},
+    ...                      "b1": {common.LABEL_LINE: "b"}}, "x")) in (["a1", "b1"], ["a2", "b1"])
+    True
+    """
+    last: dict[tuple[str, str], str] = {}
+    for name in order(devices, salt):
+        labels = devices[name]
+        last[(labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))] = name
+    return set(last.values())
+
+
+def waves(ordered: Sequence[str], weights: Sequence[int]) -> dict[str, int]:
+    """Index (into ``weights``) of the first setWeight step that updates each device (pure).
+
+    >>> waves(["a", "b", "c", "d"], [25, 100])
+    {'a': 0, 'b': 1, 'c': 1, 'd': 1}
+    """
+    out: dict[str, int] = {}
+    start = 0
+    for index, weight in enumerate(weights):
+        end = count_for_weight(weight, len(ordered))
+        for name in ordered[start:end]:
+            out[name] = index
+        start = max(start, end)
+    return out
+
+
+__all__ = ["count_for_weight", "line_keepers", "order", "stable_hash", "waves"]

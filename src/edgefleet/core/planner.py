@@ -668,15 +668,18 @@ class _Planner:
         assert self.canary_revision is not None and self.candidate is not None
         revision = self.canary_revision
         pool = [d for d in self.targeted if self.canary_entry(d) is not None]
-        goal = canary.target_count(weight, len(pool))
-        ranked = canary.order([canary.placement(d.name, d.labels) for d in pool], f"{self.name}/{revision}")
+        goal = canary.count_for_weight(weight, len(pool))
+        # Salted with the deployment name, as `edgefleet plan` previews it.
+        labels = {d.name: d.labels for d in pool}
+        ranked = canary.order(labels, self.name)
+        keepers = canary.line_keepers(labels, self.name) if weight < 100 else set()
         by_name = {d.name: d for d in pool}
         current = {d.name for d in pool if d.entry is not None and d.entry.revision == revision}
         if weight >= 100:
-            wanted = [r.name for r in ranked]
+            wanted = list(ranked)
             capacity = len(pool)
         else:
-            allowed = [r.name for r in ranked if r.name in current or not r.line_keeper]
+            allowed = [name for name in ranked if name in current or name not in keepers]
             capacity = len(allowed)
             wanted = [n for n in allowed if n in current]
             for name in allowed:
