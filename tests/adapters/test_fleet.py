@@ -40,9 +40,7 @@ async def test_apply_retries_on_conflict_and_keeps_the_other_deployments_entry()
     models = (await kube.get(fleet.EDGEDEVICES, "plant", "dev-00"))["spec"]["models"]
     assert sorted(m["deployment"] for m in models) == ["other", sim.NAME]
     # Removing ours leaves theirs.
-    await devices.apply(
-        "plant", sim.NAME, [planner.DeviceChange("dev-00", None)], await devices.devices("plant")
-    )
+    await devices.apply("plant", sim.NAME, [planner.DeviceChange("dev-00", None)], await devices.devices("plant"))
     models = (await kube.get(fleet.EDGEDEVICES, "plant", "dev-00"))["spec"]["models"]
     assert [m["deployment"] for m in models] == ["other"]
 
@@ -84,8 +82,6 @@ async def test_signing_key_from_a_secret_and_clear_errors_when_missing() -> None
     )
     loaded = await fleet.signing_key(kube, "ops", "signing")
     assert bundle.key_id(loaded.public_key()) == bundle.key_id(key.public_key())
-    kube.put(
-        kubeapi.SECRETS, "ops", {"metadata": {"name": "signing"}, "data": {"signing-key.pem": "bm90IGEga2V5"}}
-    )
+    kube.put(kubeapi.SECRETS, "ops", {"metadata": {"name": "signing"}, "data": {"signing-key.pem": "bm90IGEga2V5"}})
     with pytest.raises(errors.InvalidSpecError, match=r"signing-key\.pem"):
         await fleet.signing_key(kube, "ops", "signing")

@@ -49,9 +49,7 @@ async def test_put_is_content_addressed_idempotent_and_atomic(tmp_path: Path) ->
     assert first.digest == "sha256:" + hashlib.sha256(BLOB).hexdigest()
     assert first.uri == f"http://store:8080/artifacts/sha256/{first.digest[7:]}"
     assert await local.get(first.digest) == BLOB and await local.has(first.digest)
-    assert sorted(p.name for p in (tmp_path / "sha256").iterdir()) == [first.digest[7:]], (
-        "no temporary files left"
-    )
+    assert sorted(p.name for p in (tmp_path / "sha256").iterdir()) == [first.digest[7:]], "no temporary files left"
     assert not os.access(local.path(first.digest), os.W_OK) or os.geteuid() == 0
     with pytest.raises(KeyError):
         await local.get("sha256:" + "0" * 64)
@@ -144,9 +142,7 @@ async def test_unsatisfiable_range_is_416_and_stale_if_range_gets_the_whole_body
         async with session.get(stored.uri, headers={"Range": f"bytes={len(BLOB)}-"}) as resp:
             assert resp.status == 416
             assert resp.headers["Content-Range"] == f"bytes */{len(BLOB)}"
-        async with session.get(
-            stored.uri, headers={"Range": "bytes=0-9", "If-Range": '"sha256:other"'}
-        ) as resp:
+        async with session.get(stored.uri, headers={"Range": "bytes=0-9", "If-Range": '"sha256:other"'}) as resp:
             assert resp.status == 200 and await resp.read() == BLOB
         async with session.get(stored.uri, headers={"Range": "bytes=0-1,4-5"}) as resp:
             assert resp.status == 200 and await resp.read() == BLOB

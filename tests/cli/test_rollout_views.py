@@ -34,9 +34,7 @@ def test_signals_name_the_revision_and_step_they_act_on() -> None:
     assert rollout.signal_for("pause", fleet.md) == {planner.ANNOTATION_PAUSED: "true"}
     assert rollout.signal_for("resume", fleet.md) == {planner.ANNOTATION_PAUSED: None}
     # What the CLI writes is what the planner obeys.
-    fleet.annotate(
-        planner.ANNOTATION_PROMOTE, rollout.signal_for("promote", fleet.md)[planner.ANNOTATION_PROMOTE]
-    )
+    fleet.annotate(planner.ANNOTATION_PROMOTE, rollout.signal_for("promote", fleet.md)[planner.ANNOTATION_PROMOTE])
     assert fleet.reconcile().status.current_step_index == 2
 
 

@@ -95,9 +95,7 @@ BERLIN_MORNING = modeldeployment.MaintenanceWindow(
         (BERLIN_MORNING, dt.datetime(2026, 7, 6, 4, 30, tzinfo=dt.UTC), True),  # 06:30 CEST
     ],
 )
-def test_maintenance_windows(
-    window: modeldeployment.MaintenanceWindow, when: dt.datetime, open_: bool
-) -> None:
+def test_maintenance_windows(window: modeldeployment.MaintenanceWindow, when: dt.datetime, open_: bool) -> None:
     assert windows.is_open([window], when) is open_
     opening = windows.next_opening([window], when)
     assert opening is not None and opening > when

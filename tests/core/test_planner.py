@@ -115,9 +115,7 @@ def test_failing_canary_is_aborted_and_rolled_back_with_evidence() -> None:
     # A new spec lifts the ban.
     fleet.set_spec(rollout.spec(version="2.0.1"))
     p = fleet.reconcile()
-    assert p.status.aborted_revision is None and p.status.canary_revision == revisions.revision_of(
-        fleet.md.spec
-    )
+    assert p.status.aborted_revision is None and p.status.canary_revision == revisions.revision_of(fleet.md.spec)
 
 
 def test_device_that_rolled_itself_back_counts_as_failed() -> None:
@@ -209,9 +207,7 @@ def test_indefinite_pause_waits_for_promote_of_that_step() -> None:
 
 
 def test_timed_pause_requeues_for_the_remaining_time() -> None:
-    fleet = promoted_fleet(
-        10, steps=[{"setWeight": 20}, {"pause": {"durationSeconds": 300}}, {"setWeight": 100}]
-    )
+    fleet = promoted_fleet(10, steps=[{"setWeight": 20}, {"pause": {"durationSeconds": 300}}, {"setWeight": 100}])
     fleet.reconcile()
     fleet.report()
     p = fleet.reconcile()
@@ -245,9 +241,7 @@ def test_maintenance_window_holds_switches_until_it_opens() -> None:
     fleet = Fleet.new(rollout.spec(windows=window), rollout.layout(4))
     p = fleet.reconcile()  # Monday 10:00
     assert not p.changes and p.status.phase == "Progressing"
-    assert p.requeue_after == pytest.approx(
-        (dt.datetime(2026, 1, 10, 22, tzinfo=dt.UTC) - rollout.T0).total_seconds()
-    )
+    assert p.requeue_after == pytest.approx((dt.datetime(2026, 1, 10, 22, tzinfo=dt.UTC) - rollout.T0).total_seconds())
     fleet.now = dt.datetime(2026, 1, 10, 22, 30, tzinfo=dt.UTC)
     assert len(fleet.reconcile().changes) == 1  # 25 % of 4
 
@@ -267,9 +261,7 @@ def test_new_spec_supersedes_a_running_canary() -> None:
     assert "Superseded" in [e.reason for e in p.events]
     fleet.compiled = True
     p = fleet.reconcile()
-    assert (
-        p.status.canary_revision == revisions.revision_of(fleet.md.spec) and p.status.current_step_index == 0
-    )
+    assert p.status.canary_revision == revisions.revision_of(fleet.md.spec) and p.status.current_step_index == 0
 
 
 def test_spec_back_to_stable_ends_the_rollout() -> None:

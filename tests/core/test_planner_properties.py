@@ -42,9 +42,7 @@ def step_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
     return steps
 
 
-max_unavailable = st.one_of(
-    st.integers(min_value=0, max_value=6), st.sampled_from(["10%", "25%", "50%", "100%"])
-)
+max_unavailable = st.one_of(st.integers(min_value=0, max_value=6), st.sampled_from(["10%", "25%", "50%", "100%"]))
 
 
 def limit(fleet: Fleet) -> int:
@@ -70,9 +68,7 @@ def test_never_more_than_max_unavailable_planning_twice_equals_once_and_rollouts
         again = fleet.plan()
         assert again.changes == () and again.events == () and again.status == p.status
         assert again.requeue_after == p.requeue_after
-        behaviour = data.draw(
-            st.lists(st.sampled_from(BEHAVIOURS), min_size=len(devices), max_size=len(devices))
-        )
+        behaviour = data.draw(st.lists(st.sampled_from(BEHAVIOURS), min_size=len(devices), max_size=len(devices)))
         by_name = dict(zip(sorted(fleet.devices), behaviour, strict=True))
         fleet.report(lambda d, _r, by_name=by_name: by_name[d], samples=data.draw(st.sampled_from([10, 200])))
         fleet.tick(data.draw(st.sampled_from([5, 25, 70])))

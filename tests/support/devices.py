@@ -67,9 +67,9 @@ class SimulatedFleet:
             self._stop.wait(self.interval)
 
     def devices(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.api.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL
-        )["items"]
+        items: list[dict[str, Any]] = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)[
+            "items"
+        ]
         return items
 
     def desired(self) -> dict[str, str | None]:

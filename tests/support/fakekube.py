@@ -57,9 +57,7 @@ class FakeKube:
         except KeyError:
             raise kubeapi.NotFound(name) from None
 
-    async def create(
-        self, resource: kubeapi.Resource, namespace: str | None, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def create(self, resource: kubeapi.Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
         if (resource, namespace, body["metadata"]["name"]) in self.objects:
             raise kubeapi.Conflict("exists")
         self.put(resource, namespace, body)

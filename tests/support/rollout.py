@@ -99,9 +99,7 @@ def _hex(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
-def device(
-    name: str, site: str = "s1", line: str = "l1", hw: str = "x86", app: str = "weld"
-) -> edgedevice.EdgeDevice:
+def device(name: str, site: str = "s1", line: str = "l1", hw: str = "x86", app: str = "weld") -> edgedevice.EdgeDevice:
     labels = {common.LABEL_SITE: site, common.LABEL_LINE: line, common.LABEL_HARDWARE_CLASS: hw, "app": app}
     return edgedevice.EdgeDevice(metadata=common.ObjectMeta(name=name, namespace="plant", labels=labels))
 
@@ -156,9 +154,7 @@ class Fleet:
 
     def apply(self, p: planner.Plan) -> None:
         for change in p.changes:
-            self.devices[change.device] = planner.apply_change(
-                self.devices[change.device], NAME, change.desired
-            )
+            self.devices[change.device] = planner.apply_change(self.devices[change.device], NAME, change.desired)
             if change.desired is not None:
                 self.history.setdefault(change.device, []).append(change.desired.revision)
         self.md = self.md.model_copy(update={"status": p.status})
@@ -212,9 +208,7 @@ class Fleet:
                         evaluated_at=self.now,
                     ),
                 )
-            self.devices[name] = dev.model_copy(
-                update={"status": edgedevice.EdgeDeviceStatus(models=[status])}
-            )
+            self.devices[name] = dev.model_copy(update={"status": edgedevice.EdgeDeviceStatus(models=[status])})
 
     def entry_report(self, name: str) -> edgedevice.ModelStatus | None:
         st = self.devices[name].status

@@ -116,9 +116,7 @@ def _parse_device(raw: dict[str, Any]) -> edgedevice.EdgeDevice | None:
         return edgedevice.EdgeDevice.model_validate(raw)
     except pydantic.ValidationError as exc:
         name = (raw.get("metadata") or {}).get("name", "?")
-        log.warning(
-            "Skipped EdgeDevice with an invalid body", extra={"device": name, "error": str(exc)[:500]}
-        )
+        log.warning("Skipped EdgeDevice with an invalid body", extra={"device": name, "error": str(exc)[:500]})
         return None
 
 

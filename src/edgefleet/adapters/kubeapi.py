@@ -60,9 +60,7 @@ class ApiRejected(errors.EdgefleetError):
 class KubeApi(Protocol):
     """What edgefleet's adapters need from the Kubernetes API."""
 
-    async def list(
-        self, resource: Resource, namespace: str | None, label_selector: str = ""
-    ) -> list[dict[str, Any]]:
+    async def list(self, resource: Resource, namespace: str | None, label_selector: str = "") -> list[dict[str, Any]]:
         """All objects of ``resource`` in ``namespace`` (None: all namespaces)."""
         ...
 
@@ -122,9 +120,7 @@ class KubernetesApi:
     ) -> Any:
         return await asyncio.to_thread(self._call_sync, method, path, body, query, content_type)
 
-    def _call_sync(
-        self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str
-    ) -> Any:
+    def _call_sync(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str) -> Any:
         import kubernetes
         import urllib3
 
@@ -151,15 +147,11 @@ class KubernetesApi:
                 raise ApiRejected(f"{where}: {exc.status} {reason}; check RBAC and the object") from None
             raise errors.TransientError(f"{where}: {exc.status} {reason}", delay=5.0) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.TransientError(
-                f"{method} {path}: API server unreachable ({exc})", delay=5.0
-            ) from None
+            raise errors.TransientError(f"{method} {path}: API server unreachable ({exc})", delay=5.0) from None
         data = response[0].data if isinstance(response, tuple) else response.data
         return json.loads(data) if data else None
 
-    async def list(
-        self, resource: Resource, namespace: str | None, label_selector: str = ""
-    ) -> list[dict[str, Any]]:
+    async def list(self, resource: Resource, namespace: str | None, label_selector: str = "") -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
         result = await self._call("GET", resource.path(namespace), query=query)
         items: list[dict[str, Any]] = result.get("items", [])

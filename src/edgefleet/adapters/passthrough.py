@@ -117,12 +117,8 @@ def compile_fp32(request: compiling.CompileRequest) -> compiling.CompileResult:
         "variant": {"name": "fp32-passthrough", "precision": "fp32", "reason": "packaged as is"},
         "compileOptions": target.to_wire(),
         "io": {
-            "inputs": [
-                {"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_inputs()
-            ],
-            "outputs": [
-                {"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_outputs()
-            ],
+            "inputs": [{"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_inputs()],
+            "outputs": [{"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_outputs()],
         },
         "golden": {"samples": samples, "rtol": 1e-4, "atol": 1e-5},
         "measurements": {

@@ -93,9 +93,7 @@ class LocalStore:
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(
-                f"cannot create artifact directory {self.blobs}: {exc}; check the volume"
-            ) from exc
+            raise StoreError(f"cannot create artifact directory {self.blobs}: {exc}; check the volume") from exc
 
     def path(self, digest: str) -> Path:
         """The file of ``digest`` (it may not exist)."""
@@ -158,9 +156,7 @@ class LocalStore:
             while chunk := handle.read(CHUNK):
                 sha.update(chunk)
         if "sha256:" + sha.hexdigest() != digest:
-            raise StoreError(
-                f"{path} holds bytes that do not match its name (corrupt store); delete and republish"
-            )
+            raise StoreError(f"{path} holds bytes that do not match its name (corrupt store); delete and republish")
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.blobs, os.O_RDONLY)

@@ -11,9 +11,7 @@ from edgefleet.api import edgedevice, modeldeployment
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """``--kubeconfig``, ``-n/--namespace`` and ``-o/--output``."""
-    parser.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
 

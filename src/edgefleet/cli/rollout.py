@@ -60,9 +60,7 @@ def progress(md: modeldeployment.ModelDeployment) -> RenderableType:
     table.add_column("STEP")
     table.add_column("STATE")
     for step in steps_view(md):
-        marker = {"done": "[green]done[/green]", "current": "[cyan]> current[/cyan]"}.get(
-            step["state"], step["state"]
-        )
+        marker = {"done": "[green]done[/green]", "current": "[cyan]> current[/cyan]"}.get(step["state"], step["state"])
         table.add_row(str(step["index"] + 1), step["step"], marker)
     counts = view["devices"]
     targeted = max(1, counts.get("targeted", 0))

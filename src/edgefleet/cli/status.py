@@ -51,9 +51,7 @@ def summary(md: modeldeployment.ModelDeployment) -> dict[str, Any]:
         "message": ready.message if ready else None,
         "step": None if step is None else step + 1,
         "steps": len(steps),
-        "stepDescription": planner.describe_step(steps[step])
-        if step is not None and step < len(steps)
-        else None,
+        "stepDescription": planner.describe_step(steps[step]) if step is not None and step < len(steps) else None,
         "stepStartedAt": status.step_started_at.isoformat() if status.step_started_at else None,
         "stableRevision": status.stable_revision,
         "canaryRevision": status.canary_revision,
@@ -64,9 +62,7 @@ def summary(md: modeldeployment.ModelDeployment) -> dict[str, Any]:
     }
 
 
-def device_rows(
-    md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.EdgeDevice]
-) -> list[dict[str, Any]]:
+def device_rows(md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.EdgeDevice]) -> list[dict[str, Any]]:
     """One row per device the deployment targets or still has an entry on (pure)."""
     status = md.status or modeldeployment.ModelDeploymentStatus()
     rows = []
@@ -180,9 +176,7 @@ def devices_table(rows: Sequence[dict[str, Any]]) -> Table:
 
 
 def detail(view: dict[str, Any], rows: Sequence[dict[str, Any]]) -> RenderableType:
-    head = Table(
-        box=box.SIMPLE, show_header=False, title=f"ModelDeployment {view['namespace']}/{view['name']}"
-    )
+    head = Table(box=box.SIMPLE, show_header=False, title=f"ModelDeployment {view['namespace']}/{view['name']}")
     head.add_column("key", style="bold")
     head.add_column("value", overflow="fold")
     step = f"{view['step']}/{view['steps']} ({view['stepDescription']})" if view["step"] else "-"

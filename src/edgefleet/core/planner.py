@@ -121,9 +121,7 @@ def apply_change(
     return device.model_copy(update={"spec": edgedevice.EdgeDeviceSpec(models=models)})
 
 
-def removal(
-    md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.EdgeDevice]
-) -> list[DeviceChange]:
+def removal(md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.EdgeDevice]) -> list[DeviceChange]:
     """The changes that remove ``md``'s models from every device, for deletion (pure)."""
     return [DeviceChange(d.metadata.name, None) for d in devices if owned_entries(d, md.metadata.name)]
 
@@ -218,15 +216,11 @@ class _Device:
             return False
         if report.active_revision == revision:
             return report.health is not None and report.health.verdict == "Unhealthy"
-        return (
-            report.state in ("Failed", "RolledBack") and report.desired_digest == self.entry.artifact.digest
-        )
+        return report.state in ("Failed", "RolledBack") and report.desired_digest == self.entry.artifact.digest
 
     def healthy_on(self, revision: str) -> bool:
         health = self.report.health if self.report is not None else None
-        return (
-            self.converged_on(revision) and self.fresh and health is not None and health.verdict == "Healthy"
-        )
+        return self.converged_on(revision) and self.fresh and health is not None and health.verdict == "Healthy"
 
     def samples_on(self, revision: str) -> int:
         health = self.report.health if self.report is not None else None
@@ -236,9 +230,7 @@ class _Device:
         report = self.report
         if report is None:
             return self.name
-        detail = (
-            (report.health.reason if report.health is not None else None) or report.message or report.state
-        )
+        detail = (report.health.reason if report.health is not None else None) or report.message or report.state
         return f"{self.name} ({detail})" if detail else self.name
 
 
@@ -287,11 +279,7 @@ class _Planner:
         self.held_reason = (
             "spec.paused is true"
             if self.spec.paused
-            else (
-                f"annotation {ANNOTATION_PAUSED} is true"
-                if annotations.get(ANNOTATION_PAUSED) == "true"
-                else ""
-            )
+            else (f"annotation {ANNOTATION_PAUSED} is true" if annotations.get(ANNOTATION_PAUSED) == "true" else "")
         )
         self.window_open = windows.is_open(self.spec.rollout.maintenance_windows, now)
         self.blocked_by_window = False
@@ -318,9 +306,7 @@ class _Planner:
     def _device(self, device: edgedevice.EdgeDevice) -> _Device:
         labels = dict(device.metadata.labels or {})
         owned = owned_entries(device, self.name)
-        foreign = any(
-            m.name == self.spec.model.name and m.deployment != self.name for m in device.spec.models
-        )
+        foreign = any(m.name == self.spec.model.name and m.deployment != self.name for m in device.spec.models)
         entry = owned[0] if owned else None
         report_name = entry.name if entry is not None else self.spec.model.name
         statuses = device.status.models if device.status is not None else []
@@ -435,9 +421,7 @@ class _Planner:
             self.set_rolled_back(rolled)
             return
         if self.old.phase != "Degraded":
-            self.emit(
-                "Warning", "RolloutFailed", message + "; automatic rollback is off, abort or change the spec"
-            )
+            self.emit("Warning", "RolloutFailed", message + "; automatic rollback is off, abort or change the spec")
         self.phase = "Degraded"
         self.ready = ("False", conditions.Reason("RolloutFailed", message))
         self.stalled = conditions.Reason("RolloutFailed", message)
@@ -449,9 +433,7 @@ class _Planner:
         self.stalled = conditions.Reason("RolledBack", message)
         self.message = message
         assert self.stable_revision is not None
-        if not all(
-            d.converged_on(self.stable_revision) for d in self.targeted if self.stable_entry(d) is not None
-        ):
+        if not all(d.converged_on(self.stable_revision) for d in self.targeted if self.stable_entry(d) is not None):
             self.wait_for_devices()
 
     def promote(self) -> None:
@@ -472,12 +454,8 @@ class _Planner:
     def run(self) -> None:
         revision = revisions.revision_of(self.spec)
         if self.candidate is not None and self.candidate.revision != revision:
-            raise ValueError(
-                f"candidate template is for revision {self.candidate.revision}, spec is {revision}"
-            )
-        if self.stable_revision is not None and (
-            self.stable is None or self.stable.revision != self.stable_revision
-        ):
+            raise ValueError(f"candidate template is for revision {self.candidate.revision}, spec is {revision}")
+        if self.stable_revision is not None and (self.stable is None or self.stable.revision != self.stable_revision):
             raise ValueError(f"the template of stable revision {self.stable_revision} is needed to plan")
         self.release_untargeted()
         if self.aborted_revision is not None and self.aborted_revision != revision:
@@ -614,12 +592,8 @@ class _Planner:
                     continue
                 if self.blocked_by_window:
                     self.started = self.now
-                elif self.now >= self.started + dt.timedelta(
-                    seconds=self.spec.rollout.progress_deadline_seconds
-                ):
-                    waiting = [
-                        d.name for d in self.updated() if not d.converged_on(self.canary_revision or "")
-                    ]
+                elif self.now >= self.started + dt.timedelta(seconds=self.spec.rollout.progress_deadline_seconds):
+                    waiting = [d.name for d in self.updated() if not d.converged_on(self.canary_revision or "")]
                     # Undo this pass's moves towards the weight, so the rollback gets the whole budget.
                     for d in self.devices:
                         d.entry = snapshot[0][d.name]
@@ -688,19 +662,13 @@ class _Planner:
                 device = by_name[name]
                 # Only a device that runs what it was asked to becomes a canary: a late joiner is installed
                 # with stable first, and a device still switching is not interrupted.
-                if (
-                    name not in current
-                    and device.entry is not None
-                    and device.active == device.entry.revision
-                ):
+                if name not in current and device.entry is not None and device.active == device.entry.revision:
                     wanted.append(name)
         wanted_set = set(wanted)
         # Devices outside the canary go (back) to stable first: late joiners, leftovers of superseded
         # revisions.
         others = [d for d in self.targeted if d.name not in wanted_set]
-        others.sort(
-            key=lambda d: (d.unavailable(self.stable_entry(d)) and not d.unavailable(d.entry), d.name)
-        )
+        others.sort(key=lambda d: (d.unavailable(self.stable_entry(d)) and not d.unavailable(d.entry), d.name))
         for device in others:
             self.switch(device, self.stable_entry(device))
         for name in wanted:
@@ -769,9 +737,7 @@ class _Planner:
         )
         revision = self.canary_revision or self.stable_revision
         updated = [
-            d
-            for d in self.targeted
-            if revision is not None and d.entry is not None and d.entry.revision == revision
+            d for d in self.targeted if revision is not None and d.entry is not None and d.entry.revision == revision
         ]
         counts = modeldeployment.DeviceCounts(
             targeted=len(self.targeted),
@@ -792,9 +758,7 @@ class _Planner:
                 "devices": counts,
             }
         )
-        changes = tuple(
-            DeviceChange(d.name, d.entry) for d in self.devices if d.entry != d.original or d.dirty
-        )
+        changes = tuple(DeviceChange(d.name, d.entry) for d in self.devices if d.entry != d.original or d.dirty)
         desired = {d.name: d.entry for d in self.devices if not d.foreign}
         return Plan(status, desired, changes, tuple(self.events), self.requeue, self.stable)
 

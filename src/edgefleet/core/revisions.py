@@ -101,8 +101,7 @@ def template_for(
         version=spec.model.version,
         health=spec.health,
         targets=tuple(
-            TargetArtifact(target=t.name, selector=t.selector, artifact=artifacts[t.name])
-            for t in spec.compile.targets
+            TargetArtifact(target=t.name, selector=t.selector, artifact=artifacts[t.name]) for t in spec.compile.targets
         ),
     )
 
@@ -112,9 +111,7 @@ def artifacts_from_status(
 ) -> dict[str, edgedevice.ArtifactRef]:
     """The device-facing references of the artifacts recorded in a status (pure)."""
     return {
-        a.target: edgedevice.ArtifactRef(
-            uri=a.uri, digest=a.digest, size_bytes=a.size_bytes, precision=a.precision
-        )
+        a.target: edgedevice.ArtifactRef(uri=a.uri, digest=a.digest, size_bytes=a.size_bytes, precision=a.precision)
         for a in compiled
     }
 

@@ -21,9 +21,7 @@ def _hhmm(value: str) -> dt.time:
     return dt.time(int(hours), int(minutes))
 
 
-def _intervals(
-    window: modeldeployment.MaintenanceWindow, around: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime]]:
+def _intervals(window: modeldeployment.MaintenanceWindow, around: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
     """The window's openings that start within a week before or after ``around``, as aware UTC datetimes."""
     zone = zoneinfo.ZoneInfo(window.time_zone)
     local = around.astimezone(zone)
@@ -56,9 +54,7 @@ def is_open(windows: Sequence[modeldeployment.MaintenanceWindow] | None, now: dt
     return any(opens <= now < closes for w in windows for opens, closes in _intervals(w, now))
 
 
-def next_opening(
-    windows: Sequence[modeldeployment.MaintenanceWindow] | None, now: dt.datetime
-) -> dt.datetime | None:
+def next_opening(windows: Sequence[modeldeployment.MaintenanceWindow] | None, now: dt.datetime) -> dt.datetime | None:
     """When the next window opens after ``now``; None without windows (pure).
 
     >>> w = modeldeployment.MaintenanceWindow(days=["Sat"], start="22:00", end="02:00")

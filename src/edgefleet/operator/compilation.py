@@ -75,9 +75,7 @@ class CompileStage:
         except errors.EdgefleetError:
             raise
         except TimeoutError as exc:
-            raise errors.TransientError(
-                f"compiling took longer than {self.timeout:.0f}s", delay=60.0
-            ) from exc
+            raise errors.TransientError(f"compiling took longer than {self.timeout:.0f}s", delay=60.0) from exc
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise errors.TransientError(f"the compiler process died ({exc}); retrying", delay=30.0) from exc
         except Exception as exc:

@@ -173,9 +173,7 @@ async def _reconcile(body: kopf.Body, logger: Log) -> None:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
         except (errors.InvalidSpecError, kubeapi.ApiRejected) as exc:
             result = "stalled"
-            classified = (
-                exc if isinstance(exc, errors.InvalidSpecError) else errors.InvalidSpecError(str(exc))
-            )
+            classified = exc if isinstance(exc, errors.InvalidSpecError) else errors.InvalidSpecError(str(exc))
             await _report_failure(state, body, classified, logger)
             raise kopf.PermanentError(str(exc)) from exc
         finally:

@@ -66,9 +66,7 @@ def parse(body: Mapping[str, Any]) -> modeldeployment.ModelDeployment:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:5]
         )
         name = (body.get("metadata") or {}).get("name", "?")
-        raise errors.InvalidSpecError(
-            f"ModelDeployment {name} is invalid: {problems}", "InvalidSpec"
-        ) from exc
+        raise errors.InvalidSpecError(f"ModelDeployment {name} is invalid: {problems}", "InvalidSpec") from exc
 
 
 def status_patch(
@@ -132,9 +130,7 @@ def failed_status(
 
 
 def _compile_failed_for_this_generation(md: modeldeployment.ModelDeployment) -> bool:
-    stalled = conditions.find(
-        (md.status or modeldeployment.ModelDeploymentStatus()).conditions, conditions.STALLED
-    )
+    stalled = conditions.find((md.status or modeldeployment.ModelDeploymentStatus()).conditions, conditions.STALLED)
     return (
         stalled is not None
         and stalled.reason in COMPILE_FAILURE_REASONS
@@ -183,9 +179,7 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
             written += await deps.devices.apply(namespace, name, holding.changes, devices)
             return Outcome(status, holding.events, None, written)
         if deps.compiler is None:
-            raise errors.TransientError(
-                "the compile stage is not ready (signing key not loaded yet)", delay=10.0
-            )
+            raise errors.TransientError("the compile stage is not ready (signing key not loaded yet)", delay=10.0)
         # Show Compiling, and stop a superseded canary, before the (long) compile starts.
         devices = await deps.devices.devices(namespace)
         before = planner.plan(md, devices, None, stable, deps.clock())
@@ -197,14 +191,10 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
         metrics.COMPILE_SECONDS.observe(published.seconds)
         await deps.templates.put(md, published.template)
         candidate = published.template
-        md = md.model_copy(
-            update={"status": before.status.model_copy(update={"artifacts": list(published.artifacts)})}
-        )
+        md = md.model_copy(update={"status": before.status.model_copy(update={"artifacts": list(published.artifacts)})})
         sizes = ", ".join(f"{a.target}: {a.precision} {a.size_bytes} bytes" for a in published.artifacts)
         events.append(
-            planner.Event(
-                "Normal", "Compiled", f"Compiled revision {revision} in {published.seconds:.1f}s ({sizes})"
-            )
+            planner.Event("Normal", "Compiled", f"Compiled revision {revision} in {published.seconds:.1f}s ({sizes})")
         )
     devices = await deps.devices.devices(namespace)
     plan = planner.plan(md, devices, candidate, stable, deps.clock())
