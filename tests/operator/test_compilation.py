@@ -19,6 +19,8 @@ from edgefleet.operator import compilation
 from tests.support import models
 from tests.support import rollout as sim
 
+PASSTHROUGH = "edgefleet.adapters.passthrough:compile_fp32"
+
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
@@ -26,9 +28,15 @@ def pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
         yield executor
 
 
-def spec_for(url: str, data: bytes, version: str = "1.0.0") -> modeldeployment.ModelDeploymentSpec:
-    wire = sim.spec(version=version).model_dump(by_alias=True, mode="json", exclude_none=True)
-    wire["model"].update(uri=f"{url}/model.onnx", sha256=hashlib.sha256(data).hexdigest())
+def spec_for(
+    url: str, data: bytes, evaluation: bytes | None = None, **target: object
+) -> modeldeployment.ModelDeploymentSpec:
+    wire = sim.spec().model_dump(by_alias=True, mode="json", exclude_none=True)
+    wire["model"].update(uri=f"{url}/model.onnx", sha256=hashlib.sha256(data).hexdigest(), task="regression")
+    for t in wire["compile"]["targets"]:
+        t.update(target)
+        if evaluation is not None:
+            t["evaluation"] = {"uri": f"{url}/eval.npz", "sha256": hashlib.sha256(evaluation).hexdigest()}
     return modeldeployment.ModelDeploymentSpec.model_validate(wire)
 
 
@@ -39,7 +47,7 @@ async def test_compile_signs_and_publishes_a_verifiable_bundle_per_target(
     (tmp_path / "model.onnx").write_bytes(data)
     key = bundle.generate_key()
     local = store.LocalStore(tmp_path / "store", "http://store:8080")
-    stage = compilation.CompileStage(pool, local, key)
+    stage = compilation.CompileStage(pool, local, key, PASSTHROUGH)
     with models.served(tmp_path) as url:
         spec = spec_for(url, data)
         published = await stage.compile(spec)
@@ -63,7 +71,9 @@ async def test_a_wrong_source_digest_is_an_invalid_spec(
 ) -> None:
     data = models.adder(1.0)
     (tmp_path / "model.onnx").write_bytes(data + b"tampered")
-    stage = compilation.CompileStage(pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key())
+    stage = compilation.CompileStage(
+        pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key(), PASSTHROUGH
+    )
     with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError, match="sha256 is"):
         await stage.compile(spec_for(url, data))
 
@@ -80,3 +90,33 @@ async def test_a_failed_accuracy_gate_is_reported_with_its_numbers(
     with pytest.raises(errors.InvalidSpecError, match=r"int8 drop 0\.034") as caught:
         await stage.compile(sim.spec())
     assert caught.value.reason == "AccuracyGateFailed"
+
+
+async def test_the_optimising_compiler_runs_in_the_worker_and_its_bundle_verifies(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data, evaluation = models.linear(3), models.evaluation_set(16)
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "eval.npz").write_bytes(evaluation)
+    key = bundle.generate_key()
+    local = store.LocalStore(tmp_path / "store", "http://store:8080")
+    stage = compilation.CompileStage(pool, local, key)  # the default: edgefleet.compiler
+    with models.served(tmp_path) as url:
+        published = await stage.compile(spec_for(url, data, evaluation))
+    for artifact in published.artifacts:
+        opened = bundle.open_bundle(await local.get(artifact.digest), [key.public_key()], artifact.digest)
+        assert opened.manifest["variant"]["precision"] == artifact.precision
+        assert opened.manifest["golden"]["samples"] and artifact.variant is not None
+
+
+async def test_the_optimising_compilers_unreachable_budget_is_the_accuracy_gate(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data, evaluation = models.linear(3), models.evaluation_set(16)
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "eval.npz").write_bytes(evaluation)
+    stage = compilation.CompileStage(pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key())
+    with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError) as caught:
+        await stage.compile(spec_for(url, data, evaluation, precision="int8", accuracyBudget={"maxRelativeError": 0.0}))
+    assert caught.value.reason == "AccuracyGateFailed"
+    assert "int8" in str(caught.value) and "relative error" in str(caught.value)

@@ -42,6 +42,7 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
 
 onnx_model = models.adder
 model_server = models.served
+models_support = models
 
 
 class OperatorProcess:
@@ -90,6 +91,9 @@ def setup(
     models.mkdir()
     for version, offset in (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0)):
         (models / f"{version}.onnx").write_bytes(onnx_model(offset))
+    (models / "eval.npz").write_bytes(models_support.evaluation_set(4))
+    (models / "linear.onnx").write_bytes(models_support.linear(1))
+    (models / "linear-eval.npz").write_bytes(models_support.evaluation_set(16))
     key = bundle.generate_key()
     control_plane.kubectl(
         "-n",
@@ -136,7 +140,17 @@ def manifest(namespace: str, url: str, version: str, models: Path, steps: list[d
                 "sha256": sha,
                 "task": "regression",
             },
-            "compile": {"targets": [{"name": "x86", "evaluation": {"uri": f"{url}/eval.npz", "sha256": "0" * 64}}]},
+            "compile": {
+                "targets": [
+                    {
+                        "name": "x86",
+                        "evaluation": {
+                            "uri": f"{url}/eval.npz",
+                            "sha256": hashlib.sha256((models / "eval.npz").read_bytes()).hexdigest(),
+                        },
+                    }
+                ]
+            },
             "selector": {"matchLabels": {"app": "adder"}},
             "rollout": {
                 "steps": steps or DEFAULT_STEPS,
@@ -422,9 +436,6 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
         fleet.stop()
 
 
-@pytest.mark.parametrize(
-    "setup", [{"EDGEFLEET_COMPILER": "tests.support.compilers:gate_fails"}], indirect=True, ids=["gate-fails"]
-)
 def test_a_spec_failing_the_accuracy_gate_stalls_and_rolls_nothing_out(
     setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
 ) -> None:
@@ -432,11 +443,24 @@ def test_a_spec_failing_the_accuracy_gate_stalls_and_rolls_nothing_out(
     fleet = SimulatedFleet(cp.kubeconfig, namespace)
     create_devices(fleet)
     probe = functools.partial(md_status, cp, namespace)
-    cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models"))
+    # The optimising compiler must use INT8 with zero relative error on a model where INT8 measurably differs.
+    body = json.loads(manifest(namespace, url, "1.0.0", tmp / "models"))
+    linear = (tmp / "models" / "linear.onnx").read_bytes()
+    body["spec"]["model"].update(uri=f"{url}/linear.onnx", sha256=hashlib.sha256(linear).hexdigest())
+    body["spec"]["compile"]["targets"][0].update(
+        precision="int8",
+        accuracyBudget={"maxRelativeError": 0.0},
+        evaluation={
+            "uri": f"{url}/linear-eval.npz",
+            "sha256": hashlib.sha256((tmp / "models" / "linear-eval.npz").read_bytes()).hexdigest(),
+        },
+    )
+    cp.kubectl("apply", "-f", "-", input=json.dumps(body))
     stalled = wait_for("Stalled", probe, lambda s: s.get("phase") == "Stalled", 120, tmp / "operator.log")
     by_type = {c["type"]: c for c in stalled["conditions"]}
     assert by_type["Stalled"]["reason"] == "AccuracyGateFailed"
-    assert "int8 drop 0.034" in by_type["Stalled"]["message"]
+    message = by_type["Stalled"]["message"]
+    assert "cannot meet the accuracy budget" in message and "relative error 0.0" in message, message
     assert by_type["Ready"]["status"] == "False" and "Reconciling" not in by_type
     assert by_type["Stalled"]["observedGeneration"] == 1
     time.sleep(3)  # several resyncs: the verdict stands and nothing is recompiled or rolled out
@@ -495,6 +519,7 @@ def test_deployables_validate_and_the_operator_works_with_only_its_rbac(
     models = tmp_path / "models"
     models.mkdir()
     (models / "1.0.0.onnx").write_bytes(onnx_model(1.0))
+    (models / "eval.npz").write_bytes(models_support.evaluation_set(4))
     with model_server(models) as url:
         port = cp_adapter.free_port()
         env = {

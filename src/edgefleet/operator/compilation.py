@@ -24,7 +24,7 @@ from edgefleet.adapters import bundle, compilers, store
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import compiling, errors, revisions
 
-DEFAULT_COMPILER = "edgefleet.adapters.passthrough:compile_fp32"
+DEFAULT_COMPILER = "edgefleet.adapters.compilers:optimise"
 
 
 @dataclasses.dataclass(frozen=True)

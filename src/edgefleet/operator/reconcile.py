@@ -27,6 +27,9 @@ from edgefleet.operator import compilation, metrics
 
 COMPILE_FAILURE_REASONS = {
     "AccuracyGateFailed",
+    "AccuracyBudgetUnreachable",
+    "InvalidInput",
+    "CompilerError",
     "SourceDigestMismatch",
     "SourceMissing",
     "SourceScheme",
