@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from edgefleet.cli import rollout, status
@@ -58,3 +60,15 @@ def test_summary_and_device_rows() -> None:
     status.deployments_table([view])
     status.detail(view, rows)
     rollout.progress(fleet.md)
+
+
+def test_commands_report_missing_credentials_as_an_error_not_a_traceback(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgefleet.cli import main
+
+    missing = str(tmp_path / "no-kubeconfig")
+    assert main.main(["status", "--kubeconfig", missing]) == 1
+    assert main.main(["rollout", "abort", "weld", "--kubeconfig", missing]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: no Kubernetes credentials") == 2

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from edgefleet.api import modeldeployment
 from edgefleet.cli import cluster, status
-from edgefleet.core import planner
+from edgefleet.core import errors, planner
 
 DONE = ("Healthy",)
 FAILED = ("RolledBack", "Degraded", "Stalled")
@@ -140,7 +140,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``edgefleet rollout``."""
-    return asyncio.run(_run(args))
+    try:
+        return asyncio.run(_run(args))
+    except errors.EdgefleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(subparsers: Any) -> None:

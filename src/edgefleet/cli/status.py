@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.cli import cluster
-from edgefleet.core import conditions, planner
+from edgefleet.core import conditions, errors, planner
 
 PHASE_STYLE = {
     "Healthy": "green",
@@ -237,7 +238,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``edgefleet status``."""
-    return asyncio.run(_run(args))
+    try:
+        return asyncio.run(_run(args))
+    except errors.EdgefleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(subparsers: Any) -> None:
