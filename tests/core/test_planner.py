@@ -373,3 +373,40 @@ def test_a_canary_that_went_silent_after_a_healthy_verdict_fails_the_analysis() 
     canaries = sorted(name for name, revs in fleet.history.items() if new in revs)
     assert "0/2 updated devices healthy" in message
     assert f"no verdict: {', '.join(canaries)}" in message
+
+
+ANALYSIS_STEPS = [{"setWeight": 50}, {"analysis": {"durationSeconds": 60, "minSamples": 500}}, {"setWeight": 100}]
+
+
+@pytest.mark.parametrize(
+    ("healthy", "unhealthy", "silent", "samples", "elapsed", "phase", "step"),
+    [
+        (10, 0, 0, 60, 61, "Progressing", 2),  # window over, 600 samples, 100 % healthy: next step
+        (10, 0, 0, 60, 30, "Progressing", 1),  # window still open
+        (10, 0, 0, 40, 61, "Progressing", 1),  # 400 < 500 samples: keep waiting
+        (8, 2, 0, 60, 61, "Progressing", 2),  # 80 % healthy meets the 0.8 threshold; 2 failures are allowed
+        (7, 3, 0, 60, 1, "RolledBack", None),  # 3 failures of 10 exceed what 0.8 allows: abort at once
+        (9, 0, 1, 60, 61, "Progressing", 2),  # one silent device does not block a 90 % healthy canary
+        (7, 0, 3, 60, 61, "Progressing", 1),  # 70 % healthy, 3 silent: wait for the deadline
+        (7, 0, 3, 60, 181, "RolledBack", None),  # past window + progressDeadlineSeconds: silence is failure
+    ],
+)
+def test_analysis_verdicts(
+    healthy: int, unhealthy: int, silent: int, samples: int, elapsed: int, phase: str, step: int | None
+) -> None:
+    fleet = promoted_fleet(20, steps=ANALYSIS_STEPS, max_unavailable=20, deadline=120)
+    new = revisions.revision_of(fleet.md.spec)
+    fleet.reconcile()
+    fleet.report()
+    fleet.reconcile()
+    canaries = fleet.on(new)
+    assert fleet.status.current_step_index == 1 and len(canaries) == 10
+    verdicts = ["Healthy"] * healthy + ["Unhealthy"] * unhealthy + ["Silent"] * silent
+    by_device = dict(zip(canaries, verdicts, strict=True))
+    fleet.report(lambda d, r: by_device[d] if r == new else "Healthy", samples=samples)
+    fleet.tick(elapsed)
+    p = fleet.reconcile()
+    assert (p.status.phase, p.status.current_step_index) == (phase, step)
+    if phase == "RolledBack":
+        assert fleet.on(new) == []  # maxUnavailable 20 lets every canary return at once
+        assert p.status.aborted_revision == new
