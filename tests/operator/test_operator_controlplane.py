@@ -116,7 +116,7 @@ def setup(
             "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
             "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
             "EDGEFLEET_RESYNC_SECONDS": "1",
-            **getattr(request, "param", {}),
+            **{k: v.format(namespace=namespace) for k, v in getattr(request, "param", {}).items()},
         }
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
@@ -551,3 +551,43 @@ def test_deployables_validate_and_the_operator_works_with_only_its_rbac(
         finally:
             fleet.stop()
             operator.stop()
+
+
+@pytest.mark.parametrize("setup", [{"EDGEFLEET_SIGNING_SECRET": "{namespace}/created-later"}], indirect=True)
+def test_a_missing_signing_key_is_reported_and_the_rollout_starts_once_it_exists(
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
+) -> None:
+    cp, namespace, url, tmp, _ = setup
+    log = tmp / "operator.log"
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    fleet.start()
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models"))
+        waiting = wait_for(
+            "the missing key reported",
+            probe,
+            lambda s: any(
+                c["type"] == "Reconciling" and "created-later" in c.get("message", "") for c in s.get("conditions", [])
+            ),
+            60,
+            log,
+        )
+        message = next(c["message"] for c in waiting["conditions"] if c["type"] == "Reconciling")
+        assert f"kubectl -n {namespace} create secret generic created-later" in message
+        assert set(fleet.desired().values()) == {None}
+        key = bundle.generate_key()
+        cp.kubectl(
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "generic",
+            "created-later",
+            f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
+        )
+        done = wait_for("Healthy once the key exists", probe, lambda s: s.get("phase") == "Healthy", 120, log)
+        assert set(fleet.desired().values()) == {done["stableRevision"]}
+    finally:
+        fleet.stop()

@@ -165,6 +165,7 @@ async def _reconcile(body: kopf.Body, logger: Log) -> None:
                     await _ensure_compiler(state)
                 except errors.EdgefleetError as exc:
                     # Without a key nothing can be compiled, but rollouts of compiled revisions go on.
+                    state.deps.compiler_missing = str(exc)
                     logger.warning("Failed to load signing key %s", _pairs(error=str(exc)))
             outcome = await reconcile.reconcile_model_deployment(body, state.deps)
         except errors.TransientError as exc:

@@ -47,6 +47,8 @@ class Deps:
     devices: fleet.Fleet
     templates: fleet.Revisions
     compiler: compilation.CompileStage | None
+    compiler_missing: str = "the compile stage is not ready"
+    """Why ``compiler`` is None (e.g. the signing key Secret is missing), shown in the Reconciling condition."""
     clock: Callable[[], dt.datetime] = dataclasses.field(default=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -182,7 +184,7 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
             written += await deps.devices.apply(namespace, name, holding.changes, devices)
             return Outcome(status, holding.events, None, written)
         if deps.compiler is None:
-            raise errors.TransientError("the compile stage is not ready (signing key not loaded yet)", delay=10.0)
+            raise errors.TransientError(f"cannot compile revision {revision}: {deps.compiler_missing}", delay=10.0)
         # Show Compiling, and stop a superseded canary, before the (long) compile starts.
         devices = await deps.devices.devices(namespace)
         before = planner.plan(md, devices, None, stable, deps.clock())
