@@ -2,12 +2,11 @@
 
 Run: ``PYTHONPATH=src python benchmarks/bench_operator.py [--size-mb 64] [--repeat 3]``
 
-1. Artifact download (what every device does): a full download and a download resumed at 50 % after a
-   dropped connection, from the operator's store (aiohttp, Range + ETag) and from ``python -m http.server``
-   (the static server a user would otherwise put in front of a directory; it ignores Range, so a resumed
-   download sends everything again).
-2. Planning: one ``planner.plan`` over fleets of 100 to 10 000 devices during a canary step; the operator runs
-   it on every reconcile, so it must stay far below the resync interval.
+1. Artifact download (what every device does): a full download and a download resumed at 50 % after a dropped
+   connection, from the operator's store (aiohttp, Range + ETag) and from ``python -m http.server`` (the static server a
+   user would otherwise put in front of a directory; it ignores Range, so a resumed download sends everything again).
+2. Planning: one ``planner.plan`` over fleets of 100 to 10 000 devices during a canary step; the operator runs it on
+   every reconcile, so it must stay far below the resync interval.
 """
 
 from __future__ import annotations

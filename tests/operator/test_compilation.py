@@ -1,5 +1,5 @@
-"""The compile stage for real: a spawned worker process fetches a real ONNX model over HTTP, the fp32 packager
-builds the manifest with onnxruntime, the operator signs the bundle and publishes it to the local store."""
+"""The compile stage for real: a spawned worker process fetches a real ONNX model over HTTP, a compiler builds the
+manifest with onnxruntime, the operator signs the bundle and publishes it to the local store."""
 
 from __future__ import annotations
 

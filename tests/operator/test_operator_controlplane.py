@@ -1,8 +1,8 @@
 """The real operator process (``kopf run -m edgefleet.operator``) against the real kube-apiserver.
 
-Devices are simulated by :mod:`tests.support.devices` (they write the status an edge agent would write);
-the source models are real ONNX files served over HTTP on 127.0.0.1, compiled by the fp32 packager in the
-operator's process pool, signed with a key from a Secret and served by the operator's artifact store.
+Devices are simulated by :mod:`tests.support.devices` (they write the status an edge agent would write); the source
+models are real ONNX files served over HTTP on 127.0.0.1, compiled by the fp32 packager in the operator's process pool,
+signed with a key from a Secret and served by the operator's artifact store.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Simulated device agents for control-plane tests: they read ``spec.models`` and write ``status.models``.
 
-Each simulated device does what the edge agent reports, without running a model: it makes its desired entry
-active and reports a health verdict chosen by the test (per revision), through the real API server's status
-subresource. It also records every revision each device was ever asked to run, so a test can prove that
-devices outside the canary never received a bad version.
+Each simulated device does what the edge agent reports, without running a model: it makes its desired entry active and
+reports a health verdict chosen by the test (per revision), through the real API server's status subresource. It also
+records every revision each device was ever asked to run, so a test can prove that devices outside the canary never
+received a bad version.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """An in-memory :class:`edgefleet.adapters.kubeapi.KubeApi` for fast unit tests of the adapters built on it.
 
 It keeps objects by (resource, namespace, name), bumps ``resourceVersion`` on every write and honours a
-``metadata.resourceVersion`` in a merge patch the way the API server does (409 when it is stale). The same
-adapters run against the real API server in ``tests/operator`` (control-plane tests).
+``metadata.resourceVersion`` in a merge patch the way the API server does (409 when it is stale). The same adapters run
+against the real API server in ``tests/operator`` (control-plane tests).
 """
 
 from __future__ import annotations

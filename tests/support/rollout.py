@@ -1,8 +1,8 @@
 """An in-memory fleet for planner tests: ModelDeployments, EdgeDevices that report what they run, and a clock.
 
-:class:`Fleet` applies plans the way the operator does (device entries via :func:`planner.apply_change`,
-status replaced, the stable template kept) and lets a test decide what each device reports, so tests assert on
-the resulting state. It is a fake of the cluster for fast unit tests of pure logic only.
+:class:`Fleet` applies plans the way the operator does (device entries via :func:`planner.apply_change`, status
+replaced, the stable template kept) and lets a test decide what each device reports, so tests assert on the resulting
+state. It is a fake of the cluster for fast unit tests of pure logic only.
 """
 
 from __future__ import annotations

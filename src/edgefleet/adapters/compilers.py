@@ -1,8 +1,7 @@
 """Loading and running compilers inside the compile worker process.
 
-A compiler is referenced as ``module:function`` so the reference pickles and the worker imports the code
-itself (the worker is started with ``spawn``, not ``fork``, so it never inherits the operator's event loop or
-threads).
+A compiler is referenced as ``module:function`` so the reference pickles and the worker imports the code itself (the
+worker is started with ``spawn``, not ``fork``, so it never inherits the operator's event loop or threads).
 """
 
 from __future__ import annotations
@@ -37,11 +36,10 @@ def run_in_worker(reference: str, request: compiling.CompileRequest) -> compilin
 def optimise(request: compiling.CompileRequest) -> compiling.CompileResult:
     """The optimising compiler (:func:`edgefleet.compiler.compile_model`) as an operator compile job.
 
-    Fetches the source model and the target's evaluation/calibration sets (digests checked), compiles for the
-    target on this host's instruction set, and returns the model and manifest for the operator to sign. The
-    compiler signs its own bundle too; that one is discarded, with a throwaway key, because the signing key
-    never enters the worker. A budget no variant meets becomes :class:`~edgefleet.core.compiling.AccuracyGateError`
-    carrying the compiler's report.
+    Fetches the source model and the target's evaluation/calibration sets (digests checked), compiles for the target on
+    this host's instruction set, and returns the model and manifest for the operator to sign. The compiler signs its own
+    bundle too; that one is discarded, with a throwaway key, because the signing key never enters the worker. A budget
+    no variant meets becomes :class:`~edgefleet.core.compiling.AccuracyGateError` carrying the compiler's report.
     """
     from cryptography.hazmat.primitives.asymmetric import ed25519
 

@@ -1,18 +1,13 @@
-"""The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over
-:class:`KubeApi`.
+"""The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over :class:`KubeApi`.
 
-* :class:`Fleet` lists a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies
-  planner
-  changes. Each write replaces only the entries one deployment owns, conditional on the ``resourceVersion`` it
-  read; on a conflict (another deployment or the device changed the object) it re-reads and re-applies the
-  same
-  change, which commutes with everyone else's entries.
-* :class:`Revisions` keeps :class:`~edgefleet.core.revisions.RevisionTemplate` s in ``apps/v1``
-  ControllerRevisions, the way StatefulSets and DaemonSets keep their history: a derived name per deployment
-  and
-  revision, owned by the ModelDeployment so garbage collection removes them with it. Compiled templates
-  survive
-  operator restarts this way, so nothing is recompiled and a rollback always knows the stable artifacts.
+* :class:`Fleet` lists a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
+  changes. Each write replaces only the entries one deployment owns, conditional on the ``resourceVersion`` it read; on
+  a conflict (another deployment or the device changed the object) it re-reads and re-applies the same change, which
+  commutes with everyone else's entries.
+* :class:`Revisions` keeps :class:`~edgefleet.core.revisions.RevisionTemplate` s in ``apps/v1`` ControllerRevisions, the
+  way StatefulSets and DaemonSets keep their history: a derived name per deployment and revision, owned by the
+  ModelDeployment so garbage collection removes them with it. Compiled templates survive operator restarts this way, so
+  nothing is recompiled and a rollback always knows the stable artifacts.
 * :func:`signing_key` reads the ed25519 key from a Secret.
 """
 

@@ -1,11 +1,10 @@
 """A small async Kubernetes API surface (list/get/create/merge-patch/delete by path) and its implementation.
 
-:class:`KubeApi` is the Protocol the operator's adapters are written against, so they can move onto the shared
-aiohttp client later without changing. :class:`KubernetesApi` implements it with the official ``kubernetes``
-client's generic ``call_api`` run in a worker thread. Vendor exceptions stop here: 404 becomes
-:class:`NotFound`, 409 :class:`Conflict` (retry with fresh data), 5xx/429/network errors
-:class:`TransientError`, and 400/403/422 :class:`ApiRejected` (a permanent problem: RBAC or an invalid
-object).
+:class:`KubeApi` is the Protocol the operator's adapters are written against, so they can move onto the shared aiohttp
+client later without changing. :class:`KubernetesApi` implements it with the official ``kubernetes`` client's generic
+``call_api`` run in a worker thread. Vendor exceptions stop here: 404 becomes :class:`NotFound`, 409 :class:`Conflict`
+(retry with fresh data), 5xx/429/network errors :class:`TransientError`, and 400/403/422 :class:`ApiRejected` (a
+permanent problem: RBAC or an invalid object).
 """
 
 from __future__ import annotations

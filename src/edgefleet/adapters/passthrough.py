@@ -1,9 +1,9 @@
 """The fp32 packager: a compiler that fetches the source model, verifies it and packages it unchanged.
 
-It is the baseline the optimising compiler is compared against, and a fallback when compiling is unwanted.
-It still produces a complete bundle manifest: the input/output signature read from the graph, golden samples
-(fixed pseudo-random inputs, seeded by the model digest, and the outputs onnxruntime computes for them) for
-the device's smoke test, and measured size and latency. Runs inside the compile worker process.
+It is the baseline the optimising compiler is compared against, and a fallback when compiling is unwanted. It still
+produces a complete bundle manifest: the input/output signature read from the graph, golden samples (fixed pseudo-random
+inputs, seeded by the model digest, and the outputs onnxruntime computes for them) for the device's smoke test, and
+measured size and latency. Runs inside the compile worker process.
 """
 
 from __future__ import annotations

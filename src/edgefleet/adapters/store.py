@@ -1,20 +1,19 @@
 """The artifact store: signed bundles kept by digest, and the HTTP endpoint devices download them from.
 
-Artifacts are content-addressed: a bundle's name is ``sha256:<hex>`` of its bytes, so publishing is
-idempotent, two operator replicas cannot disagree about a name, and a device verifies what it downloaded
-against the digest written in its ``spec.models`` entry (then checks the ed25519 signature inside).
-:class:`ArtifactStore` is the small interface the operator needs; :class:`LocalStore` keeps files in a
-directory, ``<root>/sha256/<hex>``:
+Artifacts are content-addressed: a bundle's name is ``sha256:<hex>`` of its bytes, so publishing is idempotent, two
+operator replicas cannot disagree about a name, and a device verifies what it downloaded against the digest written in
+its ``spec.models`` entry (then checks the ed25519 signature inside). :class:`ArtifactStore` is the small interface the
+operator needs; :class:`LocalStore` keeps files in a directory, ``<root>/sha256/<hex>``:
 
-* writes are atomic (temporary file, fsync, hard link to the final name, fsync of the directory), so a reader
-  never sees a partial bundle and a crash leaves at most a stray temporary file;
+* writes are atomic (temporary file, fsync, hard link to the final name, fsync of the directory), so a reader never sees
+  a partial bundle and a crash leaves at most a stray temporary file;
 * an existing name is never overwritten; when its bytes differ from their name the store is corrupt and
   :class:`StoreError` says so instead of papering over it.
 
-:func:`make_app` serves ``GET``/``HEAD /artifacts/sha256/<hex>`` with single-range ``Range`` requests (206,
-416), ``If-Range``, ``If-None-Match`` and ``ETag`` = the digest, so interrupted device downloads resume. The
-path is matched against ``[a-f0-9]{64}`` and never joined from request text, which rules out traversal. The
-same app serves ``/healthz`` and, when asked, Prometheus ``/metrics``.
+:func:`make_app` serves ``GET``/``HEAD /artifacts/sha256/<hex>`` with single-range ``Range`` requests (206, 416),
+``If-Range``, ``If-None-Match`` and ``ETag`` = the digest, so interrupted device downloads resume. The path is matched
+against ``[a-f0-9]{64}`` and never joined from request text, which rules out traversal. The same app serves ``/healthz``
+and, when asked, Prometheus ``/metrics``.
 """
 
 from __future__ import annotations
@@ -172,9 +171,9 @@ class LocalStore:
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     """Parse a ``Range`` header for a resource of ``size`` bytes (pure).
 
-    Returns ``(first, last)`` inclusive for one satisfiable range, None when the header should be ignored
-    (malformed, several ranges, or another unit: RFC 9110 lets a server answer 200 with the whole body), or
-    ``"unsatisfiable"`` for a syntactically valid range outside the resource (416).
+    Returns ``(first, last)`` inclusive for one satisfiable range, None when the header should be ignored (malformed,
+    several ranges, or another unit: RFC 9110 lets a server answer 200 with the whole body), or ``"unsatisfiable"`` for
+    a syntactically valid range outside the resource (416).
 
     >>> parse_range("bytes=0-99", 1000), parse_range("bytes=900-", 1000), parse_range("bytes=-100", 1000)
     ((0, 99), (900, 999), (900, 999))

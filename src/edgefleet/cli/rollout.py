@@ -1,16 +1,16 @@
 """``edgefleet rollout status|pause|resume|promote|abort NAME``: follow and steer a rollout.
 
-Steering writes annotations the operator reads on every reconcile; each names what it acts on, so repeating a
-command, or the operator restarting, never acts twice (see :mod:`edgefleet.core.planner`):
+Steering writes annotations the operator reads on every reconcile; each names what it acts on, so repeating a command,
+or the operator restarting, never acts twice (see :mod:`edgefleet.core.planner`):
 
 * ``pause`` sets ``edgefleet.io/paused: "true"``; ``resume`` removes it (``spec.paused`` in Git still wins);
-* ``promote`` sets ``edgefleet.io/promote: <canaryRevision>/<currentStepIndex>``, completing the current
-  pause or analysis step;
-* ``abort`` sets ``edgefleet.io/abort: <canaryRevision>``: every device returns to stable and that revision is
-  not retried until the spec changes.
+* ``promote`` sets ``edgefleet.io/promote: <canaryRevision>/<currentStepIndex>``, completing the current pause or
+  analysis step;
+* ``abort`` sets ``edgefleet.io/abort: <canaryRevision>``: every device returns to stable and that revision is not
+  retried until the spec changes.
 
-``rollout status`` shows the steps with the current one marked and the device counts; with ``--watch`` it
-follows the rollout until it is Healthy (exit 0) or RolledBack, Degraded or Stalled (exit 1).
+``rollout status`` shows the steps with the current one marked and the device counts; with ``--watch`` it follows the
+rollout until it is Healthy (exit 0) or RolledBack, Degraded or Stalled (exit 1).
 """
 
 from __future__ import annotations

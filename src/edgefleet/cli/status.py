@@ -1,9 +1,9 @@
 """``edgefleet status [NAME]``: ModelDeployments at a glance, or one of them with its devices.
 
 Without NAME, one row per deployment (phase, step, device counts, Ready message). With NAME, the deployment's
-conditions, compiled artifacts and one row per targeted device (its desired and active revision and health
-verdict). ``--watch`` redraws every ``--interval`` seconds; ``-o json`` prints the same data as JSON.
-The view functions (:func:`summary`, :func:`device_rows`) are pure and shared with ``edgefleet rollout``.
+conditions, compiled artifacts and one row per targeted device (its desired and active revision and health verdict).
+``--watch`` redraws every ``--interval`` seconds; ``-o json`` prints the same data as JSON. The view functions
+(:func:`summary`, :func:`device_rows`) are pure and shared with ``edgefleet rollout``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a compiler is given and returns: plain data that crosses into the compile worker process.
 
-A compiler is any picklable callable ``(CompileRequest) -> CompileResult`` (:class:`Compiler`). It signals a
-model that cannot meet its accuracy budget by raising :class:`AccuracyGateError` with the measured numbers in
-the message; other failures use :mod:`edgefleet.core.errors`. Nothing here does I/O.
+A compiler is any picklable callable ``(CompileRequest) -> CompileResult`` (:class:`Compiler`). It signals a model that
+cannot meet its accuracy budget by raising :class:`AccuracyGateError` with the measured numbers in the message; other
+failures use :mod:`edgefleet.core.errors`. Nothing here does I/O.
 """
 
 from __future__ import annotations

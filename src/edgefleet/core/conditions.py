@@ -7,8 +7,8 @@ The rules (Kubernetes API conventions plus kstatus):
 * Every condition carries the ``observedGeneration`` it was computed from.
 * ``lastTransitionTime`` changes only when ``status`` changes; a new reason or message keeps the old time.
 
-Conditions of other types (written by someone else) are kept as they are, after the three managed ones.
-Everything here is pure.
+Conditions of other types (written by someone else) are kept as they are, after the three managed ones. Everything here
+is pure.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ def set_condition(
     generation: int | None,
     now: dt.datetime,
 ) -> list[common.Condition]:
-    """Return ``conditions`` with ``type_`` set, keeping its transition time when the status is unchanged
-    (pure).
+    """Return ``conditions`` with ``type_`` set, keeping its transition time when the status is unchanged (pure).
 
-    Worked example: Ready goes from ``False/Progressing`` (set at 10:00) to ``False/RolledBack`` at 10:05: the
-    reason and message change but ``lastTransitionTime`` stays 10:00, because the status did not change.
+    Worked example: Ready goes from ``False/Progressing`` (set at 10:00) to ``False/RolledBack`` at 10:05: the reason
+    and message change but ``lastTransitionTime`` stays 10:00, because the status did not change.
     """
     previous = find(conditions, type_)
     transition = previous.last_transition_time if previous is not None and previous.status == status else now
@@ -85,8 +84,8 @@ def kstatus(
 ) -> list[common.Condition]:
     """Set the three managed conditions at once (pure).
 
-    ``reconciling``/``stalled`` set to None remove the condition, as kstatus wants abnormal-true conditions
-    absent rather than False.
+    ``reconciling``/``stalled`` set to None remove the condition, as kstatus wants abnormal-true conditions absent
+    rather than False.
 
     >>> t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     >>> out = kstatus([], ready="Unknown", ready_reason=Reason("Progressing", "step 1/3"),

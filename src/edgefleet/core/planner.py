@@ -1,55 +1,47 @@
-"""The rollout planner: from a ModelDeployment, its devices and ``now`` to the devices' desired models and
-status.
+"""The rollout planner: from a ModelDeployment, its devices and ``now`` to the devices' desired models and status.
 
-:func:`plan` is pure. It reads the whole situation (the deployment with its status and annotations, every
-EdgeDevice of the namespace with what it reports, the compiled template of the spec and of the stable
-revision) and returns data: the ``spec.models`` entry each device should have, the new status, the events to
-emit and when to look again. The operator applies the plan; running the planner again on the applied result
-changes nothing (idempotent), which is what makes reconciliation by level safe.
+:func:`plan` is pure. It reads the whole situation (the deployment with its status and annotations, every EdgeDevice of
+the namespace with what it reports, the compiled template of the spec and of the stable revision) and returns data: the
+``spec.models`` entry each device should have, the new status, the events to emit and when to look again. The operator
+applies the plan; running the planner again on the applied result changes nothing (idempotent), which is what makes
+reconciliation by level safe.
 
-The rollout state lives in ``status``: ``stableRevision`` (what every device falls back to),
-``canaryRevision`` (what is being rolled out), ``currentStepIndex`` and ``stepStartedAt``, ``abortedRevision``
-(never retried until the spec changes). The rules:
+The rollout state lives in ``status``: ``stableRevision`` (what every device falls back to), ``canaryRevision`` (what is
+being rolled out), ``currentStepIndex`` and ``stepStartedAt``, ``abortedRevision`` (never retried until the spec
+changes). The rules:
 
-* **First revision.** Without a stable revision there is nothing to canary against: the first revision becomes
-  stable at once and is installed everywhere, ``maxUnavailable`` devices at a time.
-* **Steps.** ``setWeight`` puts the canary on that share of devices (chosen by :mod:`edgefleet.core.canary`)
-  and
-  completes when all of them report the canary active. ``pause`` waits ``durationSeconds``, or without it
-  until a
-  promote annotation names this revision and step. ``analysis`` completes when the window has passed, the
-  updated
-  devices reported ``minSamples`` samples in total and the healthy share is at least ``successThreshold``.
-  After
-  the last step the canary becomes stable.
-* **Failure.** At any time, more failed canary devices than ``successThreshold`` allows fail the rollout; an
-  analysis that has not succeeded ``progressDeadlineSeconds`` after its window fails it, counting silent
-  devices
-  as failures; a ``setWeight`` step that has not completed within ``progressDeadlineSeconds`` fails it. With
-  ``rollback.automatic`` the rollout is aborted: every device returns to stable, ``Ready=False
-  reason=RolledBack`` carries the evidence and the revision is recorded as aborted. Without it the deployment
-  is
-  ``Degraded`` and ``Stalled`` until a person aborts or changes the spec.
-* **Availability.** A device is unavailable while its desired revision differs from the one it reports active.
-  A change that would make an available device unavailable is made only while fewer than ``maxUnavailable``
-  targeted devices are unavailable, and only inside a maintenance window. Changes that make a device available
-  (for example returning a device that rolled itself back to stable) are always allowed.
-* **Held.** ``spec.paused`` or the ``edgefleet.io/paused: "true"`` annotation stop all forward changes; an
-  abort
-  still returns devices to stable, because that is the safe direction. While held or waiting for a maintenance
-  window the step clock restarts, so deadlines measure time in which progress was possible.
-* **Manual signals** are level-triggered and idempotent because each names what it acts on:
-  ``edgefleet.io/promote: "<revision>/<stepIndex>"`` completes that step of that revision (pause or analysis),
-  ``edgefleet.io/abort: "<revision>"`` aborts that revision. Stale values are ignored.
-* **Spec changes.** A new revision supersedes a running canary: its devices go back to stable and the new
-  rollout starts at step 0 once compiled. Returning the spec to the stable revision ends the rollout.
+* **First revision.** Without a stable revision there is nothing to canary against: the first revision becomes stable at
+  once and is installed everywhere, ``maxUnavailable`` devices at a time.
+* **Steps.** ``setWeight`` puts the canary on that share of devices (chosen by :mod:`edgefleet.core.canary`) and
+  completes when all of them report the canary active. ``pause`` waits ``durationSeconds``, or without it until a
+  promote annotation names this revision and step. ``analysis`` completes when the window has passed, the updated
+  devices reported ``minSamples`` samples in total and the healthy share is at least ``successThreshold``. After the
+  last step the canary becomes stable.
+* **Failure.** At any time, more failed canary devices than ``successThreshold`` allows fail the rollout; an analysis
+  that has not succeeded ``progressDeadlineSeconds`` after its window fails it, counting silent devices as failures; a
+  ``setWeight`` step that has not completed within ``progressDeadlineSeconds`` fails it. With ``rollback.automatic`` the
+  rollout is aborted: every device returns to stable, ``Ready=False reason=RolledBack`` carries the evidence and the
+  revision is recorded as aborted. Without it the deployment is ``Degraded`` and ``Stalled`` until a person aborts or
+  changes the spec.
+* **Availability.** A device is unavailable while its desired revision differs from the one it reports active. A change
+  that would make an available device unavailable is made only while fewer than ``maxUnavailable`` targeted devices are
+  unavailable, and only inside a maintenance window. Changes that make a device available (for example returning a
+  device that rolled itself back to stable) are always allowed.
+* **Held.** ``spec.paused`` or the ``edgefleet.io/paused: "true"`` annotation stop all forward changes; an abort still
+  returns devices to stable, because that is the safe direction. While held or waiting for a maintenance window the step
+  clock restarts, so deadlines measure time in which progress was possible.
+* **Manual signals** are level-triggered and idempotent because each names what it acts on: ``edgefleet.io/promote:
+  "<revision>/<stepIndex>"`` completes that step of that revision (pause or analysis), ``edgefleet.io/abort:
+  "<revision>"`` aborts that revision. Stale values are ignored.
+* **Spec changes.** A new revision supersedes a running canary: its devices go back to stable and the new rollout starts
+  at step 0 once compiled. Returning the spec to the stable revision ends the rollout.
 * **Late joiners** get the stable revision; they become canaries only when a step needs more devices.
 
 Worked example (20 devices on 5 lines, steps ``[setWeight 10, analysis 60s/100 samples, setWeight 100]``,
-``maxUnavailable: 25%`` = 5): the first plan after compile puts the canary on 2 devices of 2 different lines
-and requeues; once both report it active, step 0 completes and the analysis starts; after 60 s with 2/2
-healthy and >= 100 samples the last step puts the canary on the remaining 18 devices, 5 at a time as devices
-converge; when all 20 run it, the canary revision becomes stable and ``Ready=True``.
+``maxUnavailable: 25%`` = 5): the first plan after compile puts the canary on 2 devices of 2 different lines and
+requeues; once both report it active, step 0 completes and the analysis starts; after 60 s with 2/2 healthy and >= 100
+samples the last step puts the canary on the remaining 18 devices, 5 at a time as devices converge; when all 20 run it,
+the canary revision becomes stable and ``Ready=True``.
 """
 
 from __future__ import annotations
@@ -113,8 +105,7 @@ def owned_entries(device: edgedevice.EdgeDevice, deployment: str) -> list[edgede
 def apply_change(
     device: edgedevice.EdgeDevice, deployment: str, desired: edgedevice.DesiredModel | None
 ) -> edgedevice.EdgeDevice:
-    """``device`` with the entries of ``deployment`` replaced by ``desired`` (pure); order of others is
-    kept."""
+    """``device`` with the entries of ``deployment`` replaced by ``desired`` (pure); other entries keep their order."""
     models = [m for m in device.spec.models if m.deployment != deployment]
     if desired is not None:
         models = [m for m in models if m.name != desired.name] + [desired]
@@ -129,8 +120,8 @@ def removal(md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.Ed
 def resolve_max_unavailable(value: int | str, total: int) -> int:
     """``maxUnavailable`` as a device count: percentages round down, and the result is at least 1 (pure).
 
-    Devices have no surge capacity, so 0 would mean no device can ever switch; 1 keeps rollouts possible on
-    small fleets (25 % of 3 devices).
+    Devices have no surge capacity, so 0 would mean no device can ever switch; 1 keeps rollouts possible on small fleets
+    (25 % of 3 devices).
 
     >>> [resolve_max_unavailable(v, 20) for v in (3, "25%", "1%", 0)]
     [3, 5, 1, 1]
@@ -158,8 +149,8 @@ def describe_step(step: modeldeployment.RolloutStep) -> str:
 def stale_after(health: modeldeployment.HealthSpec) -> dt.timedelta:
     """How old a health verdict may be and still count: three evaluation windows, at least 2 min (pure).
 
-    A device that stopped reporting keeps its last verdict in status; past this age it counts as silent, so a
-    canary that went dark cannot pass an analysis on an old "Healthy".
+    A device that stopped reporting keeps its last verdict in status; past this age it counts as silent, so a canary
+    that went dark cannot pass an analysis on an old "Healthy".
 
     >>> stale_after(modeldeployment.HealthSpec(window_seconds=60))
     datetime.timedelta(seconds=180)
@@ -206,11 +197,9 @@ class _Device:
         return self.entry is not None and self.entry.revision == revision and self.active == revision
 
     def failed_on(self, revision: str) -> bool:
-        """The device reports that ``revision`` failed: it failed to install or rolled itself back, or it runs
-        it
-        and judges it unhealthy. ``desiredDigest`` ties a Failed/RolledBack state to this revision's artifact,
-        so a
-        failure of an earlier revision is not held against this one."""
+        """The device reports that ``revision`` failed: it failed to install or rolled itself back, or it runs it and
+        judges it unhealthy. ``desiredDigest`` ties a Failed/RolledBack state to this revision's artifact, so a failure
+        of an earlier revision is not held against this one."""
         report = self.report
         if report is None or self.entry is None or self.entry.revision != revision:
             return False
@@ -327,8 +316,7 @@ class _Planner:
     # -- device changes ----------------------------------------------------------------------------------
 
     def switch(self, device: _Device, desired: edgedevice.DesiredModel | None) -> bool:
-        """Move ``device`` to ``desired`` if availability and maintenance windows allow; True when it is
-        there."""
+        """Move ``device`` to ``desired`` if availability and maintenance windows allow; True when it is there."""
         if desired == device.entry:
             return True
         costly = device.targeted and device.unavailable(desired) and not device.unavailable(device.entry)
@@ -772,10 +760,9 @@ def plan(
 ) -> Plan:
     """Decide the next state of a rollout (pure; see the module docstring for the rules).
 
-    ``devices`` are all EdgeDevices of the namespace; those outside ``spec.selector`` lose this deployment's
-    entries. ``candidate`` is the compiled template of the current spec, None while it is compiling.
-    ``stable`` is
-    the template of ``status.stableRevision`` (required when that is set). ``now`` must be timezone-aware.
+    ``devices`` are all EdgeDevices of the namespace; those outside ``spec.selector`` lose this deployment's entries.
+    ``candidate`` is the compiled template of the current spec, None while it is compiling. ``stable`` is the template
+    of ``status.stableRevision`` (required when that is set). ``now`` must be timezone-aware.
     """
     planner = _Planner(md, devices, candidate, stable, now)
     planner.run()

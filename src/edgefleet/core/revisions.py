@@ -1,14 +1,14 @@
 """Revisions: the identity of "what a device runs" for one ModelDeployment spec, and its template.
 
-A revision is derived, never random: ``<model version>-<10 hex of sha256>`` over the parts of the spec that
-end up on a device or in its artifact (``spec.model``, ``spec.compile`` and ``spec.health``). Changing the
-rollout policy, the selector or ``paused`` does not make a new revision, so editing the steps of a running
-rollout does not restart it. Equal specs always give equal revisions, across operator restarts and replicas.
+A revision is derived, never random: ``<model version>-<10 hex of sha256>`` over the parts of the spec that end up on a
+device or in its artifact (``spec.model``, ``spec.compile`` and ``spec.health``). Changing the rollout policy, the
+selector or ``paused`` does not make a new revision, so editing the steps of a running rollout does not restart it.
+Equal specs always give equal revisions, across operator restarts and replicas.
 
-A :class:`RevisionTemplate` is everything needed to write a device's ``spec.models`` entry for a revision: the
-version, the health thresholds and one signed artifact per compile target with the target's device selector.
-The operator keeps the template of the stable revision so that it can return devices to it after the spec
-moved on. Everything here is pure.
+A :class:`RevisionTemplate` is everything needed to write a device's ``spec.models`` entry for a revision: the version,
+the health thresholds and one signed artifact per compile target with the target's device selector. The operator keeps
+the template of the stable revision so that it can return devices to it after the spec moved on. Everything here is
+pure.
 """
 
 from __future__ import annotations
@@ -88,9 +88,8 @@ def template_for(
 ) -> RevisionTemplate:
     """Build the template of ``spec`` from its compiled artifacts, keyed by compile target name (pure).
 
-    Raises ValueError naming the targets that have no artifact, since a partial template would leave a
-    hardware
-    class without a model.
+    Raises ValueError naming the targets that have no artifact, since a partial template would leave a hardware class
+    without a model.
     """
     missing = [t.name for t in spec.compile.targets if t.name not in artifacts]
     if missing:

@@ -1,8 +1,8 @@
 """Maintenance windows: weekly time ranges, in a time zone, in which devices may be switched.
 
-A window opens on each of its ``days`` at ``start`` local time and closes at ``end``; an ``end`` before
-``start`` means the window runs overnight into the next day (``Sat 22:00-02:00`` is open Sunday 01:00).
-Without any window devices may be switched at any time. Everything here is pure.
+A window opens on each of its ``days`` at ``start`` local time and closes at ``end``; an ``end`` before ``start`` means
+the window runs overnight into the next day (``Sat 22:00-02:00`` is open Sunday 01:00). Without any window devices may
+be switched at any time. Everything here is pure.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """The compile stage: compile a spec for each target in a process pool, sign the bundles, publish them.
 
-The compiler itself sits behind :class:`~edgefleet.core.compiling.Compiler`, a plain callable from a
-``CompileRequest`` to a ``CompileResult`` named by ``module:function`` (``EDGEFLEET_COMPILER``), so the
-optimising compiler and the fp32 packager (:mod:`edgefleet.adapters.passthrough`) are interchangeable. It runs
-in a separate process: model optimisation is CPU-bound for seconds to minutes and must never block the
-operator's event loop, and a crash in a native library takes down a worker, not the operator. Signing stays in
-the operator process, so the key never crosses into the worker.
+The compiler itself sits behind :class:`~edgefleet.core.compiling.Compiler`, a plain callable from a ``CompileRequest``
+to a ``CompileResult`` named by ``module:function`` (``EDGEFLEET_COMPILER``), so the optimising compiler and the fp32
+packager (:mod:`edgefleet.adapters.passthrough`) are interchangeable. It runs in a separate process: model optimisation
+is CPU-bound for seconds to minutes and must never block the operator's event loop, and a crash in a native library
+takes down a worker, not the operator. Signing stays in the operator process, so the key never crosses into the worker.
 
-A compiler reports a model that cannot meet its accuracy budget by raising ``AccuracyGateError`` with the
-measured numbers in the message; the deployment then becomes ``Stalled`` and nothing is rolled out.
+A compiler reports a model that cannot meet its accuracy budget by raising ``AccuracyGateError`` with the measured
+numbers in the message; the deployment then becomes ``Stalled`` and nothing is rolled out.
 """
 
 from __future__ import annotations
@@ -56,8 +55,8 @@ class CompileStage:
     async def compile(self, spec: modeldeployment.ModelDeploymentSpec) -> Published:
         """Compile every target of ``spec`` and publish the signed bundles.
 
-        Raises InvalidSpecError(reason="AccuracyGateFailed") when a target cannot meet its budget and
-        TransientError for failures worth retrying (fetch errors, a crashed worker, a timeout).
+        Raises InvalidSpecError(reason="AccuracyGateFailed") when a target cannot meet its budget and TransientError for
+        failures worth retrying (fetch errors, a crashed worker, a timeout).
         """
         began = time.monotonic()
         loop = asyncio.get_running_loop()

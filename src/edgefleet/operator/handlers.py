@@ -1,15 +1,13 @@
 """kopf handlers: thin wrappers that call :func:`reconcile.reconcile_model_deployment` and report the outcome.
 
-Create, update, resume and a periodic timer all run the same reconcile (the timer is what notices device
-status changes, pause ends and deadlines). A per-object lock keeps the timer and a change handler from
-reconciling the same deployment at once. Deletion runs behind the ``edgefleet.io/finalizer`` finalizer and
-removes the model from every device first. kopf keeps its bookkeeping in annotations, because the status
-schema is ours.
+Create, update, resume and a periodic timer all run the same reconcile (the timer is what notices device status changes,
+pause ends and deadlines). A per-object lock keeps the timer and a change handler from reconciling the same deployment
+at once. Deletion runs behind the ``edgefleet.io/finalizer`` finalizer and removes the model from every device first.
+kopf keeps its bookkeeping in annotations, because the status schema is ours.
 
-Configuration comes from the environment (see ``operator/README.md``): ``EDGEFLEET_STORE_DIR``,
-``EDGEFLEET_STORE_URL``, ``EDGEFLEET_STORE_HOST``/``PORT``, ``EDGEFLEET_SIGNING_SECRET`` (``namespace/name``),
-``EDGEFLEET_COMPILER`` (``module:function``), ``EDGEFLEET_COMPILE_WORKERS``, ``EDGEFLEET_RESYNC_SECONDS`` and
-``KUBECONFIG``.
+Configuration comes from the environment (see ``operator/README.md``): ``EDGEFLEET_STORE_DIR``, ``EDGEFLEET_STORE_URL``,
+``EDGEFLEET_STORE_HOST``/``PORT``, ``EDGEFLEET_SIGNING_SECRET`` (``namespace/name``), ``EDGEFLEET_COMPILER``
+(``module:function``), ``EDGEFLEET_COMPILE_WORKERS``, ``EDGEFLEET_RESYNC_SECONDS`` and ``KUBECONFIG``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Prometheus metrics of the operator, served at ``/metrics`` next to the artifacts.
 
-Names follow Prometheus conventions (``_seconds``, ``_total``); labels are bounded (namespace, deployment,
-a fixed set of states and reasons), never device names, so cardinality stays proportional to deployments.
+Names follow Prometheus conventions (``_seconds``, ``_total``); labels are bounded (namespace, deployment, a fixed set
+of states and reasons), never device names, so cardinality stays proportional to deployments.
 """
 
 from __future__ import annotations

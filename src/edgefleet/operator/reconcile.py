@@ -1,14 +1,13 @@
 """``reconcile_model_deployment``: the one level-triggered reconcile every handler and the timer call.
 
-It reads everything it needs (the deployment, its revision templates, every EdgeDevice of the namespace),
-compiles the spec when no template exists for its revision yet, lets the pure planner decide, writes the
-devices' desired models and the status, and returns what happened so the handler can emit events and logs. It
-never looks at which event woke it up; running it twice in a row changes nothing the second time.
+It reads everything it needs (the deployment, its revision templates, every EdgeDevice of the namespace), compiles the
+spec when no template exists for its revision yet, lets the pure planner decide, writes the devices' desired models and
+the status, and returns what happened so the handler can emit events and logs. It never looks at which event woke it up;
+running it twice in a row changes nothing the second time.
 
-Failures are classified once: ``TransientError`` (API server, network, compile worker) leaves
-``Reconciling=True`` with the reason and is retried; ``InvalidSpecError`` (failed accuracy gate, unfetchable
-model, missing signing key) sets ``Stalled=True`` and ``Ready=False`` with the message, and is not retried
-until the spec changes.
+Failures are classified once: ``TransientError`` (API server, network, compile worker) leaves ``Reconciling=True`` with
+the reason and is retried; ``InvalidSpecError`` (failed accuracy gate, unfetchable model, missing signing key) sets
+``Stalled=True`` and ``Ready=False`` with the message, and is not retried until the spec changes.
 """
 
 from __future__ import annotations
@@ -146,8 +145,8 @@ def _compile_failed_for_this_generation(md: modeldeployment.ModelDeployment) -> 
 async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Outcome:
     """Converge one ModelDeployment (see the module docstring). Raises TransientError / InvalidSpecError.
 
-    ``body`` only names the object: the handler's copy can predate this operator's own last status write (a
-    timer queued behind a change handler), so the current object is read from the API server.
+    ``body`` only names the object: the handler's copy can predate this operator's own last status write (a timer queued
+    behind a change handler), so the current object is read from the API server.
     """
     meta = body.get("metadata") or {}
     try:
