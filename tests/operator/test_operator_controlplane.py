@@ -591,3 +591,35 @@ def test_a_missing_signing_key_is_reported_and_the_rollout_starts_once_it_exists
         assert set(fleet.desired().values()) == {done["stableRevision"]}
     finally:
         fleet.stop()
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_the_rollout_survives_an_api_server_restart(
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
+) -> None:
+    cp, namespace, url, tmp, operator = setup
+    log = tmp / "operator.log"
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    fleet.start()
+    steps = [{"setWeight": 10}, {"pause": {"durationSeconds": 3}}, {"setWeight": 100}]
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", tmp / "models", steps))
+        wait_for("installed", probe, lambda s: s.get("phase") == "Healthy", 120, log)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "2.0.0", tmp / "models", steps))
+        wait_for("canary", probe, lambda s: (s.get("canaryRevision") or "").startswith("2.0.0"), 60, log)
+        cp.restart_apiserver()  # the operator's watches and calls fail for a while; it must carry on
+        done = wait_for(
+            "2.0.0 promoted after the restart",
+            probe,
+            lambda s: s.get("phase") == "Healthy" and (s.get("stableRevision") or "").startswith("2.0.0"),
+            180,
+            log,
+        )
+        assert set(fleet.desired().values()) == {done["stableRevision"]}
+        assert operator.proc is not None and operator.proc.poll() is None, "the operator process kept running"
+        assert events(cp, namespace).count("Promoted") == 1
+    finally:
+        fleet.stop()
