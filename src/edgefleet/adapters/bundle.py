@@ -66,7 +66,11 @@ def encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:
     """
     arr = np.ascontiguousarray(array)
     little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "data": base64.b64encode(little.tobytes()).decode()}
+    return {
+        "dtype": str(arr.dtype),
+        "shape": list(arr.shape),
+        "data": base64.b64encode(little.tobytes()).decode(),
+    }
 
 
 def decode_array(encoded: Mapping[str, Any]) -> np.ndarray[Any, Any]:

@@ -34,7 +34,9 @@ SEMVER = (
 SHA256_HEX = r"^[a-f0-9]{64}$"
 DIGEST = r"^sha256:[a-f0-9]{64}$"
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
@@ -75,9 +77,7 @@ class LabelSelectorRequirement(ApiModel):
     )
 
     key: Annotated[str, Field(max_length=317, pattern=LABEL_KEY, description="The label key.")]
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="How the key relates to the values."
-    )
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="How the key relates to the values.")
     values: list[Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]] | None = Field(
         default=None,
         max_length=64,

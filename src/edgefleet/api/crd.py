@@ -114,7 +114,10 @@ def _resource_schema(model: type[BaseModel], spec_required: bool) -> dict[str, A
         "type": "object",
         "description": (model.__doc__ or "").strip(),
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this representation of the object."},
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion of this representation of the object.",
+            },
             "kind": {"type": "string", "description": "Kind of the object."},
             "metadata": {"type": "object"},
             "spec": spec,
@@ -137,7 +140,10 @@ def _crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{common.GROUP}", "labels": {"app.kubernetes.io/part-of": "edgefleet"}},
+        "metadata": {
+            "name": f"{plural}.{common.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "edgefleet"},
+        },
         "spec": {
             "group": common.GROUP,
             "names": {
@@ -207,7 +213,11 @@ def crds() -> dict[str, dict[str, Any]]:
         [
             {"name": "Site", "type": "string", "jsonPath": ".metadata.labels.edgefleet\\.io/site"},
             {"name": "Line", "type": "string", "jsonPath": ".metadata.labels.edgefleet\\.io/line"},
-            {"name": "Hardware", "type": "string", "jsonPath": ".metadata.labels.edgefleet\\.io/hardware-class"},
+            {
+                "name": "Hardware",
+                "type": "string",
+                "jsonPath": ".metadata.labels.edgefleet\\.io/hardware-class",
+            },
             _ready(),
             {
                 "name": "Converged",
@@ -240,7 +250,9 @@ def write(directory: Path) -> list[Path]:
         path = directory / name
         path.write_text(render(crd))
         written.append(path)
-    kustomization = directory / "kustomization.yaml"
+    # Named "Kustomization" (no extension) so that `kubectl apply -f crds/` skips it while `kubectl apply -k`
+    # and kustomize overlays that list `crds/` as a resource still find it.
+    kustomization = directory / "Kustomization"
     kustomization.write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
         + "".join(f"  - {p.name}\n" for p in written)

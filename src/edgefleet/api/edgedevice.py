@@ -80,7 +80,9 @@ class Capabilities(ApiModel):
 
     arch: Annotated[str, Field(max_length=32)] | None = Field(default=None, description="CPU architecture.")
     cpu_flags: list[Annotated[str, Field(max_length=32)]] = Field(
-        default_factory=list, max_length=64, description="Relevant instruction-set flags (avx2, avx512f, vnni...)."
+        default_factory=list,
+        max_length=64,
+        description="Relevant instruction-set flags (avx2, avx512f, vnni...).",
     )
     cpu_count: int | None = Field(default=None, ge=0, description="Logical CPUs.")
     memory_bytes: int | None = Field(default=None, ge=0, description="Physical memory.")

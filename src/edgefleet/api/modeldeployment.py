@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from edgefleet.api import common
 from edgefleet.api.common import ApiModel, Condition, LabelSelector, Name, ObjectMeta
@@ -35,6 +35,10 @@ Phase = Literal["Pending", "Compiling", "Progressing", "Paused", "Healthy", "Deg
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # Model and dataset sources: fetched by the operator, so only network schemes it knows how to fetch safely.
 SOURCE_URI = r"^(https?|oci)://[^\s]+$"
+NO_METADATA_HOST_RULE: dict[str, JsonValue] = {
+    "rule": "!self.matches('^[a-z]+://([^/@]*@)?(169[.]254[.]|\\\\[fe80:|metadata([.]google[.]internal)?([:/]|$))')",
+    "message": "link-local and cloud metadata hosts are never fetched",
+}
 
 
 class ModelSource(ApiModel):
@@ -45,7 +49,8 @@ class ModelSource(ApiModel):
         description="Semantic version of the model, e.g. 1.4.0."
     )
     uri: Annotated[str, Field(max_length=2048, pattern=SOURCE_URI)] = Field(
-        description="Where the operator fetches the ONNX file (http, https or oci)."
+        description="Where the operator fetches the ONNX file (http, https or oci).",
+        json_schema_extra={"x-kubernetes-validations": [NO_METADATA_HOST_RULE]},
     )
     sha256: Annotated[str, Field(pattern=common.SHA256_HEX)] = Field(
         description="Lower-case hex sha256 of the ONNX file; the fetch is rejected when it differs."
@@ -80,7 +85,10 @@ def check_fetchable_uri(uri: str) -> str:
 class DatasetRef(ApiModel):
     """A ``.npz`` dataset (one array per model input, optional ``labels``), pinned by digest."""
 
-    uri: Annotated[str, Field(max_length=2048, pattern=SOURCE_URI)] = Field(description="Where to fetch the .npz.")
+    uri: Annotated[str, Field(max_length=2048, pattern=SOURCE_URI)] = Field(
+        description="Where to fetch the .npz.",
+        json_schema_extra={"x-kubernetes-validations": [NO_METADATA_HOST_RULE]},
+    )
     sha256: Annotated[str, Field(pattern=common.SHA256_HEX)] = Field(description="Lower-case hex sha256 of the file.")
 
     @field_validator("uri")
@@ -117,7 +125,9 @@ class AccuracyBudget(ApiModel):
         default=0.01,
         ge=0.0,
         le=1.0,
-        description="Classification: allowed drop of labelled accuracy and of top-1 agreement with FP32 (0.01 = 1 point).",
+        description=(
+            "Classification: allowed drop of labelled accuracy and of top-1 agreement with FP32 (0.01 = 1 point)."
+        ),
     )
     max_relative_error: float = Field(
         default=0.01,
@@ -136,7 +146,8 @@ class CompileTarget(ApiModel):
     )
     precision: Precision = Field(default="auto", description="auto measures candidates and picks the best in budget.")
     optimize_for: Literal["latency", "size"] = Field(
-        default="latency", description="latency: never slower than FP32; size: smallest variant within budget."
+        default="latency",
+        description="latency: never slower than FP32; size: smallest variant within budget.",
     )
     quantization: QuantizationOptions | None = Field(default=None, description="INT8 options.")
     pruning: PruningOptions | None = Field(default=None, description="Magnitude pruning before quantization.")
@@ -182,7 +193,10 @@ class AnalysisStep(ApiModel):
 
     duration_seconds: int = Field(default=60, ge=0, le=7 * 24 * 3600, description="Observation window.")
     min_samples: int = Field(
-        default=100, ge=0, le=100_000_000, description="Inference samples the updated devices must report in total."
+        default=100,
+        ge=0,
+        le=100_000_000,
+        description="Inference samples the updated devices must report in total.",
     )
 
 
@@ -270,13 +284,27 @@ class RolloutSpec(ApiModel):
         default=0.8, ge=0.0, le=1.0, description="Share of updated devices that must report healthy."
     )
     max_unavailable: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")] = Field(
-        default="25%", description="Devices that may be switching at once, as a count or a percentage."
+        default="25%",
+        description="Devices that may be switching at once, as a count or a percentage.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
+                    "message": "must be a count >= 0 or a percentage from 0% to 100%",
+                }
+            ]
+        },
     )
     progress_deadline_seconds: int = Field(
-        default=600, ge=10, le=7 * 24 * 3600, description="A step with no progress for this long fails the rollout."
+        default=600,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="A step with no progress for this long fails the rollout.",
     )
     maintenance_windows: list[MaintenanceWindow] | None = Field(
-        default=None, max_length=32, description="When set, devices are only switched inside one of these windows."
+        default=None,
+        max_length=32,
+        description="When set, devices are only switched inside one of these windows.",
     )
 
     @field_validator("steps")
@@ -287,9 +315,7 @@ class RolloutSpec(ApiModel):
             raise ValueError("at least one setWeight step is needed, and the last must be 100")
         for i in range(1, len(weights)):
             if weights[i] <= weights[i - 1]:
-                raise ValueError(
-                    f"setWeight values must strictly increase ({weights[i]} after {weights[i - 1]})"
-                )
+                raise ValueError(f"setWeight values must strictly increase ({weights[i]} after {weights[i - 1]})")
         if weights[-1] != 100:
             raise ValueError(f"the last setWeight must be 100 (got {weights[-1]})")
         return steps
@@ -370,7 +396,9 @@ class ModelDeploymentStatus(ApiModel):
     step_started_at: dt.datetime | None = Field(default=None, description="When the current step began.")
     devices: DeviceCounts = Field(default_factory=DeviceCounts, description="Device counts.")
     artifacts: list[CompiledArtifact] = Field(
-        default_factory=list, max_length=16, description="Compiled variants of the canary (or stable) revision."
+        default_factory=list,
+        max_length=16,
+        description="Compiled variants of the canary (or stable) revision.",
     )
     last_error: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Last error the operator met."

@@ -1,0 +1,69 @@
+"""The pure plan: diffs and wave previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from edgefleet.api import edgedevice, modeldeployment
+from edgefleet.core import fleetplan
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet-manifests"
+
+
+def md(**changes: object) -> modeldeployment.ModelDeployment:
+    value = yaml.safe_load((EXAMPLES / "base" / "weld-defect-classifier.yaml").read_text())
+    for dotted, new in changes.items():
+        node = value
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = new
+    return modeldeployment.ModelDeployment.model_validate(value)
+
+
+def devices() -> list[edgedevice.EdgeDevice]:
+    docs = yaml.safe_load_all((EXAMPLES / "sites" / "plant-north" / "devices.yaml").read_text())
+    return [edgedevice.EdgeDevice.model_validate(d) for d in docs]
+
+
+def test_version_bump_is_one_change_with_waves() -> None:
+    base, head = md(), md(spec__model__version="1.4.0")
+    result = fleetplan.plan([base], [head], devices())
+    (change,) = result.changed
+    assert change.action == "changed"
+    assert [(c.path, c.before, c.after) for c in change.changes] == [("spec.model.version", "1.3.0", "1.4.0")]
+    (rollout,) = result.rollouts
+    weld_devices = [
+        d for d in devices() if d.metadata.labels and d.metadata.labels["edgefleet.io/role"] == "weld-inspection"
+    ]
+    assert len(rollout.devices) == len(weld_devices) == 12
+    per_wave = [sum(1 for d in rollout.devices if d.wave == w) for w in (1, 2, 3)]
+    assert per_wave == [2, 4, 6]  # ceil(10% of 12) = 2, ceil(50%) = 6 -> +4, rest 6
+    targets = {d.device: d.target for d in rollout.devices}
+    assert targets["plant-north-line-3-weld-01"] == "arm64-a72"
+    assert targets["plant-north-line-1-weld-01"] == "x86-avx2"
+
+
+def test_unchanged_objects_produce_no_rollout() -> None:
+    result = fleetplan.plan([md()], [md()], devices())
+    assert result.changed == () and result.rollouts == ()
+
+
+def test_added_and_removed() -> None:
+    other = md()
+    renamed = modeldeployment.ModelDeployment.model_validate({**other.to_wire(), "metadata": {"name": "weld-v2"}})
+    result = fleetplan.plan([other], [renamed], [])
+    assert [(o.name, o.action) for o in result.changed] == [
+        ("weld-defect-classifier", "removed"),
+        ("weld-v2", "added"),
+    ]
+    markdown = fleetplan.to_markdown(result, "main", "pr")
+    assert "| removed | ModelDeployment" in markdown and "| added | ModelDeployment" in markdown
+
+
+def test_plan_is_deterministic() -> None:
+    a = fleetplan.plan([md()], [md(spec__model__version="2.0.0")], devices())
+    b = fleetplan.plan([md()], [md(spec__model__version="2.0.0")], list(reversed(devices())))
+    assert a == b
