@@ -12,7 +12,6 @@ backoff, keeping the partial file); everything else is :class:`ArtifactError` (t
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +92,7 @@ async def download(
                         on_progress(have)
                 fh.flush()
                 os.fsync(fh.fileno())
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         raise TransientError(
             f"download of {uri} interrupted at {have} of {size} bytes ({type(exc).__name__}); will resume",
             delay=1.0,

@@ -122,9 +122,7 @@ def build_app(backend: Backend) -> web.Application:
                 "X-Edgefleet-Shape": ",".join(str(d) for d in out.shape),
             }
             return web.Response(body=little.tobytes(), content_type=BINARY, headers=headers)
-        outputs = {
-            k: (v.tolist() if as_lists else bundle.encode_array(v)) for k, v in result.outputs.items()
-        }
+        outputs = {k: (v.tolist() if as_lists else bundle.encode_array(v)) for k, v in result.outputs.items()}
         body = {"model": {"name": served.name, "version": served.version, "digest": served.digest}, "outputs": outputs}
         return web.json_response(body, headers=headers)
 
@@ -154,10 +152,10 @@ def _json_inputs(body: bytes) -> tuple[dict[str, Any], bool]:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("body is not valid JSON; send {\"inputs\": {name: [[...]]}}") from exc
+        raise ValueError('body is not valid JSON; send {"inputs": {name: [[...]]}}') from exc
     inputs = doc.get("inputs") if isinstance(doc, dict) else None
     if not isinstance(inputs, dict) or not inputs:
-        raise ValueError("body must be a JSON object with a non-empty \"inputs\" object")
+        raise ValueError('body must be a JSON object with a non-empty "inputs" object')
     encoded = all(isinstance(v, dict) for v in inputs.values())
     if encoded:
         return {k: bundle.decode_array(v) for k, v in inputs.items()}, False

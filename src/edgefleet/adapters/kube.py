@@ -18,7 +18,6 @@ exception escapes this module.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -286,7 +285,7 @@ class Client:
             ) as resp:
                 await self._raise_for(resp, method, path)
                 result = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TransientError(
                 f"{method} {path}: API server {self.connection.server} unreachable ({type(exc).__name__}: {exc})",
                 delay=1.0,
@@ -380,7 +379,7 @@ class Client:
                             yield self._event(line, path, kind)
                 if buffer.strip():
                     yield self._event(buffer, path, kind)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TransientError(
                 f"WATCH {path}: connection to {self.connection.server} lost ({type(exc).__name__})", delay=1.0
             ) from exc

@@ -50,7 +50,9 @@ class AgentConfig(ApiModel):
     namespace: Annotated[str, Field(max_length=63, pattern=DNS_LABEL)] = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     state_dir: Path = Path("/var/lib/edgefleet")
-    trust_keys: list[Path] = Field(default_factory=list, description="PEM ed25519 public keys bundles must verify with.")
+    trust_keys: list[Path] = Field(
+        default_factory=list, description="PEM ed25519 public keys bundles must verify with."
+    )
     api: ApiConfig = Field(default_factory=ApiConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     max_bundle_bytes: int = Field(default=512 * 1024**2, ge=1, description="Refuse bigger artifacts.")
@@ -87,9 +89,7 @@ def load(path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
         return AgentConfig.model_validate(doc)
     except ValidationError as exc:
         where = str(path) if path else "flags"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
         raise InvalidSpecError(f"{where}: invalid agent config: {problems}", "InvalidConfig") from exc
 
 

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 class Fetch(Protocol):
-    """Download ``uri`` into ``dest`` until it holds exactly ``size`` bytes (see :mod:`edgefleet.adapters.artifacts`)."""
+    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:mod:`edgefleet.adapters.artifacts`)."""
 
     def __call__(
         self, uri: str, dest: Path, size: int, *, on_progress: Callable[[int], None] | None = None
@@ -212,7 +212,7 @@ class Agent:
                 self._phase(step.name, current.state if current else "Active", message)
                 requeue = min(requeue or 1.0, 1.0)
             elif step.kind == "install":
-                attempts, retry_at = self.backoff.get(desired.artifact.digest, (0, 0.0))
+                _, retry_at = self.backoff.get(desired.artifact.digest, (0, 0.0))
                 now = self.clock()
                 if now < retry_at:
                     requeue = min(requeue or retry_at - now, retry_at - now)
@@ -272,7 +272,9 @@ class Agent:
             return
         rec = self.store.model(name)
         slot = rec.inactive
-        self.store.update_model(rec.model_copy(update={"install": state.InstallRecord(digest=digest, step="downloading", slot=slot)}))
+        self.store.update_model(
+            rec.model_copy(update={"install": state.InstallRecord(digest=digest, step="downloading", slot=slot)})
+        )
         self._phase(name, "Downloading", f"downloading version {desired.version} from {art.uri}")
         part = self.store.part_path(digest)
 
@@ -381,7 +383,9 @@ class Agent:
                     self.store.update_model(rec.model_copy(update={"probation_since": None}))
                     self.fallback.pop(name, None)
                     self.switched_at.pop(name, None)
-                self._phase(name, "Active", f"version {rec.active_slot.version if rec.active_slot else '?'} passed probation")
+                self._phase(
+                    name, "Active", f"version {rec.active_slot.version if rec.active_slot else '?'} passed probation"
+                )
                 self.wake.set()
 
     async def rollback(self, name: str, verdict: health.Verdict, detected_at: float) -> None:
