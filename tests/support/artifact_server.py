@@ -20,6 +20,7 @@ from aiohttp import web
 class Published:
     data: bytes
     drop_after: int | None = None  # close the connection after this many body bytes (once)
+    chunk_delay: float = 0.0  # pause between 32 KiB chunks (a slow link)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +41,8 @@ class ArtifactServer:
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    def publish(self, path: str, data: bytes, *, drop_after: int | None = None) -> str:
-        self.files[path.lstrip("/")] = Published(data, drop_after)
+    def publish(self, path: str, data: bytes, *, drop_after: int | None = None, chunk_delay: float = 0.0) -> str:
+        self.files[path.lstrip("/")] = Published(data, drop_after, chunk_delay)
         return self.url(path)
 
     def url(self, path: str) -> str:
@@ -75,6 +76,8 @@ class ArtifactServer:
             return resp
         for i in range(0, len(body), 32 * 1024):
             await resp.write(body[i : i + 32 * 1024])
+            if item.chunk_delay:
+                await asyncio.sleep(item.chunk_delay)
         await resp.write_eof()
         return resp
 

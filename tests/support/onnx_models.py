@@ -37,14 +37,28 @@ def offset_for(version: str) -> float:
     return major + minor / 10 + patch / 100
 
 
-def model_bytes(variant: Variant = "good", version: str = "1.0.0", slow_size: int = 768) -> bytes:
-    """Serialized ONNX model of ``variant`` (opset 17)."""
+def model_bytes(variant: Variant = "good", version: str = "1.0.0", slow_size: int = 768, pad_bytes: int = 0) -> bytes:
+    """Serialized ONNX model of ``variant`` (opset 17); ``pad_bytes`` adds a zero-weighted initializer of that size
+    so downloads span many chunks (crash-mid-download tests)."""
     w = W + (1.0 if variant == "bad-golden" else 0.0)
     b = B + np.float32(offset_for(version))
-    inits = [numpy_helper.from_array(w.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "B")]
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "B"], ["affine"])]
-    if variant in ("slow", "nan"):
-        inits.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"))
+    inits = [
+        numpy_helper.from_array(w.astype(np.float32), "W"),
+        numpy_helper.from_array(b.astype(np.float32), "B"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["xw"])]
+    if pad_bytes:
+        pad = np.random.default_rng(0).normal(size=pad_bytes // 4).astype(np.float32)
+        inits.append(numpy_helper.from_array(pad, "pad"))
+        nodes += [
+            helper.make_node("ReduceMean", ["pad"], ["pad_mean"], keepdims=0),
+            helper.make_node("Mul", ["pad_mean", "zero"], ["pad_zero"]),
+            helper.make_node("Add", ["B", "pad_zero"], ["bias"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["B"], ["bias"]))
+    nodes.append(helper.make_node("Add", ["xw", "bias"], ["affine"]))
     if variant == "slow":
         inits.append(numpy_helper.from_array(np.array([slow_size, slow_size], dtype=np.int64), "big_shape"))
         nodes += [
@@ -65,7 +79,8 @@ def model_bytes(variant: Variant = "good", version: str = "1.0.0", slow_size: in
             helper.make_node("Add", ["affine", "hidden"], ["y"]),
         ]
     else:
-        nodes.append(helper.make_node("Identity", ["affine"], ["y"]))
+        nodes.append(helper.make_node("Mul", ["affine", "one"], ["y"]))
+        inits.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"))
     graph = helper.make_graph(
         nodes,
         f"edgefleet-test-{variant}",
@@ -92,7 +107,9 @@ def golden_inputs(count: int = 2, seed: int = 7) -> list[np.ndarray[Any, Any]]:
 
 def manifest_for(name: str, version: str, variant: Variant = "good") -> dict[str, Any]:
     """The manifest the compiler would write, golden outputs computed by onnxruntime on the good model."""
-    session = ort.InferenceSession(model_bytes("good", version), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes("good", version), options, providers=["CPUExecutionProvider"])
     samples = []
     for x in golden_inputs():
         (y,) = session.run(["y"], {"x": x})
@@ -128,10 +145,16 @@ class TestBundle:
 
 
 def make_bundle(
-    key: ed25519.Ed25519PrivateKey, name: str = "demo", version: str = "1.0.0", variant: Variant = "good"
+    key: ed25519.Ed25519PrivateKey,
+    name: str = "demo",
+    version: str = "1.0.0",
+    variant: Variant = "good",
+    *,
+    pad_bytes: int = 0,
 ) -> TestBundle:
     """A signed bundle of ``variant`` whose golden samples come from the good model of ``version``."""
-    digest, data = bundle.build(manifest_for(name, version, variant), model_bytes(variant, version), key)
+    model = model_bytes(variant, version, pad_bytes=pad_bytes)
+    digest, data = bundle.build(manifest_for(name, version, variant), model, key)
     return TestBundle(name, version, variant, digest, data)
 
 

@@ -278,8 +278,12 @@ class Agent:
         self._phase(name, "Downloading", f"downloading version {desired.version} from {art.uri}")
         part = self.store.part_path(digest)
 
+        cut = [False]
+
         def progress(have: int) -> None:
-            faults.reached("download")
+            if not cut[0] and have < art.size_bytes:
+                cut[0] = True
+                faults.reached("download")
 
         try:
             await self.fetch(art.uri, part, art.size_bytes, on_progress=progress)

@@ -1,5 +1,6 @@
 """Named crash points for crash-safety tests: ``EDGEFLEET_AGENT_CRASH_AT=<step>`` makes the agent ``SIGKILL``
-itself the first time it reaches that step, exactly as a power cut would stop it there.
+itself when it reaches that step, exactly as a power cut would stop it there (after skipping the first
+``EDGEFLEET_AGENT_CRASH_SKIP`` times, so a test can let a first install through and cut the second).
 
 Steps (see :mod:`edgefleet.edge_reconciler.device` for where each sits):
 
@@ -18,13 +19,21 @@ import os
 import signal
 
 ENV = "EDGEFLEET_AGENT_CRASH_AT"
+SKIP_ENV = "EDGEFLEET_AGENT_CRASH_SKIP"
 STEPS = ("download", "verify", "install", "switch", "rollback")
 
 
+_seen: dict[str, int] = {}
+
+
 def reached(step: str) -> None:
-    """Kill the process with SIGKILL if the crash point ``step`` is armed."""
-    if os.environ.get(ENV) == step:
+    """Kill the process with SIGKILL if the crash point ``step`` is armed (and its skips are used up)."""
+    if os.environ.get(ENV) != step:
+        return
+    count = _seen.get(step, 0)
+    _seen[step] = count + 1
+    if count >= int(os.environ.get(SKIP_ENV, "0")):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-__all__ = ["ENV", "STEPS", "reached"]
+__all__ = ["ENV", "SKIP_ENV", "STEPS", "reached"]
