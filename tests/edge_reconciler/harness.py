@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import artifacts, inference_server
 from edgefleet.api.edgedevice import ArtifactRef, DesiredModel
 from edgefleet.api.modeldeployment import HealthSpec
-from edgefleet.edge_reconciler import control, device, serving, state
+from edgefleet.edge_reconciler import capabilities, control, device, serving, state
 from tests.support import onnx_models
 from tests.support.artifact_server import ArtifactServer
 
@@ -104,6 +104,7 @@ class Harness:
             fetch=fetch,
             trusted_keys=[self.key.public_key()],
             settings=settings,
+            capabilities=capabilities.detect(),
         )
         server = inference_server.Server(registry, port=0)
         await server.start()

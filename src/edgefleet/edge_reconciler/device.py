@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet import __version__
 from edgefleet.adapters import artifacts, bundle, onnx_session
 from edgefleet.api.common import Condition
-from edgefleet.api.edgedevice import Capabilities, DesiredModel
+from edgefleet.api.edgedevice import Capabilities, DesiredModel, EdgeDeviceStatus
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core import convergence, health
 from edgefleet.core.errors import EdgefleetError, TransientError
@@ -76,6 +77,14 @@ class RollbackRecord:
     digest: str
     code: str
     seconds: float
+
+
+def _fingerprint(status: EdgeDeviceStatus) -> str:
+    """The status without ``evaluatedAt`` (pure): equal fingerprints need no new write."""
+    wire = status.to_wire()
+    for model in wire.get("models", []):
+        (model.get("health") or {}).pop("evaluatedAt", None)
+    return json.dumps(wire, sort_keys=True)
 
 
 def _wall() -> dt.datetime:
@@ -119,6 +128,7 @@ class Agent:
         self.dirty = asyncio.Event()
         self.lock = asyncio.Lock()
         self._evaluated: dict[str, int] = {}
+        self._last_reported: str | None = None
 
     # --- helpers -------------------------------------------------------------------------------------------------
 
@@ -430,7 +440,7 @@ class Agent:
 
     # --- status --------------------------------------------------------------------------------------------------
 
-    def build_status(self) -> Any:
+    def build_status(self) -> EdgeDeviceStatus:
         now = self.clock()
         for loaded in self.registry.all():
             recorder = self.registry.recorder(loaded.name)
@@ -490,6 +500,9 @@ class Agent:
                 await asyncio.wait_for(self.dirty.wait(), self.settings.status_interval_seconds)
             self.dirty.clear()
             status = self.build_status()
+            fingerprint = _fingerprint(status)
+            if fingerprint == self._last_reported:
+                continue  # nothing but timestamps changed: do not rewrite the EdgeDevice
             try:
                 await self.control.report(status)
             except EdgefleetError as exc:
@@ -499,6 +512,7 @@ class Agent:
                 self.dirty.set()
                 continue
             delay = self.settings.retry_initial_seconds
+            self._last_reported = fingerprint
             self.conditions = list(status.conditions)
             self.reports += 1
             await asyncio.sleep(0.1)  # coalesce bursts of changes into one patch
