@@ -17,6 +17,7 @@ from edgefleet import __version__
 COMMANDS: tuple[str, ...] = (
     "validate",
     "plan",
+    "sync",
 )
 
 

@@ -1,0 +1,47 @@
+# edgefleet developer entry points. A newcomer needs two: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install controlplane crds lint unit bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Real kube-apiserver + etcd, built from Go modules once and cached in ~/.cache/edgefleet (see docs/testing.md).
+controlplane:
+	bash hack/build-control-plane.sh
+
+## The main job on an embedded local control plane.
+demo: install controlplane
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m edgefleet.demo
+
+## Everything CI runs: lint, types, import contracts, unit + real-control-plane tests.
+test: install controlplane lint
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: install
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "not controlplane"
+
+crds: install
+	$(PY) -m edgefleet.api.crd crds
+
+bench: install controlplane
+	@for b in benchmarks/*.py; do echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info
