@@ -64,6 +64,17 @@ class Api:
         await asyncio.wait_for(poll(), timeout)
 
 
+async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await api.client.get(kube.lease_path(api.namespace, api.name))
+        except kube.NotFoundError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 @asynccontextmanager
 async def api_for(control_plane: ControlPlane, namespace: str, name: str) -> AsyncIterator[Api]:
     session = kube.new_session()
@@ -78,7 +89,7 @@ async def kube_control(connection: kube.Connection, namespace: str, name: str) -
     session = kube.new_session()
     try:
         yield control.KubeControl(
-            kube.Client(connection, session, timeout_seconds=2.0),
+            kube.Client(connection, session, timeout_seconds=5.0),
             namespace,
             name,
             lease_duration_seconds=5,
@@ -101,7 +112,7 @@ async def test_device_registers_converges_and_reports(
         harness.running(SETTINGS, ctl) as agent,
     ):
         await api.until(lambda: api.last.get("metadata", {}).get("labels") == LABELS)
-        lease = await api.client.get(kube.lease_path(namespace, "dev-1"))
+        lease = await _lease(api)
         assert lease["spec"]["holderIdentity"] == "dev-1" and lease["spec"]["leaseDurationSeconds"] == 5
 
         await api.want(desired(v1, url1))

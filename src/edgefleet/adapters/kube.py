@@ -246,7 +246,8 @@ class Client:
             delay = float(resp.headers.get("Retry-After", "1") or 1)
             raise TransientError(f"{where}: API server answered {resp.status} ({message}); retrying", delay=delay)
         if resp.status == 404:
-            raise NotFoundError(f"{where}: not found ({message}); are the CRDs installed?", 404, reason)
+            hint = "; are the CRDs installed?" if "could not find the requested resource" in str(message) else ""
+            raise NotFoundError(f"{where}: not found ({message}){hint}", 404, reason)
         if resp.status == 409:
             raise ConflictError(f"{where}: conflict ({message}); re-read the object and retry", 409, reason)
         if resp.status == 410:
