@@ -39,11 +39,12 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgefleet.adapters import bundle  # noqa: E402
-from edgefleet.api.modeldeployment import HealthSpec  # noqa: E402
 from tests.edge_reconciler import harness as test_harness  # noqa: E402
 from tests.support import onnx_models  # noqa: E402
 from tests.support.artifact_server import ArtifactServer  # noqa: E402
+
+from edgefleet.adapters import bundle  # noqa: E402
+from edgefleet.api.modeldeployment import HealthSpec  # noqa: E402
 
 
 def mlp_bytes(seed: int = 0) -> bytes:
@@ -95,7 +96,7 @@ def mlp_bundle(key: Any) -> tuple[str, bytes]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def rss_kib(pid: int) -> int:

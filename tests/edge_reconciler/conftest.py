@@ -23,5 +23,7 @@ def artifacts() -> Iterator[artifact_server.ArtifactServer]:
 
 
 @pytest.fixture
-def harness(tmp_path: Path, signing_key: ed25519.Ed25519PrivateKey, artifacts: artifact_server.ArtifactServer) -> Harness:
+def harness(
+    tmp_path: Path, signing_key: ed25519.Ed25519PrivateKey, artifacts: artifact_server.ArtifactServer
+) -> Harness:
     return Harness(tmp_path, signing_key, artifacts)

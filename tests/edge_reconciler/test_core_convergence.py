@@ -22,7 +22,7 @@ def want(name: str, digest: str) -> DesiredModel:
     )
 
 
-I = convergence.Installed
+Inst = convergence.Installed
 
 
 @pytest.mark.parametrize(
@@ -30,18 +30,18 @@ I = convergence.Installed
     [
         ([], {}, []),
         ([want("a", D[1])], {}, [("install", "a")]),
-        ([want("a", D[1])], {"a": I("a", D[1])}, [("in-sync", "a")]),
-        ([want("a", D[2])], {"a": I("a", D[1])}, [("install", "a")]),
-        ([want("a", D[2])], {"a": I("a", D[1], rejected={D[2]: "RolledBack"})}, [("blocked", "a")]),
-        ([want("a", D[3])], {"a": I("a", D[1], rejected={D[2]: "RolledBack"})}, [("install", "a")]),
-        ([want("a", D[2])], {"a": I("a", D[1], D[3], on_probation=True)}, [("wait", "a")]),
-        ([want("a", D[1])], {"a": I("a", D[1], D[3], on_probation=True)}, [("in-sync", "a")]),
-        ([], {"a": I("a", D[1])}, [("remove", "a")]),
-        ([], {"a": I("a", None)}, []),
+        ([want("a", D[1])], {"a": Inst("a", D[1])}, [("in-sync", "a")]),
+        ([want("a", D[2])], {"a": Inst("a", D[1])}, [("install", "a")]),
+        ([want("a", D[2])], {"a": Inst("a", D[1], rejected={D[2]: "RolledBack"})}, [("blocked", "a")]),
+        ([want("a", D[3])], {"a": Inst("a", D[1], rejected={D[2]: "RolledBack"})}, [("install", "a")]),
+        ([want("a", D[2])], {"a": Inst("a", D[1], D[3], on_probation=True)}, [("wait", "a")]),
+        ([want("a", D[1])], {"a": Inst("a", D[1], D[3], on_probation=True)}, [("in-sync", "a")]),
+        ([], {"a": Inst("a", D[1])}, [("remove", "a")]),
+        ([], {"a": Inst("a", None)}, []),
         # the module's worked example
         (
             [want("a", D[1]), want("b", D[2])],
-            {"a": I("a", D[1]), "c": I("c", D[3]), "b": I("b", None, rejected={D[2]: "RolledBack"})},
+            {"a": Inst("a", D[1]), "c": Inst("c", D[3]), "b": Inst("b", None, rejected={D[2]: "RolledBack"})},
             [("remove", "c"), ("in-sync", "a"), ("blocked", "b")],
         ),
     ],
@@ -64,7 +64,7 @@ digests = st.sampled_from(list(D.values()))
 )
 def test_plan_invariants(want_map: dict[str, str], have: dict[str, tuple[str | None, bool, set[str]]]) -> None:
     desired = [want(n, d) for n, d in want_map.items()]
-    installed = {n: I(n, a, None, {d: "Failed" for d in r}, p) for n, (a, p, r) in have.items()}
+    installed = {n: Inst(n, a, None, {d: "Failed" for d in r}, p) for n, (a, p, r) in have.items()}
     plan = convergence.plan(desired, installed)
     # one step per desired name, plus removals only for installed names not desired
     assert sorted(s.name for s in plan.steps if s.kind != "remove") == sorted(want_map)
@@ -73,6 +73,6 @@ def test_plan_invariants(want_map: dict[str, str], have: dict[str, tuple[str | N
     kinds = [s.kind for s in plan.steps]
     assert kinds == sorted(kinds, key=lambda k: k != "remove")
     # never install a rejected digest; planning is deterministic
-    assert all(s.desired and s.desired.artifact.digest not in installed.get(s.name, I(s.name)).rejected
+    assert all(s.desired and s.desired.artifact.digest not in installed.get(s.name, Inst(s.name)).rejected
                for s in plan.of("install"))  # fmt: skip
     assert convergence.plan(desired, installed) == plan

@@ -199,7 +199,9 @@ async def test_crash_during_rollback_ends_on_previous_model(
 
     proc = dev.start()
     try:
-        await eventually(lambda: dev.model().get("state") == "RolledBack" and dev.model()["activeDigest"] == good.digest)
+        await eventually(
+            lambda: dev.model().get("state") == "RolledBack" and dev.model()["activeDigest"] == good.digest
+        )
         async with dev.client() as http:
             status, body = await _predict(http, negative)
         assert status == 200 and body["model"]["version"] == "1.0.0"

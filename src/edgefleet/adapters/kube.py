@@ -72,6 +72,7 @@ class Connection:
     token: str | None = None
     token_file: Path | None = None
     namespace: str = "default"
+    impersonate_user: str | None = None  # act as this user (needs the "impersonate" verb), e.g. in RBAC tests
 
     def bearer(self) -> str | None:
         if self.token_file is not None:
@@ -223,12 +224,14 @@ class Client:
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=min(timeout_seconds, 10.0))
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers: dict[str, str] = {"Accept": "application/json"}
         token = self.connection.bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
             headers["Content-Type"] = content_type
+        if self.connection.impersonate_user:
+            headers["Impersonate-User"] = self.connection.impersonate_user
         return headers
 
     @staticmethod

@@ -66,8 +66,15 @@ class AgentConfig(ApiModel):
     intra_op_threads: int = Field(default=1, ge=1, le=64)
 
 
-def load(path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
-    """Read ``path`` (if given), apply non-``None`` ``overrides`` (dotted keys allowed: ``api.url``), validate."""
+def load(
+    path: Path | None,
+    overrides: dict[str, Any],
+    *,
+    extra_labels: dict[str, str] | None = None,
+    extra_trust_keys: list[str] | None = None,
+) -> AgentConfig:
+    """Read ``path`` (if given), apply non-``None`` ``overrides`` (dotted keys allowed: ``api.url``), add labels
+    and trust keys given as flags, validate."""
     doc: dict[str, Any] = {}
     if path is not None:
         try:
@@ -85,6 +92,10 @@ def load(path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
         for p in parents:
             target = target.setdefault(p, {})
         target[leaf] = value
+    if extra_labels:
+        doc["labels"] = {**(doc.get("labels") or {}), **extra_labels}
+    if extra_trust_keys:
+        doc["trustKeys"] = [*(doc.get("trustKeys") or []), *extra_trust_keys]
     try:
         return AgentConfig.model_validate(doc)
     except ValidationError as exc:

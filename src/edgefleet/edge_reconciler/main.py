@@ -50,16 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> config.AgentConfig:
+    """The config file overridden by flags."""
     plain_keys = ("deviceName", "namespace", "stateDir")
     overrides = {k: v for k, v in vars(args).items() if "." in k or k in plain_keys}
-    base = config.load(args.config, {}) if args.config else None
-    if args.label:
-        labels = dict(base.labels) if base else {}
-        labels.update(dict(item.split("=", 1) for item in args.label))
-        overrides["labels"] = labels
-    if args.trust_key:
-        overrides["trustKeys"] = [*(str(p) for p in (base.trust_keys if base else [])), *args.trust_key]
-    return config.load(args.config, overrides)
+    try:
+        labels = dict(item.split("=", 1) for item in args.label)
+    except ValueError as exc:
+        raise EdgefleetError(f"--label takes KEY=VALUE (got {args.label})") from exc
+    return config.load(args.config, overrides, extra_labels=labels, extra_trust_keys=list(args.trust_key))
 
 
 def make_control(cfg: config.AgentConfig, session: kube.Session) -> control.Control:
