@@ -93,6 +93,21 @@ async def _predict(http: aiohttp.ClientSession, x: np.ndarray[Any, Any]) -> tupl
         return 0, {}
 
 
+async def _ready(dev: Device, timeout: float = 20.0) -> None:
+    """Wait for /readyz of a freshly started agent (a stale socket file refuses connections until then)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with dev.client() as http:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                async with http.get("http://edge/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("agent did not become ready")
+
+
 async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     await eventually(lambda: proc.poll() is not None, timeout=timeout)
     assert proc.returncode is not None
@@ -209,3 +224,38 @@ async def test_crash_during_rollback_ends_on_previous_model(
     finally:
         _stop(proc)
     assert len([r for r in artifacts.requests if r.path.endswith(bad.filename)]) == 1
+
+
+async def test_crash_loop_on_probation_rolls_back(
+    tmp_path: Path, signing_key: ed25519.Ed25519PrivateKey, artifacts: ArtifactServer
+) -> None:
+    """A version that keeps taking the agent down (here: kill -9 from outside, as an OOM kill or a native crash
+    would) is rolled back on the third unclean start of its probation, before it is loaded again."""
+    good = onnx_models.make_bundle(signing_key, "demo", "1.0.0")
+    bad = onnx_models.make_bundle(signing_key, "demo", "2.0.0")
+    url_good, url_bad = artifacts.publish(good.filename, good.data), artifacts.publish(bad.filename, bad.data)
+    dev = Device(tmp_path, signing_key)
+    health = HealthSpec(window_seconds=300, min_samples=5, latency_p95_ms=1000)
+    proc = dev.start()
+    try:
+        dev.desired.write_text(spec_json([desired(good, url_good, health=health)]))
+        await eventually(lambda: dev.model().get("activeDigest") == good.digest)
+        dev.desired.write_text(spec_json([desired(bad, url_bad, health=health)]))
+        await eventually(lambda: dev.model().get("activeDigest") == bad.digest)
+        for restart in range(3):
+            proc.kill()
+            proc.wait(10)
+            if restart < 2:
+                proc = dev.start()
+                await _ready(dev)  # recovered: this start was counted, and 2.0.0 is loaded again
+                async with dev.client() as http:
+                    _, body = await _predict(http, np.ones((1, 4), np.float32))
+                assert body["model"]["version"] == "2.0.0"
+        proc = dev.start()
+        await eventually(lambda: dev.model().get("state") == "RolledBack")
+        assert dev.model()["activeDigest"] == good.digest
+        assert "WorkerCrashes" in dev.model()["message"]
+    finally:
+        _stop(proc)
+    journal = json.loads((tmp_path / "state" / "journal.json").read_text())
+    assert journal["models"]["demo"]["rejected"] == {bad.digest: "RolledBack"}

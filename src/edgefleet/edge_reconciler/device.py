@@ -44,6 +44,7 @@ from edgefleet.core.errors import EdgefleetError, TransientError
 from edgefleet.edge_reconciler import control, faults, serving, state, telemetry
 
 log = logging.getLogger(__name__)
+MAX_PROBATION_RESTARTS = 2  # the third unclean start during one probation rolls the version back
 
 
 class Fetch(Protocol):
@@ -164,6 +165,7 @@ class Agent:
         """Serve what the journal names, after re-verifying it; finish nothing half-done (it is redone)."""
         self.store.collect_garbage()
         for name, rec in list(self.store.journal.models.items()):
+            rec = self._count_probation_restart(rec)
             if rec.active is None:
                 continue
             order = [rec.active] + ([rec.previous] if rec.previous else [])
@@ -194,6 +196,39 @@ class Agent:
             elif rec.probation_since is not None:
                 self.store.update_model(rec.model_copy(update={"probation_since": None}))
         self.registry.ready = True
+
+    def _count_probation_restart(self, rec: state.ModelRecord) -> state.ModelRecord:
+        """A version that keeps taking the agent down while on probation is rolled back before it is loaded."""
+        bad, previous = rec.active_slot, rec.previous
+        if rec.probation_since is None or bad is None or previous is None:
+            return rec
+        restarts = rec.probation_restarts + 1
+        if restarts <= MAX_PROBATION_RESTARTS:
+            rec = rec.model_copy(update={"probation_restarts": restarts})
+            self.store.update_model(rec)
+            return rec
+        reason = (
+            f"WorkerCrashes: the agent stopped uncleanly {restarts} times while version {bad.version} was on "
+            "probation"
+        )
+        rec = rec.model_copy(
+            update={
+                "active": previous,
+                "probation_since": None,
+                "probation_restarts": 0,
+                "rejected": rec.rejected | {bad.digest: "RolledBack"},
+                "rejected_reason": rec.rejected_reason | {bad.digest: f"rolled back version {bad.version}: {reason}"},
+            }
+        )
+        self.store.update_model(rec)
+        log.warning("Rolled back model=%s from=%s reason=WorkerCrashes restarts=%d", rec.name, bad.version, restarts)
+        return rec
+
+    def _clean_shutdown(self) -> None:
+        """Record a clean stop: probation restarts only count crashes."""
+        for rec in list(self.store.journal.models.values()):
+            if rec.probation_restarts:
+                self.store.update_model(rec.model_copy(update={"probation_restarts": 0}))
 
     # --- convergence ---------------------------------------------------------------------------------------------
 
@@ -343,6 +378,14 @@ class Agent:
         slot_record = state.SlotRecord(digest=digest, version=desired.version, revision=desired.revision)
         loaded = serving.Loaded(name, desired.version, digest, desired.revision, runtime, desired.health)
 
+        current = next((m for m in self.store.journal.spec.models if m.name == name), None)
+        if current is None or current.artifact.digest != digest:
+            # The spec moved on while this version was being installed: never switch to a stale version.
+            self.store.update_model(self.store.model(name).model_copy(update={"install": None}))
+            part.unlink(missing_ok=True)
+            self.wake.set()
+            log.info("Abandoned stale install model=%s digest=%s", name, digest)
+            return
         async with self.lock:
             rec = self.store.model(name)
             had_active = rec.active is not None and rec.active_slot is not None
@@ -536,12 +579,16 @@ class Agent:
         """Recover, then run every task until cancelled."""
         await self.recover()
         self.dirty.set()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.follow_specs(), name="specs")
-            group.create_task(self.reconcile_forever(), name="reconcile")
-            group.create_task(self.monitor_forever(), name="monitor")
-            group.create_task(self.report_forever(), name="report")
-            group.create_task(self.heartbeat_forever(), name="heartbeat")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.follow_specs(), name="specs")
+                group.create_task(self.reconcile_forever(), name="reconcile")
+                group.create_task(self.monitor_forever(), name="monitor")
+                group.create_task(self.report_forever(), name="report")
+                group.create_task(self.heartbeat_forever(), name="heartbeat")
+        except asyncio.CancelledError:
+            self._clean_shutdown()
+            raise
 
 
 __all__ = ["Agent", "Fetch", "RollbackRecord", "Settings"]

@@ -60,6 +60,7 @@ class ModelRecord(_Record):
     slots: dict[SlotName, SlotRecord] = Field(default_factory=dict)
     desired: DesiredModel | None = None  # spec entry the active slot was installed for (health thresholds)
     probation_since: float | None = None  # wall-clock seconds; None once confirmed
+    probation_restarts: int = 0  # unclean restarts while on probation (a crash loop is a health signal)
     rejected: dict[str, str] = Field(default_factory=dict)  # digest -> "RolledBack" | "Failed"
     rejected_reason: dict[str, str] = Field(default_factory=dict)  # digest -> why, for status
     install: InstallRecord | None = None
