@@ -208,8 +208,7 @@ class Agent:
             self.store.update_model(rec)
             return rec
         reason = (
-            f"WorkerCrashes: the agent stopped uncleanly {restarts} times while version {bad.version} was on "
-            "probation"
+            f"WorkerCrashes: the agent stopped uncleanly {restarts} times while version {bad.version} was on probation"
         )
         rec = rec.model_copy(
             update={
