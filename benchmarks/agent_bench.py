@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -291,7 +292,9 @@ async def rollbacks(count: int) -> list[list[str]]:
         try:
             h = test_harness.Harness(Path(tmp), key, server)
             good, good_url = h.publish("demo", "1.0.0")
-            async with h.running():
+            # The shipped defaults for evaluation (healthTickSeconds 0.05), fast retries so the run is short.
+            settings = dataclasses.replace(test_harness.FAST, health_tick_seconds=0.05)
+            async with h.running(settings):
                 h.want(test_harness.desired(good, good_url))
                 await test_harness.eventually(lambda: h.served_version() == "1.0.0")
                 for variant in ("nan", "slow"):

@@ -22,6 +22,7 @@ from edgefleet.api.edgedevice import DesiredModel
 from edgefleet.edge_reconciler import control
 from tests.edge_reconciler.harness import FAST, Harness, Traffic, desired, eventually
 from tests.support.apiproxy import ApiProxy
+from tests.support.tcpproxy import TcpProxy
 from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
@@ -141,18 +142,28 @@ async def test_device_registers_converges_and_reports(
         assert agent.registry.all() == []
 
 
+@pytest.mark.parametrize("path", ["tls-through-tcp-proxy", "metaserver-plain-http"])
 async def test_keeps_serving_while_api_unreachable_and_reports_after_reconnect(
-    control_plane: ControlPlane, namespace: str, harness: Harness
+    control_plane: ControlPlane, namespace: str, harness: Harness, path: str
 ) -> None:
     v1, url1 = harness.publish("demo", "1.0.0")
     v2 = harness.publish("demo", "2.0.0")[0]
     url2 = harness.artifacts.publish("slow-" + v2.filename, v2.data, chunk_delay=0.3)  # a 1 s download
-    proxy = ApiProxy(control_plane.kubeconfig, misspell_kind=True)  # MetaServer stand-in
+    proxy: ApiProxy | TcpProxy
+    if path == "metaserver-plain-http":
+        proxy = ApiProxy(control_plane.kubeconfig, misspell_kind=True)  # MetaServer stand-in
+        connection = kube.plain(proxy.url, namespace)
+    else:
+        # The device's own TLS client-certificate connection, through a TCP proxy that can cut the network.
+        admin = kube.from_kubeconfig(control_plane.kubeconfig)
+        host, port = admin.server.removeprefix("https://").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        connection = dataclasses.replace(admin, server=f"https://{host}:{proxy.port}")
     await proxy.up()
     try:
         async with (
             api_for(control_plane, namespace, "dev-2") as api,
-            kube_control(kube.plain(proxy.url, namespace), namespace, "dev-2") as ctl,
+            kube_control(connection, namespace, "dev-2") as ctl,
             harness.running(SETTINGS, ctl) as agent,
         ):
             await api.until(lambda: bool(api.last))
@@ -172,9 +183,11 @@ async def test_keeps_serving_while_api_unreachable_and_reports_after_reconnect(
             await api.until(lambda: api.model().get("activeDigest") == v2.digest and api.model()["state"] == "Active")
             await traffic.stop()
     finally:
-        await proxy.close()
+        await (proxy.close() if isinstance(proxy, ApiProxy) else proxy.down())
     assert traffic.failed == []
     assert traffic.versions.get("1.0.0", 0) > 0 and traffic.versions.get("2.0.0", 0) > 0
+    if isinstance(proxy, TcpProxy):
+        assert proxy.connections >= 2  # the agent's connections really went through the proxy, and came back
 
 
 def _forms(values: np.ndarray[Any, Any]) -> set[bytes]:
