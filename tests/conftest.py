@@ -33,3 +33,12 @@ def namespace(control_plane: controlplane.ControlPlane, request: pytest.FixtureR
     name = f"t{next(_counter)}-{base}"[:63].rstrip("-")
     control_plane.kubectl("create", "namespace", name)
     return name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how many hostile inputs the bad-input suite tried (each one had to give a clear error)."""
+    from tests.badinput.conftest import COUNTS
+
+    if COUNTS:
+        parts = ", ".join(f"{name}: {count}" for name, count in sorted(COUNTS.items()))
+        terminalreporter.write_line(f"bad-input cases tried: {sum(COUNTS.values())} ({parts})")

@@ -17,13 +17,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import git
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from edgefleet.adapters import controlplane
+from edgefleet.adapters import controlplane, gitrepo
 from edgefleet.cli import main as cli
 
 EXAMPLES = controlplane.REPO / "examples" / "fleet-manifests"
@@ -63,12 +62,7 @@ def run(workdir: Path) -> int:
         repo_dir = workdir / "fleet"
         with _step("Created the fleet repository (two plants, five lines, 30 devices)", timings):
             shutil.copytree(EXAMPLES, repo_dir)
-            repo = git.Repo.init(repo_dir, initial_branch="main")
-            with repo.config_writer() as config:
-                config.set_value("user", "name", "Fleet Team")
-                config.set_value("user", "email", "fleet@example.com")
-            repo.git.add(A=True)
-            repo.index.commit("Fleet at weld-defect 1.3.0")
+            repo = gitrepo.init(repo_dir, "Fleet at weld-defect 1.3.0")
         with _step("Applied main to the cluster (kubectl apply -k)", timings):
             cp.kubectl("apply", "--server-side", "-k", str(repo_dir))
         with _step("Opened a pull request: weld-defect 1.3.0 -> 1.4.0", timings):

@@ -9,6 +9,7 @@ from pathlib import Path
 import git
 import pytest
 
+from edgefleet.adapters import gitrepo
 from edgefleet.cli import main as cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet-manifests"
@@ -17,13 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet-manifests"
 @pytest.fixture
 def repo(tmp_path: Path) -> git.Repo:
     shutil.copytree(EXAMPLES, tmp_path / "fleet")
-    repo = git.Repo.init(tmp_path / "fleet", initial_branch="main")
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Fleet Team")
-        config.set_value("user", "email", "fleet@example.com")
-    repo.git.add(A=True)
-    repo.index.commit("Initial fleet")
-    return repo
+    return gitrepo.init(tmp_path / "fleet", "Initial fleet")
 
 
 def commit(repo: git.Repo, message: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import git
 import pytest
 
+from edgefleet.adapters import gitrepo
 from edgefleet.cli import main as cli
 from edgefleet.core import syncplan
 from tests.support.controlplane import ControlPlane
@@ -26,13 +27,7 @@ def fleet_repo(tmp_path: Path) -> git.Repo:
     devices = (EXAMPLES / "sites" / "plant-north" / "devices.yaml").read_text()
     (root / "fleet" / "devices.yaml").write_text(devices)
     (root / "README.md").write_text("not a manifest\n")
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Fleet Team")
-        config.set_value("user", "email", "fleet@example.com")
-    repo.git.add(A=True)
-    repo.index.commit("Initial fleet")
-    return repo
+    return gitrepo.init(root, "Initial fleet")
 
 
 def sync(cp: ControlPlane, repo: git.Repo, namespace: str, cache: Path) -> int:

@@ -11,7 +11,8 @@ holding exactly three regular files:
     The compiled model.
 ``signature.json``
     ``{"algorithm": "ed25519", "keyId": ..., "payloadSha256": sha256(manifest.json), "signature": base64}``.
-    The manifest pins the model's sha256, so signing the manifest signs the model.
+    The manifest pins the model's sha256, so signing the manifest signs the model. A verified bundle must also be
+    byte-identical to the canonical packing of its members, so no byte of it escapes verification.
 
 The bundle's identity is ``sha256:<hex>`` of the whole tar. Ed25519 signatures are deterministic (RFC 8032), so
 the same inputs and key give byte-identical bundles and the same digest.
@@ -158,20 +159,26 @@ def build(manifest: Mapping[str, Any], model: bytes, signing_key: ed25519.Ed2551
     body = dict(manifest)
     body["files"] = {MODEL: {"sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}}
     manifest_bytes = canonical_json(body)
-    signature = {
+    signature = _signature_document(key_id(signing_key.public_key()), manifest_bytes, signing_key.sign(manifest_bytes))
+    data = _pack({MANIFEST: manifest_bytes, MODEL: model, SIGNATURE: canonical_json(signature)})
+    return sha256_digest(data), data
+
+
+def _signature_document(kid: str, manifest_bytes: bytes, raw_signature: bytes) -> dict[str, str]:
+    return {
         "algorithm": "ed25519",
-        "keyId": key_id(signing_key.public_key()),
+        "keyId": kid,
         "payloadSha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "signature": base64.b64encode(signing_key.sign(manifest_bytes)).decode(),
+        "signature": base64.b64encode(raw_signature).decode(),
     }
+
+
+def _pack(members: Mapping[str, bytes]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in sorted(
-            {MANIFEST: manifest_bytes, MODEL: model, SIGNATURE: canonical_json(signature)}.items()
-        ):
+        for name, data in sorted(members.items()):
             tar.addfile(*_member(name, data))
-    data = out.getvalue()
-    return sha256_digest(data), data
+    return out.getvalue()
 
 
 def open_bundle(
@@ -236,6 +243,11 @@ def open_bundle(
             key.verify(raw_signature, members[MANIFEST])
         except InvalidSignature:
             continue
+        # Only the canonical byte layout is accepted, so padding, headers and trailing blocks are covered too and
+        # one bundle has exactly one digest.
+        expected_signature = _signature_document(key_id(key), members[MANIFEST], raw_signature)
+        if members[SIGNATURE] != canonical_json(expected_signature) or _pack(members) != data:
+            raise BundleError("bundle is not in canonical form (headers, padding or trailer differ; tampered?)")
         return Bundle(digest=digest, manifest=manifest, model=model, key_id=key_id(key))
     raise BundleError(f"signature by key {signature.get('keyId')!r} does not verify against any trusted key")
 

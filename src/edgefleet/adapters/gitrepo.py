@@ -29,6 +29,17 @@ def open_repo(path: Path) -> git.Repo:
         raise GitError(f"{path}: not a Git repository") from exc
 
 
+def init(path: Path, message: str, name: str = "Fleet Team", email: str = "fleet@example.com") -> git.Repo:
+    """Create a repository on ``main`` at ``path`` and commit everything in it (demo and test fleets)."""
+    repo = git.Repo.init(path, initial_branch="main")
+    with repo.config_writer() as config:
+        config.set_value("user", "name", name)
+        config.set_value("user", "email", email)
+    repo.git.add(A=True)
+    repo.index.commit(message)
+    return repo
+
+
 def resolve(repo: git.Repo, rev: str) -> git.Commit:
     try:
         return repo.commit(rev)
@@ -77,4 +88,4 @@ def read_documents(repo: git.Repo, rev: str, subpath: str = "") -> list[Document
     return documents
 
 
-__all__ = ["GitError", "open_repo", "read_documents", "resolve"]
+__all__ = ["GitError", "init", "open_repo", "read_documents", "resolve"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from edgefleet.adapters import manifests
+from edgefleet.adapters import kubeapply, manifests
 from edgefleet.api import common, edgedevice
 from edgefleet.core import validation
 from edgefleet.core.documents import Document
+from edgefleet.core.errors import InvalidSpecError, TransientError
 
 
 class InventoryError(Exception):
@@ -43,25 +43,16 @@ def from_file(path: Path) -> list[edgedevice.EdgeDevice]:
 
 def from_cluster(kubeconfig: Path | None, context: str | None = None) -> list[edgedevice.EdgeDevice]:
     """EdgeDevices of every namespace of a live cluster (kubeconfig, or in-cluster credentials when None)."""
-    import kubernetes  # imported here: only this path needs the client
-
     try:
-        if kubeconfig is not None:
-            client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig), context=context)
-        else:
-            kubernetes.config.load_incluster_config()
-            client = kubernetes.client.ApiClient()
-        with client:
-            api = kubernetes.client.CustomObjectsApi(client)
-            listing: dict[str, Any] = api.list_cluster_custom_object(
-                common.GROUP, common.VERSION, edgedevice.PLURAL, _request_timeout=30
-            )
-    except kubernetes.client.exceptions.ApiException as exc:
-        raise InventoryError(f"listing EdgeDevices failed: {exc.status} {exc.reason}") from exc
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        raise InventoryError(f"cannot reach the cluster: {exc}") from exc
+        cluster = kubeapply.Cluster(kubeconfig, context)
+        try:
+            items = cluster.list_objects(common.API_VERSION, edgedevice.KIND)
+        finally:
+            cluster.close()
+    except (TransientError, InvalidSpecError) as exc:
+        raise InventoryError(f"cannot list EdgeDevices: {exc}") from exc
     devices = []
-    for item in listing.get("items", []):
+    for item in items:
         try:
             devices.append(edgedevice.EdgeDevice.model_validate(item))
         except ValueError as exc:

@@ -98,6 +98,14 @@ class Cluster:
             raise _convert(exc, f"deleting {ref}") from exc
         return True
 
+    def list_objects(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        """Every object of a kind, across namespaces."""
+        resource = self._resource(api_version, kind)
+        try:
+            return [dict(item.to_dict()) for item in self._dynamic.get(resource).items]
+        except ApiException as exc:
+            raise _convert(exc, f"listing {kind}") from exc
+
     def get(self, ref: syncplan.ObjectRef) -> dict[str, Any] | None:
         resource = self._resource(ref.api_version, ref.kind)
         try:

@@ -22,6 +22,9 @@ MAX_NODES = 200_000
 MAX_DEPTH = 64
 MAX_DOCUMENTS = 20_000
 YAML_SUFFIXES = (".yaml", ".yml")
+_SAFE_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq", "merge")
+}
 
 
 class ManifestError(Exception):
@@ -55,6 +58,10 @@ class _Walker:
         if depth > MAX_DEPTH:
             raise ManifestError(self.source, self._pos(node), f"nesting deeper than {MAX_DEPTH} levels")
         self.positions.setdefault(path, self._pos(node))
+        if node.tag not in _SAFE_TAGS:
+            raise ManifestError(
+                self.source, self._pos(node), f"unsupported YAML tag {node.tag!r}; manifests hold plain data only"
+            )
         if isinstance(node, yaml.MappingNode):
             self.constructor.flatten_mapping(node)
             out: dict[str, Any] = {}

@@ -42,6 +42,21 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 
+def list_map(key: str, max_items: int) -> Any:
+    """Field constraints of a Kubernetes list-map keyed by ``key`` (server-side apply merges entries by key)."""
+    return Field(
+        max_length=max_items,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]},
+    )
+
+
+def require_unique(names: list[str], what: str) -> None:
+    """Raise ValueError naming the duplicates when ``names`` repeats (pure)."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique (duplicate: {', '.join(dupes)})")
+
+
 def _alias(name: str) -> str:
     return to_camel(name)
 

@@ -57,21 +57,14 @@ class DesiredModel(ApiModel):
 class EdgeDeviceSpec(ApiModel):
     """Desired state of the device, written by the operator."""
 
-    models: Annotated[
-        list[DesiredModel],
-        Field(
-            max_length=32,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        ),
-    ] = Field(default_factory=list, description="Models the device should serve, one per name.")
+    models: Annotated[list[DesiredModel], common.list_map("name", 32)] = Field(
+        default_factory=list, description="Models the device should serve, one per name."
+    )
 
     @field_validator("models")
     @classmethod
     def _unique(cls, models: list[DesiredModel]) -> list[DesiredModel]:
-        names = [m.name for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"model names must be unique (duplicate: {', '.join(dupes)})")
+        common.require_unique([m.name for m in models], "model names")
         return models
 
 
@@ -129,20 +122,12 @@ class EdgeDeviceStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="Generation of spec last acted on.")
     agent_version: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Agent version.")
     capabilities: Capabilities | None = Field(default=None, description="Detected hardware and runtimes.")
-    models: Annotated[
-        list[ModelStatus],
-        Field(
-            max_length=32,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        ),
-    ] = Field(default_factory=list, description="Per-model state.")
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        ),
-    ] = Field(default_factory=list, description="Ready, Converged, Healthy.")
+    models: Annotated[list[ModelStatus], common.list_map("name", 32)] = Field(
+        default_factory=list, description="Per-model state."
+    )
+    conditions: Annotated[list[Condition], common.list_map("type", 16)] = Field(
+        default_factory=list, description="Ready, Converged, Healthy."
+    )
 
 
 class EdgeDevice(ApiModel):

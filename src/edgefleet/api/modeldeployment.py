@@ -175,10 +175,7 @@ class CompileSpec(ApiModel):
     @field_validator("targets")
     @classmethod
     def _unique_names(cls, targets: list[CompileTarget]) -> list[CompileTarget]:
-        names = [t.name for t in targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"compile target names must be unique (duplicate: {', '.join(dupes)})")
+        common.require_unique([t.name for t in targets], "compile target names")
         return targets
 
 
@@ -375,13 +372,9 @@ class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment, written by the operator."""
 
     observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
-    conditions: Annotated[
-        list[Condition],
-        Field(
-            max_length=16,
-            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        ),
-    ] = Field(default_factory=list, description="Ready always; Reconciling/Stalled only when True.")
+    conditions: Annotated[list[Condition], common.list_map("type", 16)] = Field(
+        default_factory=list, description="Ready always; Reconciling/Stalled only when True."
+    )
     phase: Phase | None = Field(default=None, description="One-word summary for kubectl get.")
     stable_revision: Annotated[str, Field(max_length=256)] | None = Field(
         default=None, description="Revision every device falls back to."

@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "validate",
     "plan",
     "sync",
+    "compile",
+    "verify",
 )
 
 

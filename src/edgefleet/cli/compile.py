@@ -1,0 +1,282 @@
+"""``edgefleet compile``: compile an ONNX model for a hardware class into a signed, content-addressed bundle.
+
+Examples::
+
+    edgefleet compile --generate-key keys/signing.pem          # once: writes signing.pem and signing.pem.pub
+    edgefleet compile examples/models/digits-cnn --task classification --name digits --version 1.0.0 \\
+        --signing-key keys/signing.pem --store bundles/
+
+A directory argument means ``<dir>/model.onnx`` with ``<dir>/evaluation.npz`` and ``<dir>/calibration.npz``.
+The bundle is written to ``<store>/sha256-<hex>.bundle`` only when compilation succeeds; an unreachable
+accuracy budget prints the report of every candidate and exits 1 with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from typing import Any
+
+from edgefleet.adapters import bundle
+from edgefleet.api import modeldeployment
+from edgefleet.compiler import compiler, passes, selection
+from edgefleet.core import errors
+
+MAX_INPUT_BYTES = 1024 * 1024 * 1024
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``compile`` verb."""
+    p = subparsers.add_parser(
+        "compile",
+        help="compile an ONNX model into a signed bundle for one hardware class",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument("model", nargs="?", type=pathlib.Path, help="FP32 .onnx file, or a directory holding model.onnx")
+    p.add_argument("--evaluation", type=pathlib.Path, help=".npz evaluation set (one array per input, labels)")
+    p.add_argument("--calibration", type=pathlib.Path, help=".npz calibration set for static INT8")
+    p.add_argument("--task", choices=["classification", "detection", "regression", "anomaly-score", "other"])
+    p.add_argument("--name", help="model name (default: the directory or file stem)")
+    p.add_argument("--version", default="0.1.0", help="model semantic version (default 0.1.0)")
+    p.add_argument("--signing-key", type=pathlib.Path, help="ed25519 PEM private key")
+    p.add_argument("--store", type=pathlib.Path, help="directory receiving <digest>.bundle")
+    p.add_argument("--target", default="host", help="hardware class name (default host)")
+    p.add_argument("--target-features", help="comma-separated ISA flags of the target (default: this host's)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads a device gives the model (default 1)")
+    p.add_argument("--precision", choices=["auto", "int8", "fp16", "fp32"], default="auto")
+    p.add_argument("--optimize-for", choices=["latency", "size"], default="latency")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    p.add_argument("--max-relative-error", type=float, default=0.01)
+    p.add_argument("--quant-method", choices=["auto", "dynamic", "static"], default="auto")
+    p.add_argument("--quant-format", choices=["auto", "QDQ", "QOperator"], default="auto")
+    p.add_argument("--calibration-method", choices=["auto", "MinMax", "Entropy", "Percentile"], default="auto")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--exclude-node", action="append", default=[], help="node kept in float (repeatable)")
+    p.add_argument("--prune", type=float, help="magnitude-prune this share of weights first (0-0.95)")
+    p.add_argument("--report-json", type=pathlib.Path, help="write every candidate's numbers here")
+    p.add_argument("--generate-key", type=pathlib.Path, metavar="PATH", help="write a new signing key and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress or table")
+    p.set_defaults(func=run)
+
+
+def _read(path: pathlib.Path, what: str) -> bytes:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    if path.stat().st_size > MAX_INPUT_BYTES:
+        raise ValueError(f"{path}: {what} is larger than {MAX_INPUT_BYTES} bytes")
+    return path.read_bytes()
+
+
+def _write_atomic(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def generate_key(path: pathlib.Path) -> int:
+    """Write a new ed25519 signing key (0600) and its public key (``.pub``)."""
+    if path.exists():
+        print(f"{path}: already exists; refusing to overwrite a signing key", file=sys.stderr)
+        return 1
+    key = bundle.generate_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, bundle.private_key_pem(key), 0o600)
+    _write_atomic(path.with_name(path.name + ".pub"), bundle.public_key_pem(key.public_key()))
+    print(f"Wrote signing key {path} and trust key {path}.pub (key id {bundle.key_id(key.public_key())})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compile, print the candidate table, write the bundle; exit 1 on an unusable spec or budget."""
+    if args.generate_key is not None:
+        return generate_key(args.generate_key)
+    missing = [
+        flag
+        for flag, value in (
+            ("MODEL", args.model),
+            ("--task", args.task),
+            ("--signing-key", args.signing_key),
+            ("--store", args.store),
+        )
+        if not value
+    ]
+    if missing:
+        print(f"edgefleet compile: missing {', '.join(missing)}", file=sys.stderr)
+        return 2
+    model_path: pathlib.Path = args.model
+    evaluation_path, calibration_path = args.evaluation, args.calibration
+    if model_path.is_dir():
+        evaluation_path = evaluation_path or model_path / "evaluation.npz"
+        if calibration_path is None and (model_path / "calibration.npz").is_file():
+            calibration_path = model_path / "calibration.npz"
+        name = args.name or model_path.name
+        model_path = model_path / "model.onnx"
+    else:
+        name = args.name or model_path.stem
+    if evaluation_path is None:
+        print("edgefleet compile: --evaluation is required for a model file", file=sys.stderr)
+        return 2
+    try:
+        source = _read(model_path, "model")
+        evaluation = _read(evaluation_path, "evaluation set")
+        calibration = _read(calibration_path, "calibration set") if calibration_path else None
+        key = bundle.load_private_key(_read(args.signing_key, "signing key"))
+        target = _target(args, evaluation, calibration)
+    except (OSError, ValueError, bundle.BundleError) as exc:
+        print(f"edgefleet compile: {exc}", file=sys.stderr)
+        return 1
+    features = (
+        frozenset(f.strip() for f in args.target_features.split(",") if f.strip())
+        if args.target_features
+        else passes.cpu_features()
+    )
+    hardware = compiler.Hardware(name=args.target, features=features, threads=args.threads)
+    try:
+        result = _compile_with_progress(args, source, target, evaluation, calibration, name, key, hardware)
+    except errors.InvalidSpecError as exc:
+        print(f"{model_path}: {exc}", file=sys.stderr)
+        return 1
+    args.store.mkdir(parents=True, exist_ok=True)
+    out = args.store / f"{result.digest.replace(':', '-')}.bundle"
+    _write_atomic(out, result.bundle)
+    if args.report_json:
+        _write_atomic(args.report_json, json.dumps(_report(result), indent=2, sort_keys=True).encode())
+    if not args.quiet:
+        _print_table(result)
+    print(
+        f"Compiled {name} {args.version} for {args.target}: {result.selected.name} ({result.reason}; {result.detail})"
+    )
+    print(f"Wrote {out} {result.digest}")
+    return 0
+
+
+def _target(args: argparse.Namespace, evaluation: bytes, calibration: bytes | None) -> modeldeployment.CompileTarget:
+    import hashlib
+
+    # Local files have no URI; the reserved .invalid domain marks the refs as placeholders (the compiler
+    # hashes
+    # the bytes it is given and records those digests in the manifest).
+    def ref(data: bytes, what: str) -> modeldeployment.DatasetRef:
+        return modeldeployment.DatasetRef(
+            uri=f"https://local.invalid/{what}.npz", sha256=hashlib.sha256(data).hexdigest()
+        )
+
+    quantization = modeldeployment.QuantizationOptions(
+        method=args.quant_method,
+        format=args.quant_format,
+        per_channel=args.per_channel,
+        calibration_method=args.calibration_method,
+        reduce_range=args.reduce_range,
+        exclude_nodes=args.exclude_node or None,
+    )
+    return modeldeployment.CompileTarget(
+        name=args.target,
+        precision=args.precision,
+        optimize_for=args.optimize_for,
+        quantization=quantization,
+        pruning=modeldeployment.PruningOptions(sparsity=args.prune) if args.prune else None,
+        calibration=ref(calibration, "calibration") if calibration is not None else None,
+        evaluation=ref(evaluation, "evaluation"),
+        accuracy_budget=modeldeployment.AccuracyBudget(
+            max_accuracy_drop=args.max_accuracy_drop, max_relative_error=args.max_relative_error
+        ),
+    )
+
+
+def _compile_with_progress(
+    args: argparse.Namespace,
+    source: bytes,
+    target: modeldeployment.CompileTarget,
+    evaluation: bytes,
+    calibration: bytes | None,
+    name: str,
+    key: Any,
+    hardware: compiler.Hardware,
+) -> compiler.CompileResult:
+    def compile_(progress: compiler.Progress | None) -> compiler.CompileResult:
+        return compiler.compile_model(
+            source,
+            target,
+            args.task,
+            evaluation=evaluation,
+            calibration=calibration,
+            model_name=name,
+            model_version=args.version,
+            signing_key=key,
+            hardware=hardware,
+            progress=progress,
+        )
+
+    if args.quiet:
+        return compile_(None)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task_id = progress.add_task("Compiling", total=None)
+        return compile_(lambda message: progress.update(task_id, description=message))
+
+
+def _print_table(result: compiler.CompileResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    choice = selection.Choice(result.selected, result.reason, {}, result.detail)
+    rows = selection.report_rows(result.candidates, choice)
+    verdicts = {c["name"]: c["verdict"] for c in result.manifest["measurements"]["candidates"]}
+    table = Table(title="Candidates (* = selected)")
+    for column in (
+        "variant",
+        "precision",
+        "size",
+        "ratio",
+        "p50_ms",
+        "p95_ms",
+        "speedup",
+        "fidelity",
+        "verdict",
+    ):
+        table.add_column(column, justify="right" if column in ("size", "ratio", "p50_ms", "p95_ms") else "left")
+    for row, candidate in zip(rows, result.candidates, strict=True):
+        row["verdict"] = verdicts.get(candidate.name, "")
+        table.add_row(*row.values())
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=220)
+    console.print(table)
+
+
+def _report(result: compiler.CompileResult) -> dict[str, Any]:
+    return {
+        "digest": result.digest,
+        "selected": result.selected.name,
+        "reason": result.reason,
+        "detail": result.detail,
+        "candidates": [
+            {
+                "name": c.name,
+                "precision": c.precision,
+                "sizeBytes": c.size_bytes,
+                "compressedBytes": c.compressed_bytes,
+                "latencyP50Ms": c.latency.p50 if c.latency else None,
+                "latencyP95Ms": c.latency.p95 if c.latency else None,
+                "fidelity": {k: (v if v == v and abs(v) != float("inf") else None) for k, v in c.fidelity.items()},
+                "error": c.error,
+                "options": c.options,
+                "compileSeconds": c.compile_seconds,
+            }
+            for c in result.candidates
+        ],
+    }
