@@ -22,8 +22,8 @@ from edgefleet.api.edgedevice import DesiredModel
 from edgefleet.edge_reconciler import control
 from tests.edge_reconciler.harness import FAST, Harness, Traffic, desired, eventually
 from tests.support.apiproxy import ApiProxy
-from tests.support.tcpproxy import TcpProxy
 from tests.support.controlplane import ControlPlane
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.controlplane
 LABELS = {"edgefleet.io/site": "plant-a", "edgefleet.io/hardware-class": "x86-avx2"}

@@ -28,31 +28,21 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet import __version__
-from edgefleet.adapters import artifacts, bundle, onnx_session
+from edgefleet.adapters import bundle, onnx_session
 from edgefleet.api.common import Condition
-from edgefleet.api.edgedevice import Capabilities, DesiredModel, EdgeDeviceStatus
+from edgefleet.api.edgedevice import Capabilities, DesiredModel, EdgeDeviceStatus, ModelState
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core import convergence, health
-from edgefleet.core.errors import EdgefleetError, TransientError
-from edgefleet.edge_reconciler import control, faults, serving, state, telemetry
+from edgefleet.core.errors import EdgefleetError
+from edgefleet.edge_reconciler import control, faults, installer, serving, state, telemetry
 
 log = logging.getLogger(__name__)
 MAX_PROBATION_RESTARTS = 2  # the third unclean start during one probation rolls the version back
-
-
-class Fetch(Protocol):
-    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:mod:`edgefleet.adapters.artifacts`)."""
-
-    def __call__(
-        self, uri: str, dest: Path, size: int, *, on_progress: Callable[[int], None] | None = None
-    ) -> Awaitable[Path]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +91,7 @@ class Agent:
         control: control.Control,
         store: state.Store,
         registry: serving.Registry,
-        fetch: Fetch,
+        fetch: installer.Fetch,
         trusted_keys: Sequence[ed25519.Ed25519PublicKey],
         settings: Settings,
         capabilities: Capabilities | None = None,
@@ -121,7 +111,18 @@ class Agent:
         self.verdicts: dict[str, health.Verdict] = {}
         self.fallback: dict[str, serving.Loaded] = {}
         self.switched_at: dict[str, float] = {}
-        self.backoff: dict[str, tuple[int, float]] = {}  # digest -> (attempts, retry at)
+        self.installer = installer.Installer(
+            store=store,
+            registry=registry,
+            fetch=fetch,
+            trusted_keys=trusted_keys,
+            phase=self._phase,
+            clock=clock,
+            max_bundle_bytes=settings.max_bundle_bytes,
+            retry_initial_seconds=settings.retry_initial_seconds,
+            retry_max_seconds=settings.retry_max_seconds,
+            intra_op_threads=settings.intra_op_threads,
+        )
         self.rollbacks: list[RollbackRecord] = []
         self.conditions: list[Condition] = []
         self.reports = 0
@@ -133,7 +134,7 @@ class Agent:
 
     # --- helpers -------------------------------------------------------------------------------------------------
 
-    def _phase(self, name: str, state_: Any, message: str | None) -> None:
+    def _phase(self, name: str, state_: ModelState, message: str | None) -> None:
         old = self.phases.get(name)
         if old is not None and old.state == state_ and old.message == message:
             return
@@ -145,19 +146,9 @@ class Agent:
         desired = next((m for m in self.store.journal.spec.models if m.name == name), None)
         return desired.health if desired is not None else HealthSpec()
 
-    async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.registry.executor, fn, *args)
-
     async def load_slot(self, name: str, slot: state.SlotName) -> serving.Loaded:
-        """Re-verify a slot's bundle (digest + signature) and open it in onnxruntime."""
-        rec = self.store.model(name).slots[slot]
-        data = await self._offload(self.store.slot_path(name, slot).read_bytes)
-        opened = await self._offload(bundle.open_bundle, data, self.trusted_keys, rec.digest)
-        runtime = await self._offload(self._runtime, opened.model)
-        return serving.Loaded(name, rec.version, rec.digest, rec.revision, runtime, self._health_spec(name))
-
-    def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
-        return onnx_session.ModelRuntime(model, intra_op_threads=self.settings.intra_op_threads)
+        """Re-verify a slot's bundle and open it (see :meth:`installer.Installer.load_slot`)."""
+        return await self.installer.load_slot(name, slot, self._health_spec(name))
 
     # --- start-up ------------------------------------------------------------------------------------------------
 
@@ -248,7 +239,7 @@ class Agent:
                     self._phase(step.name, "Active", f"serving version {desired.version}")
             elif step.kind == "blocked":
                 digest = desired.artifact.digest
-                kind = "RolledBack" if rec.rejected.get(digest) == "RolledBack" else "Failed"
+                kind: ModelState = "RolledBack" if rec.rejected.get(digest) == "RolledBack" else "Failed"
                 self._phase(step.name, kind, rec.rejected_reason.get(digest, step.reason))
             elif step.kind == "wait":
                 current = self.phases.get(step.name)
@@ -256,15 +247,12 @@ class Agent:
                 self._phase(step.name, current.state if current else "Active", message)
                 requeue = min(requeue or 1.0, 1.0)
             elif step.kind == "install":
-                _, retry_at = self.backoff.get(desired.artifact.digest, (0, 0.0))
-                now = self.clock()
-                if now < retry_at:
-                    requeue = min(requeue or retry_at - now, retry_at - now)
-                    continue
-                await self.install(desired)
-                if desired.artifact.digest in self.backoff:
-                    _, retry_at = self.backoff[desired.artifact.digest]
-                    requeue = max(0.0, min(requeue or retry_at - now, retry_at - self.clock()))
+                wait = self.installer.retry_in(desired)
+                if wait <= 0:
+                    await self.install(desired)
+                    wait = self.installer.retry_in(desired)
+                if wait > 0:
+                    requeue = wait if requeue is None else min(requeue, wait)
         return requeue
 
     async def remove(self, name: str) -> None:
@@ -279,111 +267,17 @@ class Agent:
         self.dirty.set()
         log.info("Removed model model=%s", name)
 
-    def _fail(self, desired: DesiredModel, reason: str, message: str) -> None:
-        rec = self.store.model(desired.name)
-        digest = desired.artifact.digest
-        self.store.update_model(
-            rec.model_copy(
-                update={
-                    "rejected": rec.rejected | {digest: "Failed"},
-                    "rejected_reason": rec.rejected_reason | {digest: f"{reason}: {message}"},
-                    "install": None,
-                }
-            )
-        )
-        self.store.part_path(digest).unlink(missing_ok=True)
-        self._phase(desired.name, "Failed", f"{reason}: {message}")
-        log.error("Rejected artifact model=%s digest=%s reason=%s message=%s", desired.name, digest, reason, message)
-
-    def _retry_later(self, desired: DesiredModel, exc: TransientError) -> None:
-        attempts, _ = self.backoff.get(desired.artifact.digest, (0, 0.0))
-        delay = min(self.settings.retry_initial_seconds * 2**attempts, self.settings.retry_max_seconds)
-        self.backoff[desired.artifact.digest] = (attempts + 1, self.clock() + delay)
-        state_ = self.phases.get(desired.name)
-        self._phase(desired.name, state_.state if state_ else "Downloading", f"{exc} (retry in {delay:.1f}s)")
-        log.warning("Postponed install model=%s error=%s retry_in=%.1fs", desired.name, exc, delay)
-
     async def install(self, desired: DesiredModel) -> None:
-        """Download, verify, install into the inactive slot, smoke-test, switch; each step journaled first."""
-        name, digest, art = desired.name, desired.artifact.digest, desired.artifact
-        if art.size_bytes > self.settings.max_bundle_bytes:
-            self._fail(
-                desired,
-                "Oversized",
-                f"artifact is {art.size_bytes} bytes, over this device's maxBundleBytes "
-                f"{self.settings.max_bundle_bytes}; publish a smaller variant or raise the limit",
-            )
+        """Prepare ``desired`` in the inactive slot, then switch to it (see :mod:`installer`)."""
+        prepared = await self.installer.prepare(desired)
+        if prepared is None:
             return
-        rec = self.store.model(name)
-        slot = rec.inactive
-        self.store.update_model(
-            rec.model_copy(update={"install": state.InstallRecord(digest=digest, step="downloading", slot=slot)})
-        )
-        self._phase(name, "Downloading", f"downloading version {desired.version} from {art.uri}")
-        part = self.store.part_path(digest)
-
-        cut = [False]
-
-        def progress(have: int) -> None:
-            if not cut[0] and have < art.size_bytes:
-                cut[0] = True
-                faults.reached("download")
-
-        try:
-            await self.fetch(art.uri, part, art.size_bytes, on_progress=progress)
-        except TransientError as exc:
-            self._retry_later(desired, exc)
-            return
-        except artifacts.ArtifactError as exc:
-            self._fail(desired, exc.reason, str(exc))
-            return
-
-        self._set_step(name, "verifying")
-        self._phase(name, "Verifying", f"verifying digest and signature of version {desired.version}")
-        data: bytes = await self._offload(part.read_bytes)
-        faults.reached("verify")
-        try:
-            opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
-            meta = opened.manifest.get("model") or {}
-            if meta.get("name") != name or meta.get("version") != desired.version:
-                raise bundle.BundleError(
-                    f"manifest is {meta.get('name')}@{meta.get('version')}, spec wants {name}@{desired.version}"
-                )
-        except bundle.BundleError as exc:
-            self._fail(desired, "VerificationFailed", str(exc))
-            return
-
-        self._phase(name, "Installing", f"installing version {desired.version} into slot {slot}")
-        rec = self.store.model(name)
-        # The inactive slot is about to be overwritten: stop naming it before its file changes.
-        self.store.update_model(
-            rec.model_copy(
-                update={
-                    "slots": {k: v for k, v in rec.slots.items() if k != slot},
-                    "install": state.InstallRecord(digest=digest, step="installing", slot=slot),
-                }
-            )
-        )
-        path = self.store.slot_path(name, slot)
-        await self._offload(lambda: state.write_atomic(path, data, midway=lambda: faults.reached("install")))
-        try:
-            runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)
-            problem = await self._offload(runtime.check_golden, opened.manifest.get("golden") or {})
-        except onnx_session.InferenceError as exc:
-            problem = str(exc)
-        if problem is not None:
-            self._fail(desired, "SmokeTestFailed", problem)
-            return
-        slot_record = state.SlotRecord(digest=digest, version=desired.version, revision=desired.revision)
-        loaded = serving.Loaded(name, desired.version, digest, desired.revision, runtime, desired.health)
-
+        name, digest = desired.name, desired.artifact.digest
         current = next((m for m in self.store.journal.spec.models if m.name == name), None)
         if current is None or current.artifact.digest != digest:
             # The spec moved on while this version was being installed: never switch to a stale version.
-            self.store.update_model(self.store.model(name).model_copy(update={"install": None}))
-            part.unlink(missing_ok=True)
+            self.installer.abandon(desired)
             self.wake.set()
-            log.info("Abandoned stale install model=%s digest=%s", name, digest)
             return
         async with self.lock:
             rec = self.store.model(name)
@@ -391,27 +285,22 @@ class Agent:
             self.store.update_model(
                 rec.model_copy(
                     update={
-                        "slots": rec.slots | {slot: slot_record},
-                        "active": slot,
+                        "slots": rec.slots | {prepared.slot: prepared.record},
+                        "active": prepared.slot,
                         "probation_since": self.wall().timestamp() if had_active else None,
                         "install": None,
                     }
                 )
             )
             faults.reached("switch")
-            old = self.registry.swap(loaded)
+            old = self.registry.swap(prepared.loaded)
             if had_active and old is not None:
                 self.fallback[name] = old
                 self.switched_at[name] = self.clock()
-        self.backoff.pop(digest, None)
+        self.installer.finished(desired)
         self.store.collect_garbage()
         self._phase(name, "Active", f"switched to version {desired.version}")
-        log.info("Switched model model=%s version=%s digest=%s slot=%s", name, desired.version, digest, slot)
-
-    def _set_step(self, name: str, step: state.InstallStep) -> None:
-        rec = self.store.model(name)
-        if rec.install is not None:
-            self.store.update_model(rec.model_copy(update={"install": rec.install.model_copy(update={"step": step})}))
+        log.info("Switched model model=%s version=%s digest=%s slot=%s", name, desired.version, digest, prepared.slot)
 
     # --- health --------------------------------------------------------------------------------------------------
 
@@ -590,4 +479,4 @@ class Agent:
             raise
 
 
-__all__ = ["Agent", "Fetch", "RollbackRecord", "Settings"]
+__all__ = ["Agent", "RollbackRecord", "Settings"]
