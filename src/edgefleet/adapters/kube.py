@@ -204,8 +204,12 @@ class WatchEvent:
     object: JsonObject
 
 
-def new_session(limit: int = 256) -> aiohttp.ClientSession:
-    """One pooled session per process; every Client (every simulated device) can share it."""
+def new_session(limit: int = 0) -> aiohttp.ClientSession:
+    """One pooled session per process; every Client (every simulated device) can share it.
+
+    ``limit`` 0 means no cap on open connections: each watch holds one connection for its whole life, so a process
+    simulating N devices needs N of them plus a few for requests (a cap would starve watches silently).
+    """
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=60))
 
 
