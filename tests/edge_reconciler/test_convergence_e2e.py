@@ -38,3 +38,19 @@ async def test_converges_replaces_and_removes(harness: Harness) -> None:
         assert agent.registry.all() == []
         assert not (harness.root / "state" / "slots" / "demo").exists()
         assert list((harness.root / "state" / "downloads").iterdir()) == []
+
+
+async def test_two_models_side_by_side_and_one_removed(harness: Harness) -> None:
+    a, url_a = harness.publish("demo", "1.0.0")
+    b, url_b = harness.publish("other", "3.0.0")
+    x = np.random.default_rng(2).uniform(0.1, 1.0, size=(1, 4)).astype(np.float32)
+    async with harness.running() as agent:
+        harness.want(desired(a, url_a), desired(b, url_b))
+        await eventually(lambda: {m.name for m in agent.registry.all()} == {"demo", "other"})
+        await eventually(lambda: harness.model_status("other").get("state") == "Active")
+        _, body = await harness.predict(x, "other")
+        np.testing.assert_allclose(body["outputs"]["y"], onnx_models.reference(x, "3.0.0"), rtol=1e-5)
+        harness.want(desired(b, url_b))
+        await eventually(lambda: [m["name"] for m in harness.status().get("models", [])] == ["other"])
+        assert (await harness.predict(x, "demo"))[0] == 404
+        assert (await harness.predict(x, "other"))[0] == 200

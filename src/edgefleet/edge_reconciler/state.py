@@ -23,10 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgefleet.api.edgedevice import DesiredModel, EdgeDeviceSpec
 from edgefleet.core import convergence
+from edgefleet.core.errors import EdgefleetError
 
 SlotName = Literal["a", "b"]
 InstallStep = Literal["downloading", "verifying", "installing", "testing", "switching"]
@@ -152,7 +153,14 @@ class Store:
         except FileNotFoundError:
             return Journal()
         # The journal is only ever replaced atomically, so a parse error means outside damage: refuse to guess.
-        return Journal.model_validate_json(raw)
+        try:
+            return Journal.model_validate_json(raw)
+        except ValidationError as exc:
+            raise EdgefleetError(
+                f"{self.journal_path}: the install journal is damaged ({exc.error_count()} errors, first: "
+                f"{exc.errors(include_url=False)[0]['msg']}); move it aside to start fresh "
+                "(the device then downloads its desired models again)"
+            ) from exc
 
     def commit(self, journal: Journal) -> None:
         """Make ``journal`` the durable state (atomic replace + fsync)."""
