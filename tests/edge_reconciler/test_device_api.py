@@ -142,6 +142,34 @@ async def test_device_registers_converges_and_reports(
         assert agent.registry.all() == []
 
 
+async def test_rollback_is_reported_with_its_reason(
+    control_plane: ControlPlane, namespace: str, harness: Harness
+) -> None:
+    good, url_good = harness.publish("demo", "1.0.0")
+    bad, url_bad = harness.publish("demo", "2.0.0", "nan")
+    connection = kube.from_kubeconfig(control_plane.kubeconfig)
+    async with (
+        api_for(control_plane, namespace, "dev-4") as api,
+        kube_control(connection, namespace, "dev-4") as ctl,
+        harness.running(SETTINGS, ctl),
+    ):
+        await api.until(lambda: bool(api.last))
+        await api.want(desired(good, url_good))
+        await api.until(lambda: api.model().get("activeDigest") == good.digest)
+        await api.want(desired(bad, url_bad))
+        await eventually(lambda: harness.served_version() == "2.0.0")
+        traffic = Traffic(harness).start()  # normal-distributed inputs: the bad version emits NaN for negatives
+        await api.until(lambda: api.model().get("state") == "RolledBack")
+        await traffic.stop()
+    model = api.model()
+    assert model["activeDigest"] == good.digest and model["desiredDigest"] == bad.digest
+    assert model["message"].startswith("rolled back version 2.0.0 to 1.0.0: NonFiniteOutput: ")
+    assert model["health"]["verdict"] != "Unhealthy"  # health is about the active (previous, good) version
+    conditions = {c["type"]: c for c in api.last["status"]["conditions"]}
+    assert conditions["Stalled"]["status"] == "True" and conditions["Ready"]["status"] == "False"
+    assert traffic.failed == []
+
+
 @pytest.mark.parametrize("path", ["tls-through-tcp-proxy", "metaserver-plain-http"])
 async def test_keeps_serving_while_api_unreachable_and_reports_after_reconnect(
     control_plane: ControlPlane, namespace: str, harness: Harness, path: str

@@ -133,7 +133,12 @@ class KubeControl:
         return device.spec, device.metadata.generation
 
     async def report(self, status: EdgeDeviceStatus) -> None:
-        await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
+        try:
+            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
+        except kube.NotFoundError:
+            # Not registered yet (or deleted): register, then report.
+            await self.register(self._labels)
+            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
 
 
 class FileControl:
