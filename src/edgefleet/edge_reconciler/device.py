@@ -182,6 +182,7 @@ class Agent:
             if rec.probation_since is not None and rec.previous is not None:
                 # Samples died with the process: probation starts over, with the rollback target warm again.
                 self.switched_at[name] = self.clock()
+                self.registry.alarm.set()  # start ticking
                 with contextlib.suppress(OSError, bundle.BundleError, onnx_session.InferenceError):
                     self.fallback[name] = await self.load_slot(name, rec.previous)
             elif rec.probation_since is not None:
@@ -297,6 +298,7 @@ class Agent:
             if had_active and old is not None:
                 self.fallback[name] = old
                 self.switched_at[name] = self.clock()
+                self.registry.alarm.set()  # start ticking
         self.installer.finished(desired)
         self.store.collect_garbage()
         self._phase(name, "Active", f"switched to version {desired.version}")
@@ -416,8 +418,11 @@ class Agent:
 
     async def monitor_forever(self) -> None:
         while True:
+            # Tick only while something is on probation; otherwise sleep until an alarm or a switch (thousands of
+            # idle simulated devices must not wake 20 times a second each).
+            tick = self.settings.health_tick_seconds if self.switched_at else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.registry.alarm.wait(), self.settings.health_tick_seconds)
+                await asyncio.wait_for(self.registry.alarm.wait(), tick)
             self.registry.alarm.clear()
             try:
                 await self.check_probation()
