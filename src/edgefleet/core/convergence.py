@@ -1,0 +1,96 @@
+"""Convergence plan: what a device must do to run exactly its desired models (pure).
+
+Input is the desired ``spec.models`` of the device's EdgeDevice and a view of what is installed locally
+(:class:`Installed`, one per model name). Output is a :class:`Plan`: one step per model name, removals first, so a
+device frees its memory before it loads anything new.
+
+Per model, the first rule that applies wins:
+
+=====================================  ==========================================================
+situation                              step
+=====================================  ==========================================================
+installed, no longer desired           ``remove``
+desired digest is the active digest    ``in-sync``
+desired digest was rejected before     ``blocked`` (rolled back or failed; wait for a new digest)
+active model is still on probation     ``wait`` (its rollback target must stay in the other slot)
+anything else                          ``install``
+=====================================  ==========================================================
+
+Worked example: desired ``[a@sha256:11.., b@sha256:22..]``, installed ``a`` active ``sha256:11..``, ``c`` active
+``sha256:33..`` and ``b`` with ``sha256:22..`` rejected (rolled back) gives
+``remove c, in-sync a, blocked b`` (``remove`` first, then desired order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from edgefleet.api.edgedevice import DesiredModel
+
+StepKind = Literal["remove", "in-sync", "blocked", "wait", "install"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Installed:
+    """What the device holds for one model name."""
+
+    name: str
+    active_digest: str | None = None
+    previous_digest: str | None = None
+    rejected: Mapping[str, str] = dataclasses.field(default_factory=dict)  # digest -> state (RolledBack/Failed)
+    on_probation: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One thing to do for one model; ``desired`` is ``None`` only for ``remove``."""
+
+    kind: StepKind
+    name: str
+    desired: DesiredModel | None = None
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Ordered steps; :attr:`converged` is true when nothing is left to do."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def converged(self) -> bool:
+        """True when every step is ``in-sync`` or ``blocked`` (nothing the device can still do)."""
+        return all(s.kind in ("in-sync", "blocked") for s in self.steps)
+
+    def of(self, kind: StepKind) -> list[Step]:
+        """The steps of one kind, in plan order."""
+        return [s for s in self.steps if s.kind == kind]
+
+
+def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) -> Plan:
+    """The convergence plan for ``desired`` given ``installed`` (pure; see the module table and example)."""
+    wanted = {m.name for m in desired}
+    steps: list[Step] = [
+        Step("remove", name, None, "no longer in spec.models")
+        for name in sorted(installed)
+        if name not in wanted and installed[name].active_digest is not None
+    ]
+    for model in desired:
+        local = installed.get(model.name, Installed(model.name))
+        digest = model.artifact.digest
+        if local.active_digest == digest:
+            steps.append(Step("in-sync", model.name, model))
+        elif digest in local.rejected:
+            steps.append(
+                Step("blocked", model.name, model, f"{digest} was {local.rejected[digest]}; waiting for a new digest")
+            )
+        elif local.on_probation:
+            steps.append(Step("wait", model.name, model, "the active version is still on probation"))
+        else:
+            steps.append(Step("install", model.name, model))
+    return Plan(tuple(steps))
+
+
+__all__ = ["Installed", "Plan", "Step", "StepKind", "plan"]

@@ -1,0 +1,133 @@
+"""Health verdicts: is a freshly switched model behaving on live traffic? (pure)
+
+A device records one :class:`Sample` per inference (when it finished, how long it took, whether it failed, whether
+any output was NaN/Inf) and evaluates the spec's :class:`~edgefleet.api.modeldeployment.HealthSpec` over the
+samples of the sliding window. Only aggregates leave this module: counts, percentiles, a verdict and a reason code.
+
+Rules, in order:
+
+1. ``failOnNonFinite`` and any non-finite output in the window -> ``Unhealthy`` (``NonFiniteOutput``) at once; one
+   NaN is proof enough, waiting for ``minSamples`` would only serve more of them.
+2. fewer than ``minSamples`` samples -> ``Pending``.
+3. error rate above ``maxErrorRate`` -> ``Unhealthy`` (``ErrorRate``).
+4. p95 latency above ``latencyP95Ms`` -> ``Unhealthy`` (``LatencyP95``).
+5. otherwise ``Healthy``.
+
+Worked example: spec ``latencyP95Ms=50, minSamples=4, maxErrorRate=0.25, windowSeconds=60`` and samples
+``(t=1, 10 ms), (t=2, 12 ms), (t=3, 11 ms), (t=4, 90 ms, error)`` at ``now=5``: 4 samples, 1 error (rate 0.25, not
+above the limit), nearest-rank p95 = 90 ms > 50 ms, so the verdict is ``Unhealthy`` with code ``LatencyP95``.
+
+A switched model is on *probation* for one window: :func:`probation_outcome` says whether to keep watching,
+confirm it, or roll it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from edgefleet.api.modeldeployment import HealthSpec
+
+VerdictName = Literal["Pending", "Healthy", "Unhealthy"]
+Outcome = Literal["watch", "confirm", "rollback"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample:
+    """One finished inference: ``at`` in seconds on the evaluating clock, latency in milliseconds."""
+
+    at: float
+    latency_ms: float
+    error: bool = False
+    non_finite: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The aggregate of one window. ``code`` is a CamelCase reason, ``reason`` the sentence a person reads."""
+
+    verdict: VerdictName
+    samples: int
+    errors: int
+    non_finite: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    code: str | None = None
+    reason: str | None = None
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values, ``None`` when empty (pure).
+
+    >>> percentile([10.0, 11.0, 12.0, 90.0], 0.95)
+    90.0
+    >>> percentile([10.0, 11.0, 12.0, 90.0], 0.5)
+    11.0
+    """
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def in_window(samples: Sequence[Sample], spec: HealthSpec, now: float) -> list[Sample]:
+    """The samples inside ``(now - windowSeconds, now]`` (pure)."""
+    start = now - spec.window_seconds
+    return [s for s in samples if start < s.at <= now]
+
+
+def evaluate(samples: Sequence[Sample], spec: HealthSpec, now: float) -> Verdict:
+    """Verdict of ``spec`` over the samples of the window ending at ``now`` (pure; see the module example)."""
+    window = in_window(samples, spec, now)
+    count = len(window)
+    errors = sum(1 for s in window if s.error)
+    non_finite = sum(1 for s in window if s.non_finite)
+    latencies = sorted(s.latency_ms for s in window if not s.error)
+    p50 = percentile(latencies, 0.50)
+    p95 = percentile(latencies, 0.95)
+
+    def verdict(name: VerdictName, code: str | None = None, reason: str | None = None) -> Verdict:
+        return Verdict(name, count, errors, non_finite, p50, p95, code, reason)
+
+    if spec.fail_on_non_finite and non_finite:
+        return verdict(
+            "Unhealthy", "NonFiniteOutput", f"{non_finite} of {count} inferences produced NaN or Inf outputs"
+        )
+    if count < spec.min_samples:
+        return verdict("Pending")
+    rate = errors / count
+    if rate > spec.max_error_rate:
+        return verdict(
+            "Unhealthy",
+            "ErrorRate",
+            f"error rate {rate:.3f} ({errors}/{count}) is above maxErrorRate {spec.max_error_rate}",
+        )
+    if p95 is not None and p95 > spec.latency_p95_ms:
+        return verdict(
+            "Unhealthy", "LatencyP95", f"p95 latency {p95:.2f} ms is above latencyP95Ms {spec.latency_p95_ms}"
+        )
+    return verdict("Healthy")
+
+
+def probation_outcome(verdict: Verdict, switched_at: float, now: float, spec: HealthSpec) -> Outcome:
+    """What to do with a model on probation since ``switched_at`` (pure).
+
+    ``rollback`` as soon as the verdict is Unhealthy; ``confirm`` once a whole window has passed without that
+    (a device without traffic cannot prove a model bad, and must not hold updates back forever); else ``watch``.
+
+    >>> v = Verdict("Pending", 0, 0, 0, None, None)
+    >>> probation_outcome(v, switched_at=0.0, now=30.0, spec=HealthSpec(window_seconds=60))
+    'watch'
+    >>> probation_outcome(v, switched_at=0.0, now=61.0, spec=HealthSpec(window_seconds=60))
+    'confirm'
+    """
+    if verdict.verdict == "Unhealthy":
+        return "rollback"
+    if now - switched_at >= spec.window_seconds:
+        return "confirm"
+    return "watch"
+
+
+__all__ = ["Outcome", "Sample", "Verdict", "VerdictName", "evaluate", "in_window", "percentile", "probation_outcome"]

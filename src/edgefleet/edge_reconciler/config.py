@@ -1,0 +1,107 @@
+"""The agent's configuration: a YAML file (camelCase keys, safe loader) overridden by command-line flags.
+
+Sample (``edge_reconciler/config.sample.yaml``)::
+
+    deviceName: cam-7
+    namespace: factory-1
+    labels: {edgefleet.io/site: plant-a, edgefleet.io/hardware-class: x86-avx2}
+    stateDir: /var/lib/edgefleet
+    trustKeys: [/etc/edgefleet/trust/release.pub]
+    api: {mode: plain, url: "http://127.0.0.1:10550"}      # KubeEdge MetaServer
+    server: {port: 8181}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from edgefleet.api.common import DNS_LABEL, ApiModel
+from edgefleet.core.errors import InvalidSpecError
+
+ApiMode = Literal["kubeconfig", "in-cluster", "plain", "file"]
+
+
+class ApiConfig(ApiModel):
+    """How the agent reaches its desired state."""
+
+    mode: ApiMode = Field(default="plain", description="kubeconfig, in-cluster, plain (MetaServer) or file.")
+    url: str = Field(default="http://127.0.0.1:10550", description="Plain-HTTP endpoint (mode plain).")
+    kubeconfig: Path | None = Field(default=None, description="Kubeconfig file (mode kubeconfig).")
+    context: str | None = Field(default=None, description="Kubeconfig context; default: current-context.")
+    desired_file: Path | None = Field(default=None, description="EdgeDeviceSpec YAML (mode file, no cluster).")
+    status_file: Path | None = Field(default=None, description="Where status JSON is written (mode file).")
+
+
+class ServerConfig(ApiModel):
+    """Where the local inference server listens: 127.0.0.1 only, or a UNIX socket."""
+
+    port: int = Field(default=8181, ge=0, le=65535, description="TCP port on 127.0.0.1 (0: any free port).")
+    unix_socket: Path | None = Field(default=None, description="Serve on this UNIX socket instead of TCP.")
+
+
+class AgentConfig(ApiModel):
+    """Everything ``edgefleet-agent`` needs."""
+
+    device_name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    namespace: Annotated[str, Field(max_length=63, pattern=DNS_LABEL)] = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    state_dir: Path = Path("/var/lib/edgefleet")
+    trust_keys: list[Path] = Field(
+        default_factory=list, description="PEM ed25519 public keys bundles must verify with."
+    )
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    max_bundle_bytes: int = Field(default=512 * 1024**2, ge=1, description="Refuse bigger artifacts.")
+    download_timeout_seconds: float = Field(default=300.0, gt=0)
+    lease_duration_seconds: int = Field(default=40, ge=5, description="Heartbeat Lease duration; renewed every 1/4.")
+    status_interval_seconds: float = Field(default=30.0, gt=0, description="Health summaries at most this often.")
+    health_tick_seconds: float = Field(default=0.05, gt=0, description="How often probation is evaluated.")
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    inference_workers: int = Field(default=2, ge=1, le=64)
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+
+
+def load(
+    path: Path | None,
+    overrides: dict[str, Any],
+    *,
+    extra_labels: dict[str, str] | None = None,
+    extra_trust_keys: list[str] | None = None,
+) -> AgentConfig:
+    """Read ``path`` (if given), apply non-``None`` ``overrides`` (dotted keys allowed: ``api.url``), add labels
+    and trust keys given as flags, validate."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidSpecError(f"{path}: cannot read the agent config: {exc}", "InvalidConfig") from exc
+        if not isinstance(loaded, dict):
+            raise InvalidSpecError(f"{path}: the agent config must be a YAML mapping", "InvalidConfig")
+        doc = loaded
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = doc
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    if extra_labels:
+        doc["labels"] = {**(doc.get("labels") or {}), **extra_labels}
+    if extra_trust_keys:
+        doc["trustKeys"] = [*(doc.get("trustKeys") or []), *extra_trust_keys]
+    try:
+        return AgentConfig.model_validate(doc)
+    except ValidationError as exc:
+        where = str(path) if path else "flags"
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise InvalidSpecError(f"{where}: invalid agent config: {problems}", "InvalidConfig") from exc
+
+
+__all__ = ["AgentConfig", "ApiConfig", "ServerConfig", "load"]

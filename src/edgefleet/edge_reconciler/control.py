@@ -1,0 +1,184 @@
+"""Where the desired state comes from and where status goes: the device's own EdgeDevice, or local files.
+
+:class:`Control` is the small Protocol the device loop talks to. :class:`KubeControl` registers the device's
+EdgeDevice, heartbeats with a ``coordination.k8s.io`` Lease (the EdgeDevice is only rewritten when its status
+changes, so thousands of devices do not flood the API server), watches *only its own* EdgeDevice (field selector on
+its name, resourceVersion + bookmarks, relist on 410) and patches the status subresource. :class:`FileControl`
+serves plain Linux boxes without a cluster and tests: the spec is a YAML file, status a JSON file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+from pydantic import ValidationError
+
+from edgefleet.adapters import kube
+from edgefleet.api import common
+from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
+from edgefleet.core.errors import TransientError
+from edgefleet.edge_reconciler import state, telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Control(Protocol):
+    """The API side of the device loop."""
+
+    async def register(self, labels: Mapping[str, str]) -> None: ...
+
+    async def heartbeat(self, now: dt.datetime) -> None: ...
+
+    def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]: ...
+
+    async def report(self, status: EdgeDeviceStatus) -> None: ...
+
+
+class KubeControl:
+    """The device's EdgeDevice and Lease in one namespace."""
+
+    def __init__(
+        self,
+        client: kube.Client,
+        namespace: str,
+        name: str,
+        *,
+        lease_duration_seconds: int = 40,
+        retry_initial_seconds: float = 1.0,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.lease_duration_seconds = lease_duration_seconds
+        self.retry_initial = retry_initial_seconds
+        self.retry_max = retry_max_seconds
+        self.path = kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace, name)
+        self.collection = kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace)
+        self._labels: dict[str, str] = {}
+
+    async def register(self, labels: Mapping[str, str]) -> None:
+        """Create the EdgeDevice if missing, else bring its labels up to date (only the agent's own keys)."""
+        self._labels = dict(labels)
+        try:
+            current = await self.client.get(self.path, kind=KIND)
+        except kube.NotFoundError:
+            body = {
+                "apiVersion": common.API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(labels)},
+                "spec": {"models": []},
+            }
+            try:
+                await self.client.create(self.collection, body, kind=KIND)
+                log.info("Registered EdgeDevice namespace=%s name=%s", self.namespace, self.name)
+            except kube.ConflictError:
+                pass
+            return
+        have = (current.get("metadata") or {}).get("labels") or {}
+        if any(have.get(k) != v for k, v in labels.items()):
+            await self.client.merge_patch(self.path, {"metadata": {"labels": dict(labels)}}, kind=KIND)
+            log.info("Updated EdgeDevice labels namespace=%s name=%s", self.namespace, self.name)
+
+    async def heartbeat(self, now: dt.datetime) -> None:
+        await self.client.renew_lease(self.namespace, self.name, self.name, self.lease_duration_seconds, now)
+
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+        """Level-triggered stream of the desired spec: list, then watch; reconnects and relists by itself."""
+        delay = self.retry_initial
+        selector = f"metadata.name={self.name}"
+        while True:
+            try:
+                listing = await self.client.list(self.collection, field_selector=selector, kind=KIND)
+                rv = (listing.get("metadata") or {}).get("resourceVersion")
+                items = listing.get("items") or []
+                if not items:
+                    await self.register(self._labels)
+                    continue
+                parsed = self._parse(items[0])
+                if parsed is not None:
+                    yield parsed
+                delay = self.retry_initial
+                while True:
+                    async for event in self.client.watch(
+                        self.collection, resource_version=rv, field_selector=selector, kind=KIND
+                    ):
+                        rv = (event.object.get("metadata") or {}).get("resourceVersion") or rv
+                        if event.type == "DELETED":
+                            await self.register(self._labels)
+                        elif event.type in ("ADDED", "MODIFIED"):
+                            parsed = self._parse(event.object)
+                            if parsed is not None:
+                                yield parsed
+            except kube.GoneError:
+                continue
+            except (TransientError, kube.KubeError) as exc:
+                log.warning("Lost EdgeDevice watch name=%s error=%s retry_in=%.1fs", self.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    def _parse(self, obj: dict[str, object]) -> tuple[EdgeDeviceSpec, int | None] | None:
+        try:
+            device = EdgeDevice.model_validate(obj)
+        except ValidationError as exc:
+            log.error("Ignored invalid EdgeDevice name=%s error=%s", self.name, exc.errors(include_url=False)[:3])
+            return None
+        return device.spec, device.metadata.generation
+
+    async def report(self, status: EdgeDeviceStatus) -> None:
+        try:
+            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
+        except kube.NotFoundError:
+            # Not registered yet (or deleted): register, then report.
+            await self.register(self._labels)
+            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
+
+
+class FileControl:
+    """Desired spec from a YAML file (polled), status to a JSON file: for boxes without a cluster, and tests."""
+
+    def __init__(self, desired_file: Path, status_file: Path, *, poll_seconds: float = 0.1) -> None:
+        self.desired_file = desired_file
+        self.status_file = status_file
+        self.poll_seconds = poll_seconds
+
+    async def register(self, labels: Mapping[str, str]) -> None:
+        return None
+
+    async def heartbeat(self, now: dt.datetime) -> None:
+        return None
+
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+        seen: bytes | None = None
+        generation = 0
+        while True:
+            try:
+                raw = self.desired_file.read_bytes()
+            except FileNotFoundError:
+                raw = b""
+            if raw != seen:
+                seen = raw
+                try:
+                    doc = yaml.safe_load(raw) or {}
+                    spec = EdgeDeviceSpec.model_validate(doc.get("spec", doc) if isinstance(doc, dict) else doc)
+                except (yaml.YAMLError, ValidationError) as exc:
+                    # Keep converging on the last valid spec; a person fixes the file.
+                    log.error("Ignored invalid desired file path=%s error=%s", self.desired_file, exc)
+                else:
+                    generation += 1
+                    yield spec, generation
+            await asyncio.sleep(self.poll_seconds)
+
+    async def report(self, status: EdgeDeviceStatus) -> None:
+        payload = json.dumps(telemetry.outbound(status), sort_keys=True).encode()
+        state.write_atomic(self.status_file, payload)
+
+
+__all__ = ["Control", "FileControl", "KubeControl"]

@@ -1,0 +1,209 @@
+"""Preparing one desired model version in the inactive A/B slot, every step journaled before it happens.
+
+:meth:`Installer.prepare` runs the pipeline up to the point where switching is a pointer swap:
+
+1. ``downloading``: fetch into ``downloads/<digest>.part`` (resumed with ``Range``; cut off above ``sizeBytes``;
+   bigger than ``maxBundleBytes`` is refused before any byte is fetched).
+2. ``verifying``: sha256 digest, bundle structure and the ed25519 signature against the trust keys
+   (:func:`edgefleet.adapters.bundle.open_bundle`), and the manifest must name the model and version the spec asks
+   for.
+3. ``installing``: the journal stops naming the inactive slot, then the bundle is written there atomically.
+4. smoke test: the model is opened in onnxruntime and the manifest's golden samples must reproduce.
+
+Transient failures (network, server errors) are retried with exponential backoff; anything else rejects the digest
+(``Failed``) until the desired digest changes. The caller (:mod:`edgefleet.edge_reconciler.device`) commits the
+switch. Slow work (hashing, signature, session creation) runs on the inference pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from edgefleet.adapters import artifacts, bundle, onnx_session
+from edgefleet.api.edgedevice import DesiredModel, ModelState
+from edgefleet.api.modeldeployment import HealthSpec
+from edgefleet.core.errors import TransientError
+from edgefleet.edge_reconciler import faults, serving, state
+
+log = logging.getLogger(__name__)
+
+
+class Fetch(Protocol):
+    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:mod:`edgefleet.adapters.artifacts`)."""
+
+    def __call__(
+        self, uri: str, dest: Path, size: int, *, on_progress: Callable[[int], None] | None = None
+    ) -> Awaitable[Path]: ...
+
+
+PhaseSink = Callable[[str, ModelState, str | None], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A verified, smoke-tested version in its slot, loaded and ready to serve."""
+
+    slot: state.SlotName
+    record: state.SlotRecord
+    loaded: serving.Loaded
+
+
+class Installer:
+    """Runs installs for the device loop; owns the retry backoff per digest."""
+
+    def __init__(
+        self,
+        *,
+        store: state.Store,
+        registry: serving.Registry,
+        fetch: Fetch,
+        trusted_keys: Sequence[ed25519.Ed25519PublicKey],
+        phase: PhaseSink,
+        clock: Callable[[], float] = time.monotonic,
+        max_bundle_bytes: int = 512 * 1024**2,
+        retry_initial_seconds: float = 1.0,
+        retry_max_seconds: float = 60.0,
+        intra_op_threads: int = 1,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.fetch = fetch
+        self.trusted_keys = list(trusted_keys)
+        self.phase = phase
+        self.clock = clock
+        self.max_bundle_bytes = max_bundle_bytes
+        self.retry_initial = retry_initial_seconds
+        self.retry_max = retry_max_seconds
+        self.intra_op_threads = intra_op_threads
+        self.backoff: dict[str, tuple[int, float]] = {}  # digest -> (attempts, retry at)
+
+    async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.registry.executor, fn, *args)
+
+    def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
+        return onnx_session.ModelRuntime(model, intra_op_threads=self.intra_op_threads)
+
+    async def load_slot(self, name: str, slot: state.SlotName, health: HealthSpec) -> serving.Loaded:
+        """Re-verify a slot's bundle (digest + signature) and open it in onnxruntime."""
+        rec = self.store.model(name).slots[slot]
+        data = await self._offload(self.store.slot_path(name, slot).read_bytes)
+        opened = await self._offload(bundle.open_bundle, data, self.trusted_keys, rec.digest)
+        runtime = await self._offload(self._runtime, opened.model)
+        return serving.Loaded(name, rec.version, rec.digest, rec.revision, runtime, health)
+
+    def retry_in(self, desired: DesiredModel) -> float:
+        """Seconds until ``desired`` may be tried again (0: now)."""
+        _, retry_at = self.backoff.get(desired.artifact.digest, (0, 0.0))
+        return max(0.0, retry_at - self.clock())
+
+    def finished(self, desired: DesiredModel) -> None:
+        """The version was switched to: forget its backoff."""
+        self.backoff.pop(desired.artifact.digest, None)
+
+    def abandon(self, desired: DesiredModel) -> None:
+        """Drop a prepared install the spec no longer wants (its slot file is garbage-collected)."""
+        self.store.update_model(self.store.model(desired.name).model_copy(update={"install": None}))
+        self.store.part_path(desired.artifact.digest).unlink(missing_ok=True)
+        log.info("Abandoned stale install model=%s digest=%s", desired.name, desired.artifact.digest)
+
+    def _fail(self, desired: DesiredModel, reason: str, message: str) -> None:
+        rec = self.store.model(desired.name)
+        digest = desired.artifact.digest
+        self.store.update_model(
+            rec.model_copy(
+                update={
+                    "rejected": rec.rejected | {digest: "Failed"},
+                    "rejected_reason": rec.rejected_reason | {digest: f"{reason}: {message}"},
+                    "install": None,
+                }
+            )
+        )
+        self.store.part_path(digest).unlink(missing_ok=True)
+        self.phase(desired.name, "Failed", f"{reason}: {message}")
+        log.error("Rejected artifact model=%s digest=%s reason=%s message=%s", desired.name, digest, reason, message)
+
+    def _retry_later(self, desired: DesiredModel, exc: TransientError) -> None:
+        attempts, _ = self.backoff.get(desired.artifact.digest, (0, 0.0))
+        delay = min(self.retry_initial * 2**attempts, self.retry_max)
+        self.backoff[desired.artifact.digest] = (attempts + 1, self.clock() + delay)
+        self.phase(desired.name, "Downloading", f"{exc} (retry in {delay:.1f}s)")
+        log.warning("Postponed install model=%s error=%s retry_in=%.1fs", desired.name, exc, delay)
+
+    def _journal_step(self, name: str, install: state.InstallRecord, **update: Any) -> None:
+        self.store.update_model(self.store.model(name).model_copy(update={"install": install, **update}))
+
+    async def prepare(self, desired: DesiredModel) -> Prepared | None:
+        """Steps 1-4 of the module docstring; ``None`` when the version failed or must be retried later."""
+        name, digest, art = desired.name, desired.artifact.digest, desired.artifact
+        if art.size_bytes > self.max_bundle_bytes:
+            self._fail(
+                desired,
+                "Oversized",
+                f"artifact is {art.size_bytes} bytes, over this device's maxBundleBytes "
+                f"{self.max_bundle_bytes}; publish a smaller variant or raise the limit",
+            )
+            return None
+        slot = self.store.model(name).inactive
+        self._journal_step(name, state.InstallRecord(digest=digest, step="downloading", slot=slot))
+        self.phase(name, "Downloading", f"downloading version {desired.version} from {art.uri}")
+        part = self.store.part_path(digest)
+        cut = [False]
+
+        def progress(have: int) -> None:
+            if not cut[0] and have < art.size_bytes:
+                cut[0] = True
+                faults.reached("download")
+
+        try:
+            await self.fetch(art.uri, part, art.size_bytes, on_progress=progress)
+        except TransientError as exc:
+            self._retry_later(desired, exc)
+            return None
+        except artifacts.ArtifactError as exc:
+            self._fail(desired, exc.reason, str(exc))
+            return None
+
+        self._journal_step(name, state.InstallRecord(digest=digest, step="verifying", slot=slot))
+        self.phase(name, "Verifying", f"verifying digest and signature of version {desired.version}")
+        data: bytes = await self._offload(part.read_bytes)
+        faults.reached("verify")
+        try:
+            opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
+            meta = opened.manifest.get("model") or {}
+            if meta.get("name") != name or meta.get("version") != desired.version:
+                raise bundle.BundleError(
+                    f"manifest is {meta.get('name')}@{meta.get('version')}, spec wants {name}@{desired.version}"
+                )
+        except bundle.BundleError as exc:
+            self._fail(desired, "VerificationFailed", str(exc))
+            return None
+
+        self.phase(name, "Installing", f"installing version {desired.version} into slot {slot}")
+        # The inactive slot is about to be overwritten: stop naming it before its file changes.
+        slots = {k: v for k, v in self.store.model(name).slots.items() if k != slot}
+        self._journal_step(name, state.InstallRecord(digest=digest, step="installing", slot=slot), slots=slots)
+        path = self.store.slot_path(name, slot)
+        await self._offload(lambda: state.write_atomic(path, data, midway=lambda: faults.reached("install")))
+        self._journal_step(name, state.InstallRecord(digest=digest, step="testing", slot=slot))
+        try:
+            runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)
+            problem = await self._offload(runtime.check_golden, opened.manifest.get("golden") or {})
+        except onnx_session.InferenceError as exc:
+            problem = str(exc)
+        if problem is not None:
+            self._fail(desired, "SmokeTestFailed", problem)
+            return None
+        record = state.SlotRecord(digest=digest, version=desired.version, revision=desired.revision)
+        loaded = serving.Loaded(name, desired.version, digest, desired.revision, runtime, desired.health)
+        return Prepared(slot, record, loaded)
+
+
+__all__ = ["Fetch", "Installer", "PhaseSink", "Prepared"]

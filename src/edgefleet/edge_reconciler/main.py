@@ -1,0 +1,157 @@
+"""``edgefleet-agent``: one per device (a KubeEdge DaemonSet pod or a systemd service).
+
+    edgefleet-agent --config /etc/edgefleet/agent.yaml
+    edgefleet-agent --device-name cam-7 --state-dir /var/lib/edgefleet --trust-key release.pub \\
+        --api-mode kubeconfig --kubeconfig ~/.kube/config
+
+Flags override the config file. SIGTERM/SIGINT stop the agent cleanly; a SIGKILL or power cut is also safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgefleet import __version__
+from edgefleet.adapters import artifacts, bundle, inference_server, kube
+from edgefleet.core.errors import EdgefleetError
+from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
+
+log = logging.getLogger("edgefleet.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (pure)."""
+    p = argparse.ArgumentParser(prog="edgefleet-agent", description="Keep this device on its desired models.")
+    p.add_argument("--version", action="version", version=f"edgefleet-agent {__version__}")
+    p.add_argument("--config", type=Path, help="YAML config file (camelCase keys); flags override it")
+    p.add_argument("--device-name", dest="deviceName")
+    p.add_argument("--namespace")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="device label (repeatable)")
+    p.add_argument("--state-dir", dest="stateDir", type=str)
+    p.add_argument("--trust-key", action="append", default=[], metavar="PEM", help="trusted ed25519 public key")
+    p.add_argument("--api-mode", dest="api.mode", choices=["kubeconfig", "in-cluster", "plain", "file"])
+    p.add_argument("--api-url", dest="api.url", help="plain-HTTP API endpoint (KubeEdge MetaServer)")
+    p.add_argument("--kubeconfig", dest="api.kubeconfig")
+    p.add_argument("--context", dest="api.context")
+    p.add_argument("--desired-file", dest="api.desiredFile")
+    p.add_argument("--status-file", dest="api.statusFile")
+    p.add_argument("--port", dest="server.port", type=int)
+    p.add_argument("--unix-socket", dest="server.unixSocket")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> config.AgentConfig:
+    """The config file overridden by flags."""
+    plain_keys = ("deviceName", "namespace", "stateDir")
+    overrides = {k: v for k, v in vars(args).items() if "." in k or k in plain_keys}
+    try:
+        labels = dict(item.split("=", 1) for item in args.label)
+    except ValueError as exc:
+        raise EdgefleetError(f"--label takes KEY=VALUE (got {args.label})") from exc
+    return config.load(args.config, overrides, extra_labels=labels, extra_trust_keys=list(args.trust_key))
+
+
+def make_control(cfg: config.AgentConfig, session: kube.Session) -> control.Control:
+    api = cfg.api
+    if api.mode == "file":
+        if api.desired_file is None:
+            raise EdgefleetError("api.mode file needs api.desiredFile (and api.statusFile)")
+        return control.FileControl(api.desired_file, api.status_file or cfg.state_dir / "status.json")
+    if api.mode == "kubeconfig":
+        if api.kubeconfig is None:
+            raise EdgefleetError("api.mode kubeconfig needs api.kubeconfig (--kubeconfig PATH)")
+        connection = kube.from_kubeconfig(api.kubeconfig, api.context)
+    elif api.mode == "in-cluster":
+        connection = kube.in_cluster()
+    else:
+        connection = kube.plain(api.url, cfg.namespace)
+    client = kube.Client(connection, session)
+    return control.KubeControl(
+        client,
+        cfg.namespace,
+        cfg.device_name,
+        lease_duration_seconds=cfg.lease_duration_seconds,
+        retry_initial_seconds=cfg.retry_initial_seconds,
+        retry_max_seconds=cfg.retry_max_seconds,
+    )
+
+
+async def run(cfg: config.AgentConfig) -> None:
+    """Build every part from ``cfg`` and run until SIGTERM/SIGINT."""
+    keys = [bundle.load_public_key(Path(p).read_bytes()) for p in cfg.trust_keys]
+    if not keys:
+        log.warning("No trust keys configured: every artifact will be rejected")
+    store = state.Store(cfg.state_dir)
+    registry = serving.Registry(workers=cfg.inference_workers)
+    server = inference_server.Server(registry, port=cfg.server.port, unix_socket=cfg.server.unix_socket)
+    http = kube.new_session()
+    downloads = artifacts.new_session()
+    fetch = functools.partial(artifacts.download, downloads, timeout_seconds=cfg.download_timeout_seconds)
+    agent = device.Agent(
+        control=make_control(cfg, http),
+        store=store,
+        registry=registry,
+        fetch=fetch,
+        trusted_keys=keys,
+        settings=device.Settings(
+            labels=dict(cfg.labels),
+            max_bundle_bytes=cfg.max_bundle_bytes,
+            lease_duration_seconds=cfg.lease_duration_seconds,
+            status_interval_seconds=cfg.status_interval_seconds,
+            health_tick_seconds=cfg.health_tick_seconds,
+            retry_initial_seconds=cfg.retry_initial_seconds,
+            retry_max_seconds=cfg.retry_max_seconds,
+            intra_op_threads=cfg.intra_op_threads,
+        ),
+        capabilities=capabilities.detect(),
+    )
+    await server.start()
+    where = cfg.server.unix_socket or f"127.0.0.1:{server.port}"
+    log.info("Started edgefleet-agent device=%s namespace=%s serving=%s", cfg.device_name, cfg.namespace, where)
+    task = asyncio.ensure_future(agent.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("Stopped edgefleet-agent device=%s", cfg.device_name)
+    finally:
+        await server.stop()
+        await http.close()
+        await downloads.close()
+        registry.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``edgefleet-agent``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        cfg = load_config(args)
+    except EdgefleetError as exc:
+        print(f"edgefleet-agent: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            asyncio.run(run(cfg))
+        except EdgefleetError as exc:
+            print(f"edgefleet-agent: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

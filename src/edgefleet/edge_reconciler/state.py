@@ -1,0 +1,222 @@
+"""The device's A/B state store and install journal.
+
+Layout under the state directory (a hostPath on KubeEdge nodes, ``/var/lib/edgefleet`` under systemd)::
+
+    journal.json                  the journal: every install state, committed atomically
+    downloads/<hex>.part          a download in progress (resumed with an HTTP Range request)
+    slots/<model>/a.bundle        slot A: a whole verified bundle (digest + signature re-checked at every load)
+    slots/<model>/b.bundle        slot B
+
+Crash safety rests on two rules. (1) Every file is written to ``*.tmp``, fsynced, renamed over its final name and
+the directory fsynced, so a name only ever points at complete content. (2) ``journal.json`` is the single commit
+point: a slot is only *active* once the journal says so, and the journal only names slots whose bundle was fully
+written before. After a power cut the device loads what the journal names, re-verifies it with
+:func:`edgefleet.adapters.bundle.open_bundle` and resumes whatever install was in flight; leftovers (``*.tmp``,
+unreferenced slots and downloads) are deleted by :meth:`Store.collect_garbage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgefleet.api.edgedevice import DesiredModel, EdgeDeviceSpec
+from edgefleet.core import convergence
+from edgefleet.core.errors import EdgefleetError
+
+SlotName = Literal["a", "b"]
+InstallStep = Literal["downloading", "verifying", "installing", "testing", "switching"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SlotRecord(_Record):
+    """A complete, verified bundle in one slot."""
+
+    digest: str
+    version: str
+    revision: str
+
+
+class InstallRecord(_Record):
+    """An install in flight (the crash-recovery breadcrumb)."""
+
+    digest: str
+    step: InstallStep
+    slot: SlotName
+
+
+class ModelRecord(_Record):
+    """Everything the device knows about one model name."""
+
+    name: str
+    active: SlotName | None = None
+    slots: dict[SlotName, SlotRecord] = Field(default_factory=dict)
+    desired: DesiredModel | None = None  # spec entry the active slot was installed for (health thresholds)
+    probation_since: float | None = None  # wall-clock seconds; None once confirmed
+    probation_restarts: int = 0  # unclean restarts while on probation (a crash loop is a health signal)
+    rejected: dict[str, str] = Field(default_factory=dict)  # digest -> "RolledBack" | "Failed"
+    rejected_reason: dict[str, str] = Field(default_factory=dict)  # digest -> why, for status
+    install: InstallRecord | None = None
+
+    @property
+    def active_slot(self) -> SlotRecord | None:
+        """The serving slot's record."""
+        return self.slots.get(self.active) if self.active else None
+
+    @property
+    def previous(self) -> SlotName | None:
+        """The other slot, if it holds a verified bundle."""
+        other: SlotName = "b" if self.active == "a" else "a"
+        return other if other in self.slots and self.active is not None else None
+
+    @property
+    def inactive(self) -> SlotName:
+        """Where the next install goes."""
+        return "b" if self.active == "a" else "a"
+
+
+class Journal(_Record):
+    """The whole device state: last spec seen (so an offline restart keeps converging) and every model."""
+
+    schema_version: int = 1
+    spec: EdgeDeviceSpec = Field(default_factory=EdgeDeviceSpec)
+    observed_generation: int | None = None
+    models: dict[str, ModelRecord] = Field(default_factory=dict)
+
+    def view(self) -> dict[str, convergence.Installed]:
+        """The convergence planner's view of the installed models (pure)."""
+        out = {}
+        for name, rec in self.models.items():
+            active = rec.active_slot
+            prev = rec.slots.get(rec.previous) if rec.previous else None
+            out[name] = convergence.Installed(
+                name=name,
+                active_digest=active.digest if active else None,
+                previous_digest=prev.digest if prev else None,
+                rejected=dict(rec.rejected),
+                on_probation=rec.probation_since is not None,
+            )
+        return out
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, midway: Callable[[], None] | None = None) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either the old or the new content, never a mix.
+
+    ``midway`` runs after half the bytes were written (the ``install`` crash point).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        half = len(data) // 2
+        fh.write(data[:half])
+        if midway is not None:
+            fh.flush()
+            midway()
+        fh.write(data[half:])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Store:
+    """The state directory. Not thread-safe: the device loop owns it (one asyncio task at a time mutates it)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.downloads = root / "downloads"
+        self.slots = root / "slots"
+        for d in (root, self.downloads, self.slots):
+            d.mkdir(parents=True, exist_ok=True)
+        self.journal_path = root / "journal.json"
+        self.journal = self._load()
+
+    def _load(self) -> Journal:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return Journal()
+        # The journal is only ever replaced atomically, so a parse error means outside damage: refuse to guess.
+        try:
+            return Journal.model_validate_json(raw)
+        except ValidationError as exc:
+            raise EdgefleetError(
+                f"{self.journal_path}: the install journal is damaged ({exc.error_count()} errors, first: "
+                f"{exc.errors(include_url=False)[0]['msg']}); move it aside to start fresh "
+                "(the device then downloads its desired models again)"
+            ) from exc
+
+    def commit(self, journal: Journal) -> None:
+        """Make ``journal`` the durable state (atomic replace + fsync)."""
+        write_atomic(self.journal_path, journal.model_dump_json(by_alias=False).encode())
+        self.journal = journal
+
+    def update_model(self, record: ModelRecord) -> None:
+        """Commit one model's record."""
+        models = dict(self.journal.models)
+        models[record.name] = record
+        self.commit(self.journal.model_copy(update={"models": models}))
+
+    def drop_model(self, name: str) -> None:
+        """Forget a model entirely (after it was unloaded) and delete its slots."""
+        models = {k: v for k, v in self.journal.models.items() if k != name}
+        self.commit(self.journal.model_copy(update={"models": models}))
+        directory = self.slots / name
+        if directory.is_dir():
+            for f in directory.iterdir():
+                f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    def model(self, name: str) -> ModelRecord:
+        """The record of ``name`` (an empty one if unknown)."""
+        return self.journal.models.get(name) or ModelRecord(name=name)
+
+    def slot_path(self, name: str, slot: SlotName) -> Path:
+        """File of one slot; ``name`` is a DNS label from a validated spec, so it cannot traverse."""
+        directory = self.slots / name
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{slot}.bundle"
+
+    def part_path(self, digest: str) -> Path:
+        """Where the download of ``digest`` (``sha256:<hex>``, validated) accumulates."""
+        return self.downloads / (digest.split(":", 1)[1] + ".part")
+
+    def collect_garbage(self) -> list[Path]:
+        """Delete temporary files, downloads not in flight and slot files the journal does not name."""
+        removed: list[Path] = []
+        in_flight = {self.part_path(r.install.digest) for r in self.journal.models.values() if r.install}
+        for f in self.downloads.iterdir():
+            if f not in in_flight:
+                f.unlink(missing_ok=True)
+                removed.append(f)
+        for directory in self.slots.iterdir():
+            rec = self.journal.models.get(directory.name)
+            keep = {f"{s}.bundle" for s in rec.slots} if rec else set()
+            for f in directory.iterdir():
+                if f.name not in keep:
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+            if rec is None:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        return removed
+
+
+__all__ = ["InstallRecord", "InstallStep", "Journal", "ModelRecord", "SlotName", "SlotRecord", "Store", "write_atomic"]

@@ -1,0 +1,220 @@
+"""Everything that leaves the device, built in one place from typed metadata: data residency by construction.
+
+The only payloads the agent sends are the EdgeDevice status (this module), the EdgeDevice registration (name,
+labels) and the heartbeat Lease (holder, timestamps). Status is an :class:`~edgefleet.api.edgedevice.EdgeDeviceStatus`
+built from the install journal, the per-model phase and :class:`~edgefleet.core.health.Verdict` aggregates: none of
+the builders below receives a tensor, so no input or output value can reach them. :func:`outbound` is the gate:
+it re-validates the status and refuses any key outside :data:`ALLOWED_KEYS` (the allow-list: latency
+percentiles, counts, error classes, versions, digests, verdicts, states, capabilities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from edgefleet.api.common import Condition, ConditionStatus
+from edgefleet.api.edgedevice import (
+    Capabilities,
+    DesiredModel,
+    EdgeDeviceStatus,
+    HealthSummary,
+    ModelState,
+    ModelStatus,
+)
+from edgefleet.core import health
+from edgefleet.edge_reconciler import state
+
+ALLOWED_KEYS = frozenset(
+    {
+        "observedGeneration", "agentVersion", "capabilities", "models", "conditions",
+        # capabilities
+        "arch", "cpuFlags", "cpuCount", "memoryBytes", "executionProviders", "onnxruntimeVersion",
+        # models[]
+        "name", "state", "desiredDigest", "activeVersion", "activeDigest", "activeRevision", "previousVersion",
+        "previousDigest", "health", "lastTransitionTime", "message",
+        # models[].health
+        "verdict", "samples", "errors", "nonFinite", "latencyP50Ms", "latencyP95Ms", "reason", "evaluatedAt",
+        # conditions[]
+        "type", "status",
+    }
+)  # fmt: skip
+MAX_MESSAGE = 1024
+
+
+class TelemetryError(Exception):
+    """An outbound payload carried a field outside the allow-list (a programming error; nothing is sent)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """Where one model's install stands, with the sentence a person reads."""
+
+    state: ModelState
+    message: str | None
+    since: dt.datetime
+
+
+def summary(verdict: health.Verdict, now: dt.datetime) -> HealthSummary:
+    """Health aggregates for status (pure): counts and percentiles, rounded to microseconds of a millisecond."""
+    return HealthSummary(
+        verdict=verdict.verdict,
+        samples=verdict.samples,
+        errors=verdict.errors,
+        non_finite=verdict.non_finite,
+        latency_p50_ms=round(verdict.latency_p50_ms, 3) if verdict.latency_p50_ms is not None else None,
+        latency_p95_ms=round(verdict.latency_p95_ms, 3) if verdict.latency_p95_ms is not None else None,
+        reason=verdict.reason,
+        evaluated_at=now,
+    )
+
+
+def model_status(
+    name: str,
+    record: state.ModelRecord | None,
+    desired: DesiredModel | None,
+    phase: Phase,
+    verdict: health.Verdict | None,
+    now: dt.datetime,
+) -> ModelStatus:
+    """Status of one model from the journal record, its phase and its last verdict (pure)."""
+    active = record.active_slot if record else None
+    previous = record.slots.get(record.previous) if record and record.previous else None
+    return ModelStatus(
+        name=name,
+        state=phase.state,
+        desired_digest=desired.artifact.digest if desired else None,
+        active_version=active.version if active else None,
+        active_digest=active.digest if active else None,
+        active_revision=active.revision if active else None,
+        previous_version=previous.version if previous else None,
+        previous_digest=previous.digest if previous else None,
+        health=summary(verdict, now) if verdict is not None and active is not None else None,
+        last_transition_time=phase.since,
+        message=(phase.message or "")[:MAX_MESSAGE] or None,
+    )
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    """Upsert a condition; ``lastTransitionTime`` only moves when ``status`` changes (pure).
+
+    >>> t0, t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    >>> c = set_condition([], "Ready", "True", "Converged", "", 1, t0)
+    >>> set_condition(c, "Ready", "True", "Converged", "still", 2, t1)[0].last_transition_time == t0
+    True
+    """
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:MAX_MESSAGE],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return [c for c in conditions if c.type != type_] + [new]
+
+
+def conditions(
+    previous: Sequence[Condition], models: Iterable[ModelStatus], generation: int | None, now: dt.datetime
+) -> list[Condition]:
+    """Ready (always), Healthy (always), Reconciling/Stalled (only while True), kstatus-style (pure)."""
+    models = list(models)
+    installing = [m.name for m in models if m.state in ("Pending", "Downloading", "Verifying", "Installing")]
+    stuck = [m.name for m in models if m.state in ("RolledBack", "Failed")]
+    unhealthy = [m.name for m in models if m.health is not None and m.health.verdict == "Unhealthy"]
+    conds = [c for c in previous if c.type not in ("Reconciling", "Stalled")]
+    if installing:
+        conds = set_condition(
+            conds, "Reconciling", "True", "Installing", f"installing {', '.join(installing)}", generation, now
+        )
+    if stuck:
+        conds = set_condition(
+            conds, "Stalled", "True", "DesiredVersionRejected",
+            f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
+        )  # fmt: skip
+    ready = not installing and not stuck
+    conds = set_condition(
+        conds,
+        "Ready",
+        "True" if ready else "False",
+        "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
+        "serving every desired model" if ready else "not serving every desired model at its desired digest",
+        generation,
+        now,
+    )
+    return set_condition(
+        conds,
+        "Healthy",
+        "False" if unhealthy else "True",
+        "HealthThresholdsBroken" if unhealthy else "WithinThresholds",
+        f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "",
+        generation,
+        now,
+    )
+
+
+def device_status(
+    *,
+    journal: state.Journal,
+    phases: Mapping[str, Phase],
+    verdicts: Mapping[str, health.Verdict],
+    capabilities: Capabilities | None,
+    agent_version: str,
+    previous_conditions: Sequence[Condition],
+    now: dt.datetime,
+) -> EdgeDeviceStatus:
+    """The whole EdgeDevice status (pure)."""
+    desired = {m.name: m for m in journal.spec.models}
+    names = sorted(set(desired) | set(phases))
+    models = [
+        model_status(
+            name,
+            journal.models.get(name),
+            desired.get(name),
+            phases.get(name) or Phase("Pending", None, now),
+            verdicts.get(name),
+            now,
+        )
+        for name in names
+        if name in desired or (journal.models.get(name) and journal.models[name].active)
+    ]
+    return EdgeDeviceStatus(
+        observed_generation=journal.observed_generation,
+        agent_version=agent_version,
+        capabilities=capabilities,
+        models=models,
+        conditions=conditions(previous_conditions, models, journal.observed_generation, now),
+    )
+
+
+def _check_keys(value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ALLOWED_KEYS:
+                raise TelemetryError(f"{path}.{key} is not in the telemetry allow-list; refusing to send it")
+            _check_keys(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_keys(item, f"{path}[{i}]")
+
+
+def outbound(status: EdgeDeviceStatus) -> dict[str, Any]:
+    """The wire form of ``status`` after the allow-list gate; the only status payload the agent sends."""
+    wire = EdgeDeviceStatus.model_validate(status.to_wire()).to_wire()
+    _check_keys(wire, "status")
+    return wire
+
+
+__all__ = ["ALLOWED_KEYS", "Phase", "TelemetryError", "conditions", "device_status", "model_status", "outbound"]

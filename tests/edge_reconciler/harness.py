@@ -1,0 +1,173 @@
+"""An in-process edge agent for tests: real store on disk, real onnxruntime, real HTTP server on 127.0.0.1,
+real artifact downloads; the desired spec comes from a file (or from a real API server in the control-plane tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from edgefleet.adapters import artifacts, inference_server
+from edgefleet.api.edgedevice import ArtifactRef, DesiredModel
+from edgefleet.api.modeldeployment import HealthSpec
+from edgefleet.edge_reconciler import capabilities, control, device, serving, state
+from tests.support import onnx_models
+from tests.support.artifact_server import ArtifactServer
+
+FAST = device.Settings(
+    retry_initial_seconds=0.1, retry_max_seconds=0.5, status_interval_seconds=0.5, health_tick_seconds=0.02
+)
+TEST_HEALTH = HealthSpec(latency_p95_ms=2.0, max_error_rate=0.0, min_samples=10, window_seconds=1)
+
+
+def desired(
+    tb: onnx_models.TestBundle, uri: str, *, health: HealthSpec = TEST_HEALTH, size: int | None = None
+) -> DesiredModel:
+    """The spec entry the operator would write for a published test bundle."""
+    return DesiredModel(
+        name=tb.name,
+        deployment=tb.name,
+        version=tb.version,
+        revision=f"{tb.name}-{tb.version}",
+        artifact=ArtifactRef(uri=uri, digest=tb.digest, size_bytes=size or len(tb.data), precision="fp32"),
+        health=health,
+    )
+
+
+def spec_json(models: Sequence[DesiredModel]) -> str:
+    return json.dumps({"models": [m.to_wire() for m in models]})
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+class Harness:
+    """One device: agent + server, driven through a desired file or an injected Control."""
+
+    def __init__(self, root: Path, key: ed25519.Ed25519PrivateKey, server: ArtifactServer) -> None:
+        self.root = root
+        self.key = key
+        self.artifacts = server
+        self.desired_file = root / "desired.json"
+        self.status_file = root / "status.json"
+        self.desired_file.write_text(spec_json([]))
+        self.agent: device.Agent | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.port = 0
+
+    def publish(self, name: str = "demo", version: str = "1.0.0", variant: onnx_models.Variant = "good") -> Any:
+        tb = onnx_models.make_bundle(self.key, name, version, variant)
+        return tb, self.artifacts.publish(tb.filename, tb.data)
+
+    def want(self, *models: DesiredModel) -> None:
+        self.desired_file.write_text(spec_json(models))
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.status_file.read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def model_status(self, name: str = "demo") -> dict[str, Any]:
+        return next((m for m in self.status().get("models", []) if m["name"] == name), {})
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, settings: device.Settings = FAST, ctl: control.Control | None = None
+    ) -> AsyncIterator[device.Agent]:
+        store = state.Store(self.root / "state")
+        registry = serving.Registry(workers=2)
+        downloads = artifacts.new_session()
+        fetch = functools.partial(artifacts.download, downloads, timeout_seconds=10.0)
+        agent = device.Agent(
+            control=ctl or control.FileControl(self.desired_file, self.status_file, poll_seconds=0.02),
+            store=store,
+            registry=registry,
+            fetch=fetch,
+            trusted_keys=[self.key.public_key()],
+            settings=settings,
+            capabilities=capabilities.detect(),
+        )
+        server = inference_server.Server(registry, port=0)
+        await server.start()
+        self.port = server.port
+        self.agent = agent
+        self.http = aiohttp.ClientSession()
+        task = asyncio.create_task(agent.run())
+        try:
+            yield agent
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.http.close()
+            await server.stop()
+            await downloads.close()
+            registry.shutdown()
+
+    async def predict(self, x: np.ndarray[Any, Any], name: str = "demo") -> tuple[int, dict[str, Any]]:
+        assert self.http is not None
+        url = f"http://127.0.0.1:{self.port}/v1/models/{name}:predict"
+        async with self.http.post(url, json={"inputs": {"x": x.tolist()}}) as resp:
+            return resp.status, await resp.json()
+
+    def served_version(self, name: str = "demo") -> str | None:
+        assert self.agent is not None
+        loaded = self.agent.registry.get(name)
+        return loaded.version if loaded else None
+
+
+class Traffic:
+    """Concurrent clients sending predictions until stopped; counts every outcome and which versions answered."""
+
+    def __init__(self, harness: Harness, *, clients: int = 4, seed: int = 0, positive: bool = False) -> None:
+        self.harness = harness
+        self.clients = clients
+        self.rng = np.random.default_rng(seed)
+        self.positive = positive
+        self.ok = 0
+        self.failed: list[tuple[int, Any]] = []
+        self.versions: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def sample(self) -> np.ndarray[Any, Any]:
+        if self.positive:
+            return self.rng.uniform(0.1, 1.0, size=(1, 4)).astype(np.float32)
+        return self.rng.normal(size=(1, 4)).astype(np.float32)
+
+    async def _client(self) -> None:
+        while not self._stop.is_set():
+            status, body = await self.harness.predict(self.sample())
+            if status == 200:
+                self.ok += 1
+                version = body["model"]["version"]
+                self.versions[version] = self.versions.get(version, 0) + 1
+            else:
+                self.failed.append((status, body))
+
+    def start(self) -> Traffic:
+        self._tasks = [asyncio.create_task(self._client()) for _ in range(self.clients)]
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)

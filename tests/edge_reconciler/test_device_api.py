@@ -1,0 +1,288 @@
+"""The edge agent against a real kube-apiserver: registration, Lease heartbeats, convergence driven by the
+EdgeDevice spec, status reports, offline operation while the API is unreachable, and data residency of
+everything the agent sends out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgefleet.adapters import bundle, kube
+from edgefleet.api import common
+from edgefleet.api.edgedevice import DesiredModel
+from edgefleet.edge_reconciler import control
+from tests.edge_reconciler.harness import FAST, Harness, Traffic, desired, eventually
+from tests.support.apiproxy import ApiProxy
+from tests.support.controlplane import ControlPlane
+from tests.support.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.controlplane
+LABELS = {"edgefleet.io/site": "plant-a", "edgefleet.io/hardware-class": "x86-avx2"}
+SETTINGS = dataclasses.replace(FAST, labels=LABELS, lease_duration_seconds=5)
+
+
+class Api:
+    """The test's own view of the API server (direct TLS, admin), polled from async tests."""
+
+    def __init__(self, client: kube.Client, namespace: str, name: str) -> None:
+        self.client = client
+        self.path = kube.custom_path(common.GROUP, common.VERSION, "edgedevices", namespace, name)
+        self.namespace = namespace
+        self.name = name
+        self.last: dict[str, Any] = {}
+
+    async def refresh(self) -> dict[str, Any]:
+        try:
+            self.last = await self.client.get(self.path)
+        except kube.NotFoundError:
+            self.last = {}
+        return self.last
+
+    async def want(self, *models: DesiredModel) -> None:
+        await self.client.merge_patch(self.path, {"spec": {"models": [m.to_wire() for m in models]}})
+
+    def model(self, name: str = "demo") -> dict[str, Any]:
+        models = (self.last.get("status") or {}).get("models") or []
+        return next((m for m in models if m["name"] == name), {})
+
+    async def until(self, check: Any, timeout: float = 20.0) -> None:
+        async def poll() -> None:
+            while True:
+                await self.refresh()
+                if check():
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(poll(), timeout)
+
+
+async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await api.client.get(kube.lease_path(api.namespace, api.name))
+        except kube.NotFoundError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def api_for(control_plane: ControlPlane, namespace: str, name: str) -> AsyncIterator[Api]:
+    session = kube.new_session()
+    try:
+        yield Api(kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session), namespace, name)
+    finally:
+        await session.close()
+
+
+@asynccontextmanager
+async def kube_control(connection: kube.Connection, namespace: str, name: str) -> AsyncIterator[control.KubeControl]:
+    session = kube.new_session()
+    try:
+        yield control.KubeControl(
+            kube.Client(connection, session, timeout_seconds=5.0),
+            namespace,
+            name,
+            lease_duration_seconds=5,
+            retry_initial_seconds=0.1,
+            retry_max_seconds=0.5,
+        )
+    finally:
+        await session.close()
+
+
+async def test_device_registers_converges_and_reports(
+    control_plane: ControlPlane, namespace: str, harness: Harness
+) -> None:
+    v1, url1 = harness.publish("demo", "1.0.0")
+    v2, url2 = harness.publish("demo", "1.1.0")
+    connection = kube.from_kubeconfig(control_plane.kubeconfig)
+    async with (
+        api_for(control_plane, namespace, "dev-1") as api,
+        kube_control(connection, namespace, "dev-1") as ctl,
+        harness.running(SETTINGS, ctl) as agent,
+    ):
+        await api.until(lambda: api.last.get("metadata", {}).get("labels") == LABELS)
+        lease = await _lease(api)
+        assert lease["spec"]["holderIdentity"] == "dev-1" and lease["spec"]["leaseDurationSeconds"] == 5
+
+        await api.want(desired(v1, url1))
+        await api.until(lambda: api.model().get("activeDigest") == v1.digest and api.model()["state"] == "Active")
+        status = api.last["status"]
+        assert status["observedGeneration"] == api.last["metadata"]["generation"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True" and ready["observedGeneration"] == api.last["metadata"]["generation"]
+        assert status["capabilities"]["executionProviders"]
+
+        await api.want(desired(v2, url2))
+        await api.until(lambda: api.model().get("activeDigest") == v2.digest and api.model()["state"] == "Active")
+        assert api.model()["previousDigest"] == v1.digest
+        assert harness.served_version() == "1.1.0"
+
+        # Heartbeats renew the Lease; an idle device does not rewrite its EdgeDevice.
+        await asyncio.sleep(1.5)  # let probation end and its report land
+        before = (await api.refresh())["metadata"]["resourceVersion"]
+        renew_before = (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"]
+        await asyncio.sleep(2.6)
+        assert (await api.refresh())["metadata"]["resourceVersion"] == before
+        assert (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"] != renew_before
+
+        await api.want()
+        await api.until(lambda: api.last.get("status", {}).get("models") == [])
+        assert agent.registry.all() == []
+
+
+async def test_rollback_is_reported_with_its_reason(
+    control_plane: ControlPlane, namespace: str, harness: Harness
+) -> None:
+    good, url_good = harness.publish("demo", "1.0.0")
+    bad, url_bad = harness.publish("demo", "2.0.0", "nan")
+    connection = kube.from_kubeconfig(control_plane.kubeconfig)
+    async with (
+        api_for(control_plane, namespace, "dev-4") as api,
+        kube_control(connection, namespace, "dev-4") as ctl,
+        harness.running(SETTINGS, ctl),
+    ):
+        await api.until(lambda: bool(api.last))
+        await api.want(desired(good, url_good))
+        await api.until(lambda: api.model().get("activeDigest") == good.digest)
+        await api.want(desired(bad, url_bad))
+        await eventually(lambda: harness.served_version() == "2.0.0")
+        traffic = Traffic(harness).start()  # normal-distributed inputs: the bad version emits NaN for negatives
+        await api.until(lambda: api.model().get("state") == "RolledBack")
+        await traffic.stop()
+    model = api.model()
+    assert model["activeDigest"] == good.digest and model["desiredDigest"] == bad.digest
+    assert model["message"].startswith("rolled back version 2.0.0 to 1.0.0: NonFiniteOutput: ")
+    assert model["health"]["verdict"] != "Unhealthy"  # health is about the active (previous, good) version
+    conditions = {c["type"]: c for c in api.last["status"]["conditions"]}
+    assert conditions["Stalled"]["status"] == "True" and conditions["Ready"]["status"] == "False"
+    assert traffic.failed == []
+
+
+@pytest.mark.parametrize("path", ["tls-through-tcp-proxy", "metaserver-plain-http"])
+async def test_keeps_serving_while_api_unreachable_and_reports_after_reconnect(
+    control_plane: ControlPlane, namespace: str, harness: Harness, path: str
+) -> None:
+    v1, url1 = harness.publish("demo", "1.0.0")
+    v2 = harness.publish("demo", "2.0.0")[0]
+    url2 = harness.artifacts.publish("slow-" + v2.filename, v2.data, chunk_delay=0.3)  # a 1 s download
+    proxy: ApiProxy | TcpProxy
+    if path == "metaserver-plain-http":
+        proxy = ApiProxy(control_plane.kubeconfig, misspell_kind=True)  # MetaServer stand-in
+        connection = kube.plain(proxy.url, namespace)
+    else:
+        # The device's own TLS client-certificate connection, through a TCP proxy that can cut the network.
+        admin = kube.from_kubeconfig(control_plane.kubeconfig)
+        host, port = admin.server.removeprefix("https://").rsplit(":", 1)
+        proxy = TcpProxy(host, int(port))
+        connection = dataclasses.replace(admin, server=f"https://{host}:{proxy.port}")
+    await proxy.up()
+    try:
+        async with (
+            api_for(control_plane, namespace, "dev-2") as api,
+            kube_control(connection, namespace, "dev-2") as ctl,
+            harness.running(SETTINGS, ctl) as agent,
+        ):
+            await api.until(lambda: bool(api.last))
+            await api.want(desired(v1, url1))
+            await api.until(lambda: api.model().get("activeDigest") == v1.digest)
+            traffic = Traffic(harness, positive=True).start()
+
+            await api.want(desired(v2, url2))
+            await eventually(lambda: any(m.artifact.digest == v2.digest for m in agent.store.journal.spec.models))
+            await proxy.down()
+            await eventually(lambda: harness.served_version() == "2.0.0")
+            await asyncio.sleep(1.0)  # offline: reports fail and are buffered
+            await api.refresh()
+            assert api.model().get("activeDigest") == v1.digest  # the API has not heard of the switch
+
+            await proxy.up()
+            await api.until(lambda: api.model().get("activeDigest") == v2.digest and api.model()["state"] == "Active")
+            await traffic.stop()
+    finally:
+        await (proxy.close() if isinstance(proxy, ApiProxy) else proxy.down())
+    assert traffic.failed == []
+    assert traffic.versions.get("1.0.0", 0) > 0 and traffic.versions.get("2.0.0", 0) > 0
+    if isinstance(proxy, TcpProxy):
+        assert proxy.connections >= 2  # the agent's connections really went through the proxy, and came back
+
+
+def _forms(values: np.ndarray[Any, Any]) -> set[bytes]:
+    """Every serialisation of the tensor values we look for: float reprs, base64 and raw bytes."""
+    forms: set[bytes] = set()
+    flat = values.astype(np.float32).ravel()
+    for v in flat:
+        f = float(v)
+        for text in (repr(f), str(v), f"{f:.6g}", f"{f:.7g}", f"{f:.9g}", repr(float(np.float64(v)))):
+            if len(text.lstrip("-")) >= 6:  # short strings ("0.5") are not evidence of anything
+                forms.add(text.encode())
+        raw = struct.pack("<f", f)
+        forms.add(raw)
+        forms.add(base64.b64encode(raw).rstrip(b"="))
+    whole = np.ascontiguousarray(values.astype("<f4")).tobytes()
+    forms.add(whole)
+    forms.add(base64.b64encode(whole))
+    forms.add(bundle.canonical_json(bundle.encode_array(values.astype(np.float32)))[:60])
+    return forms
+
+
+async def test_data_residency_no_input_or_output_leaves_the_device(
+    control_plane: ControlPlane, namespace: str, harness: Harness
+) -> None:
+    v1, url1 = harness.publish("demo", "1.0.0")
+    proxy = ApiProxy(control_plane.kubeconfig)
+    await proxy.up()
+    rng = np.random.default_rng(20261127)
+    seen: list[np.ndarray[Any, Any]] = []
+    try:
+        async with (
+            api_for(control_plane, namespace, "dev-3") as api,
+            kube_control(kube.plain(proxy.url, namespace), namespace, "dev-3") as ctl,
+            harness.running(dataclasses.replace(SETTINGS, status_interval_seconds=0.3), ctl),
+        ):
+            await api.until(lambda: bool(api.last))
+            await api.want(desired(v1, url1))
+            await api.until(lambda: api.model().get("activeDigest") == v1.digest)
+            assert harness.http is not None
+            url = f"http://127.0.0.1:{harness.port}/v1/models/demo:predict"
+            for i in range(150):
+                x = rng.normal(size=(2, 4)).astype(np.float32)
+                if i % 2:
+                    status, body = await harness.predict(x)
+                    y = np.asarray(body["outputs"]["y"], dtype=np.float32)
+                else:
+                    headers = {"Content-Type": "application/octet-stream", "X-Edgefleet-Shape": "2,4"}
+                    async with harness.http.post(url, data=x.tobytes(), headers=headers) as r:
+                        status = r.status
+                        y = np.frombuffer(await r.read(), dtype="<f4").reshape(2, 3)
+                assert status == 200
+                seen += [x, y]
+            # Health summaries of this traffic reach the API server.
+            await api.until(lambda: (api.model().get("health") or {}).get("samples", 0) >= 150)
+            await asyncio.sleep(0.5)
+    finally:
+        await proxy.close()
+
+    outbound = b"\n".join(proxy.captured) + b"\n".join(
+        f"{r.method} {r.path}\n{r.headers}".encode() for r in harness.artifacts.requests
+    )
+    assert any(b"PATCH" in c and b"/status" in c for c in proxy.captured)  # status really went out this way
+    assert any(b"leases" in c for c in proxy.captured)
+    assert b'"samples":' in outbound
+    # The detector finds values where they are (the client's own request body), so an empty result means something.
+    probe = json.dumps({"inputs": {"x": seen[0].tolist()}}).encode() + seen[1].astype("<f4").tobytes()
+    assert len([f for f in _forms(seen[0]) | _forms(seen[1]) if f in probe]) >= seen[0].size
+    leaks = sorted({form for values in seen for form in _forms(values) if form in outbound})
+    assert leaks == [], f"{len(leaks)} tensor serialisations found in outbound traffic: {leaks[:5]}"
+    print(f"data residency: {len(proxy.captured)} API requests, {len(outbound)} bytes checked, 0 leaks")

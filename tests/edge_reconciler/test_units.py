@@ -1,0 +1,196 @@
+"""Unit tests of the small pieces: journal store, config loading, capability detection, telemetry allow-list,
+kubeconfig parsing and kind repair."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgefleet.adapters import kube
+from edgefleet.api.edgedevice import EdgeDeviceStatus
+from edgefleet.core.errors import EdgefleetError, InvalidSpecError
+from edgefleet.edge_reconciler import capabilities, config, main, state, telemetry
+
+
+def test_write_atomic_leaves_old_content_when_interrupted(tmp_path: Path) -> None:
+    target = tmp_path / "journal.json"
+    state.write_atomic(target, b"old")
+
+    class Cut(Exception):
+        pass
+
+    def cut() -> None:
+        raise Cut
+
+    with pytest.raises(Cut):
+        state.write_atomic(target, b"new content", midway=cut)
+    assert target.read_bytes() == b"old"
+    state.write_atomic(target, b"new content")
+    assert target.read_bytes() == b"new content"
+
+
+def test_store_roundtrip_and_garbage_collection(tmp_path: Path) -> None:
+    store = state.Store(tmp_path)
+    digest = "sha256:" + "1" * 64
+    rec = state.ModelRecord(
+        name="demo",
+        active="a",
+        slots={"a": state.SlotRecord(digest=digest, version="1.0.0", revision="r")},
+        install=state.InstallRecord(digest="sha256:" + "2" * 64, step="downloading", slot="b"),
+    )
+    store.update_model(rec)
+    store.slot_path("demo", "a").write_bytes(b"A")
+    store.slot_path("demo", "b").write_bytes(b"stale")
+    store.part_path("sha256:" + "2" * 64).write_bytes(b"partial")
+    store.part_path("sha256:" + "3" * 64).write_bytes(b"abandoned")
+    (store.slots / "gone").mkdir()
+    (store.slots / "gone" / "a.bundle").write_bytes(b"x")
+    removed = {p.name for p in store.collect_garbage()}
+    assert removed == {"b.bundle", "3" * 64 + ".part", "a.bundle"}
+    assert store.slot_path("demo", "a").read_bytes() == b"A"
+    assert store.part_path("sha256:" + "2" * 64).exists()
+    assert not (store.slots / "gone").exists()
+    again = state.Store(tmp_path)
+    assert again.journal == store.journal
+    assert again.journal.view()["demo"].active_digest == digest
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        yaml.safe_dump({"deviceName": "cam-7", "labels": {"a": "1"}, "api": {"mode": "plain"}, "trustKeys": ["k1"]})
+    )
+    args = main.build_parser().parse_args(
+        ["--config", str(path), "--api-url", "http://127.0.0.1:9999", "--label", "b=2", "--trust-key", "k2",
+         "--port", "0", "--namespace", "factory-1"]
+    )  # fmt: skip
+    cfg = main.load_config(args)
+    assert cfg.device_name == "cam-7" and cfg.namespace == "factory-1"
+    assert cfg.api.url == "http://127.0.0.1:9999" and cfg.api.mode == "plain"
+    assert cfg.labels == {"a": "1", "b": "2"}
+    assert [str(p) for p in cfg.trust_keys] == ["k1", "k2"]
+    assert cfg.server.port == 0
+
+
+def test_config_errors_say_where_and_what(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("deviceName: Not_A_Name\nserver: {port: 99999}\n")
+    with pytest.raises(InvalidSpecError) as info:
+        config.load(path, {})
+    message = str(info.value)
+    assert str(path) in message and "deviceName" in message and "server.port" in message
+
+
+def test_cpu_flags_and_detection() -> None:
+    text = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni weird\n"
+    assert capabilities.cpu_flags(text) == ["avx2", "avx512_vnni", "avx512f", "sse4_2"]
+    assert capabilities.cpu_flags("Features\t: fp asimd asimddp\n") == ["asimd", "asimddp"]
+    caps = capabilities.detect()
+    assert caps.cpu_count and caps.memory_bytes and "CPUExecutionProvider" in caps.execution_providers
+
+
+def _aliases(model: type, seen: set[type] | None = None) -> set[str]:
+    """Every wire key reachable from a pydantic model."""
+    import typing
+
+    from pydantic import BaseModel
+
+    seen = seen or set()
+    out: set[str] = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        out.add(field.alias or name)
+        stack = [field.annotation]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel) and t not in seen:
+                seen.add(t)
+                out |= _aliases(t, seen)
+            stack.extend(typing.get_args(t))
+    return out
+
+
+def test_allow_list_covers_exactly_the_status_schema() -> None:
+    # A new status field must be reviewed for data residency and added to the allow-list on purpose.
+    assert _aliases(EdgeDeviceStatus) == set(telemetry.ALLOWED_KEYS)
+
+
+def test_outbound_refuses_keys_outside_the_allow_list() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    status = telemetry.device_status(
+        journal=state.Journal(),
+        phases={},
+        verdicts={},
+        capabilities=None,
+        agent_version="0.1.0",
+        previous_conditions=[],
+        now=now,
+    )
+    wire = telemetry.outbound(status)
+    assert {c["type"] for c in wire["conditions"]} == {"Ready", "Healthy"}
+    with pytest.raises(telemetry.TelemetryError, match=r"status.models\[0\].inputs"):
+        telemetry._check_keys({"models": [{"name": "a", "inputs": [1.0]}]}, "status")
+
+
+def test_kubeconfig_with_token_and_kind_repair(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "edge",
+                "contexts": [{"name": "edge", "context": {"cluster": "c", "user": "u", "namespace": "factory-1"}}],
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:10550/"}}],
+                "users": [{"name": "u", "user": {"token": "t0ken"}}],
+            }
+        )
+    )
+    conn = kube.from_kubeconfig(path)
+    assert (conn.server, conn.namespace, conn.bearer(), conn.ssl_context) == (
+        "http://127.0.0.1:10550", "factory-1", "t0ken", None,
+    )  # fmt: skip
+    with pytest.raises(kube.KubeError, match="no entry named 'other'"):
+        kube.from_kubeconfig(path, "other")
+    assert kube.fix_kind({"kind": "Edgedevice"}, "EdgeDevice") == {"kind": "EdgeDevice"}
+    assert kube.fix_kind({"kind": "Lease"}, "EdgeDevice") == {"kind": "Lease"}
+
+
+def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "journal.json").write_text('{"models": {"demo": {"active": "c"}}}')
+    with pytest.raises(EdgefleetError, match=r"journal.json: the install journal is damaged .* move it aside"):
+        state.Store(tmp_path)
+
+
+def test_in_cluster_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "token").write_text("tok-1\n")
+    (tmp_path / "namespace").write_text("factory-1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    conn = kube.in_cluster(tmp_path)
+    assert (conn.server, conn.namespace, conn.bearer()) == ("https://10.0.0.1:6443", "factory-1", "tok-1")
+    (tmp_path / "token").write_text("tok-2")  # bound tokens rotate; every request reads the current one
+    assert conn.bearer() == "tok-2"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(kube.KubeError, match="not running in a pod"):
+        kube.in_cluster(tmp_path)
