@@ -34,6 +34,8 @@ class SimulatedFleet:
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
+    created: set[str] = dataclasses.field(default_factory=set)
+    """The devices this fleet plays; others (real agents) in the namespace are left alone."""
 
     def __post_init__(self) -> None:
         client = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
@@ -47,6 +49,7 @@ class SimulatedFleet:
             "spec": {"models": []},
         }
         self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        self.created.add(name)
 
     def start(self) -> SimulatedFleet:
         self._thread = threading.Thread(target=self._run, name="simulated-fleet", daemon=True)
@@ -83,6 +86,8 @@ class SimulatedFleet:
         now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
         for device in self.devices():
             name = device["metadata"]["name"]
+            if name not in self.created:
+                continue
             models = (device.get("spec") or {}).get("models") or []
             reports = []
             for entry in models:
