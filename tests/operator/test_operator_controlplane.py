@@ -442,31 +442,34 @@ def test_a_spec_failing_the_accuracy_gate_stalls_and_rolls_nothing_out(
     cp, namespace, url, tmp, _ = setup
     fleet = SimulatedFleet(cp.kubeconfig, namespace)
     create_devices(fleet)
-    probe = functools.partial(md_status, cp, namespace)
-    # The optimising compiler must use INT8 with zero relative error on a model where INT8 measurably differs.
-    body = json.loads(manifest(namespace, url, "1.0.0", tmp / "models"))
-    linear = (tmp / "models" / "linear.onnx").read_bytes()
-    body["spec"]["model"].update(uri=f"{url}/linear.onnx", sha256=hashlib.sha256(linear).hexdigest())
-    body["spec"]["compile"]["targets"][0].update(
-        precision="int8",
-        accuracyBudget={"maxRelativeError": 0.0},
-        evaluation={
-            "uri": f"{url}/linear-eval.npz",
-            "sha256": hashlib.sha256((tmp / "models" / "linear-eval.npz").read_bytes()).hexdigest(),
-        },
-    )
-    cp.kubectl("apply", "-f", "-", input=json.dumps(body))
-    stalled = wait_for("Stalled", probe, lambda s: s.get("phase") == "Stalled", 120, tmp / "operator.log")
-    by_type = {c["type"]: c for c in stalled["conditions"]}
-    assert by_type["Stalled"]["reason"] == "AccuracyGateFailed"
-    message = by_type["Stalled"]["message"]
-    assert "cannot meet the accuracy budget" in message and "relative error 0.0" in message, message
-    assert by_type["Ready"]["status"] == "False" and "Reconciling" not in by_type
-    assert by_type["Stalled"]["observedGeneration"] == 1
-    time.sleep(3)  # several resyncs: the verdict stands and nothing is recompiled or rolled out
-    assert set(fleet.desired().values()) == {None}
-    assert probe()["conditions"] == stalled["conditions"]
-    assert "AccuracyGateFailed" in events(cp, namespace)
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        # The optimising compiler must use INT8 with zero relative error on a model where INT8 measurably differs.
+        body = json.loads(manifest(namespace, url, "1.0.0", tmp / "models"))
+        linear = (tmp / "models" / "linear.onnx").read_bytes()
+        body["spec"]["model"].update(uri=f"{url}/linear.onnx", sha256=hashlib.sha256(linear).hexdigest())
+        body["spec"]["compile"]["targets"][0].update(
+            precision="int8",
+            accuracyBudget={"maxRelativeError": 0.0},
+            evaluation={
+                "uri": f"{url}/linear-eval.npz",
+                "sha256": hashlib.sha256((tmp / "models" / "linear-eval.npz").read_bytes()).hexdigest(),
+            },
+        )
+        cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+        stalled = wait_for("Stalled", probe, lambda s: s.get("phase") == "Stalled", 120, tmp / "operator.log")
+        by_type = {c["type"]: c for c in stalled["conditions"]}
+        assert by_type["Stalled"]["reason"] == "AccuracyGateFailed"
+        message = by_type["Stalled"]["message"]
+        assert "cannot meet the accuracy budget" in message and "relative error 0.0" in message, message
+        assert by_type["Ready"]["status"] == "False" and "Reconciling" not in by_type
+        assert by_type["Stalled"]["observedGeneration"] == 1
+        time.sleep(3)  # several resyncs: the verdict stands and nothing is recompiled or rolled out
+        assert set(fleet.desired().values()) == {None}
+        assert probe()["conditions"] == stalled["conditions"]
+        assert "AccuracyGateFailed" in events(cp, namespace)
+    finally:
+        fleet.stop()
 
 
 def test_deployables_validate_and_the_operator_works_with_only_its_rbac(

@@ -60,6 +60,7 @@ class SimulatedFleet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.api.api_client.close()  # its connection pool would otherwise be left to the garbage collector
 
     def _run(self) -> None:
         while not self._stop.is_set():
