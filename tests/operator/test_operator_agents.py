@@ -150,7 +150,7 @@ def real_fleet(
                     os.killpg(proc.pid, signal.SIGTERM)
             for proc in agents:
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
