@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from edgefleet.api import common
 
@@ -75,19 +75,21 @@ def line_keepers(devices: Mapping[str, Mapping[str, str]], salt: str) -> set[str
     return set(last.values())
 
 
-def waves(ordered: Sequence[str], weights: Sequence[int]) -> dict[str, int]:
+def waves(ordered: Sequence[str], weights: Sequence[int], keepers: Collection[str] = ()) -> dict[str, int]:
     """Index (into ``weights``) of the first setWeight step that updates each device (pure).
+
+    ``keepers`` (see :func:`line_keepers`) are only updated by a 100 % step, as the operator does.
 
     >>> waves(["a", "b", "c", "d"], [25, 100])
     {'a': 0, 'b': 1, 'c': 1, 'd': 1}
+    >>> waves(["a", "b", "c", "d"], [50, 100], keepers={"b"})
+    {'a': 0, 'c': 0, 'b': 1, 'd': 1}
     """
     out: dict[str, int] = {}
-    start = 0
     for index, weight in enumerate(weights):
-        end = count_for_weight(weight, len(ordered))
-        for name in ordered[start:end]:
-            out[name] = index
-        start = max(start, end)
+        eligible = [n for n in ordered if weight >= 100 or n not in keepers]
+        for name in eligible[: count_for_weight(weight, len(ordered))]:
+            out.setdefault(name, index)
     return out
 
 

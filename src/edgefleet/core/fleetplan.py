@@ -140,7 +140,7 @@ def _preview(
             if (d.metadata.namespace or "") == ns and md.spec.selector.matches(dict(d.metadata.labels or {}))
         }
         ordered = canary.order(matching, md.metadata.name)
-        wave_of = canary.waves(ordered, weights)
+        wave_of = canary.waves(ordered, weights, canary.line_keepers(matching, md.metadata.name))
         for name in ordered:
             labels = matching[name]
             target = next((t.name for t in md.spec.compile.targets if t.selector.matches(labels)), None)
