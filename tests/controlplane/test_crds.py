@@ -204,7 +204,7 @@ metadata:
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=device)
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=_example("vibration-anomaly.yaml"))
     table = control_plane.kubectl("get", "ed", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "SITE", "LINE", "HARDWARE", "READY", "CONVERGED", "MODELS", "AGE"]
+    assert table[0].split() == ["NAME", "SITE", "LINE", "HARDWARE", "READY", "REASON", "MODELS", "AGE"]
     assert table[1].split()[:4] == ["north-1-01", "plant-north", "line-1", "x86-avx2"]
     names = control_plane.kubectl("get", "edgefleet", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(names) == [

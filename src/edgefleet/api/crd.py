@@ -219,11 +219,7 @@ def crds() -> dict[str, dict[str, Any]]:
                 "jsonPath": ".metadata.labels.edgefleet\\.io/hardware-class",
             },
             _ready(),
-            {
-                "name": "Converged",
-                "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Converged")].status',
-            },
+            {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
             {"name": "Models", "type": "string", "jsonPath": ".status.models[*].activeVersion"},
             {"name": "Agent", "type": "string", "jsonPath": ".status.agentVersion", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -126,7 +126,10 @@ class EdgeDeviceStatus(ApiModel):
         default_factory=list, description="Per-model state."
     )
     conditions: Annotated[list[Condition], common.list_map("type", 16)] = Field(
-        default_factory=list, description="Ready, Converged, Healthy."
+        default_factory=list,
+        description=(
+            "Ready (reason Converged once every desired model is served), Healthy; Reconciling/Stalled only when True."
+        ),
     )
 
 
