@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "sync",
     "compile",
     "verify",
+    "status",
+    "rollout",
 )
 
 

@@ -1,1 +1,1 @@
-"""Pure decisions: no I/O, no third-party clients. Everything here is a function of its arguments and ``now``."""
+"""Pure decisions: no I/O, no third-party clients; everything is a function of its arguments and ``now``."""

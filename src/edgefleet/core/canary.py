@@ -10,6 +10,10 @@ the operator, ``edgefleet plan`` and a restarted operator all agree.
 Worked example: lines A = {a1, a2, a3} and B = {b1}. Ranks: A's three devices get 1/4, 2/4, 3/4 in hash order,
 b1 gets 1/2. A 25 % step over 4 devices takes 1 device: A's first; a 50 % step takes A's first and b1 (rank 1/2
 ties with A's second; the hash decides).
+
+The operator adds one rule on top (:func:`line_keepers`): below 100 % the last device of every line in this
+order stays on stable, so no line is ever entirely canary before the final step, however small it is. Growing the
+weight takes a longer prefix of the same order, so canaries never change hands between steps.
 """
 
 from __future__ import annotations
@@ -57,6 +61,20 @@ def count_for_weight(weight: int, total: int) -> int:
     return min(total, max(1, math.ceil(weight * total / 100)))
 
 
+def line_keepers(devices: Mapping[str, Mapping[str, str]], salt: str) -> set[str]:
+    """The last device of each (site, line) in :func:`order`: it becomes canary only at 100 % (pure).
+
+    >>> sorted(line_keepers({"a1": {common.LABEL_LINE: "a"}, "a2": {common.LABEL_LINE: "a"},
+    ...                      "b1": {common.LABEL_LINE: "b"}}, "x")) in (["a1", "b1"], ["a2", "b1"])
+    True
+    """
+    last: dict[tuple[str, str], str] = {}
+    for name in order(devices, salt):
+        labels = devices[name]
+        last[(labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))] = name
+    return set(last.values())
+
+
 def waves(ordered: Sequence[str], weights: Sequence[int]) -> dict[str, int]:
     """Index (into ``weights``) of the first setWeight step that updates each device (pure).
 
@@ -73,4 +91,4 @@ def waves(ordered: Sequence[str], weights: Sequence[int]) -> dict[str, int]:
     return out
 
 
-__all__ = ["count_for_weight", "order", "stable_hash", "waves"]
+__all__ = ["count_for_weight", "line_keepers", "order", "stable_hash", "waves"]

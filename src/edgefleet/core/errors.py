@@ -18,6 +18,10 @@ class TransientError(EdgefleetError):
         super().__init__(message)
         self.delay = delay
 
+    def __reduce__(self) -> tuple[type[TransientError], tuple[str, float]]:
+        # Keep the delay across process boundaries (compile workers); the default pickles only the message.
+        return (type(self), (str(self), self.delay))
+
 
 class InvalidSpecError(EdgefleetError):
     """The spec cannot be satisfied as written; retrying will not help until it changes."""
@@ -25,6 +29,10 @@ class InvalidSpecError(EdgefleetError):
     def __init__(self, message: str, reason: str = "InvalidSpec") -> None:
         super().__init__(message)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[InvalidSpecError], tuple[str, str]]:
+        # Keep the reason across process boundaries (compile workers); the default pickles only the message.
+        return (type(self), (str(self), self.reason))
 
 
 __all__ = ["EdgefleetError", "InvalidSpecError", "TransientError"]

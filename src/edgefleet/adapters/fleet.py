@@ -1,0 +1,205 @@
+"""The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over :class:`KubeApi`.
+
+* :class:`Fleet` lists a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
+  changes. Each write replaces only the entries one deployment owns, conditional on the ``resourceVersion`` it read; on
+  a conflict (another deployment or the device changed the object) it re-reads and re-applies the same change, which
+  commutes with everyone else's entries.
+* :class:`Revisions` keeps :class:`~edgefleet.core.revisions.RevisionTemplate` s in ``apps/v1`` ControllerRevisions, the
+  way StatefulSets and DaemonSets keep their history: a derived name per deployment and revision, owned by the
+  ModelDeployment so garbage collection removes them with it. Compiled templates survive operator restarts this way, so
+  nothing is recompiled and a rollback always knows the stable artifacts.
+* :func:`signing_key` reads the ed25519 key from a Secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from edgefleet.adapters import bundle, kubeapi
+from edgefleet.api import common, edgedevice, modeldeployment
+from edgefleet.core import errors, planner, revisions
+
+EDGEDEVICES = kubeapi.Resource(common.GROUP, common.VERSION, edgedevice.PLURAL)
+MODELDEPLOYMENTS = kubeapi.Resource(common.GROUP, common.VERSION, modeldeployment.PLURAL)
+LABEL_DEPLOYMENT = "edgefleet.io/deployment"
+SIGNING_KEY_ITEM = "signing-key.pem"
+WRITE_CONCURRENCY = 8
+CONFLICT_RETRIES = 4
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    """Reads and writes EdgeDevices."""
+
+    def __init__(self, api: kubeapi.KubeApi) -> None:
+        self.api = api
+
+    async def devices(self, namespace: str) -> list[edgedevice.EdgeDevice]:
+        """Every valid EdgeDevice of ``namespace``; invalid ones are logged and left out."""
+        out = []
+        for raw in await self.api.list(EDGEDEVICES, namespace):
+            parsed = _parse_device(raw)
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    async def apply(
+        self,
+        namespace: str,
+        deployment: str,
+        changes: Sequence[planner.DeviceChange],
+        devices: Sequence[edgedevice.EdgeDevice],
+    ) -> int:
+        """Write ``changes``; returns how many devices were written. Raises TransientError if some failed."""
+        by_name = {d.metadata.name: d for d in devices}
+        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        failures: list[str] = []
+
+        async def one(change: planner.DeviceChange) -> None:
+            async with gate:
+                try:
+                    await self._write(namespace, deployment, change, by_name.get(change.device))
+                except kubeapi.NotFound:
+                    return  # the device was deleted meanwhile: nothing to converge
+                except errors.TransientError as exc:
+                    failures.append(f"{change.device}: {exc}")
+
+        await asyncio.gather(*(one(c) for c in changes))
+        if failures:
+            raise errors.TransientError(
+                f"could not update {len(failures)} EdgeDevices in {namespace}: {'; '.join(failures[:5])}",
+                delay=2.0,
+            )
+        return len(changes)
+
+    async def _write(
+        self,
+        namespace: str,
+        deployment: str,
+        change: planner.DeviceChange,
+        device: edgedevice.EdgeDevice | None,
+    ) -> None:
+        for attempt in range(CONFLICT_RETRIES):
+            if device is None or attempt > 0:
+                device = _parse_device(await self.api.get(EDGEDEVICES, namespace, change.device))
+                if device is None:
+                    return
+            updated = planner.apply_change(device, deployment, change.desired)
+            patch: dict[str, Any] = {
+                "metadata": {"resourceVersion": device.metadata.resource_version},
+                "spec": {"models": [m.to_wire() for m in updated.spec.models]},
+            }
+            try:
+                await self.api.merge_patch(EDGEDEVICES, namespace, change.device, patch)
+                return
+            except kubeapi.Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+
+
+def _parse_device(raw: dict[str, Any]) -> edgedevice.EdgeDevice | None:
+    try:
+        return edgedevice.EdgeDevice.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        name = (raw.get("metadata") or {}).get("name", "?")
+        log.warning("Skipped EdgeDevice with an invalid body", extra={"device": name, "error": str(exc)[:500]})
+        return None
+
+
+class Revisions:
+    """Revision templates stored as ControllerRevisions."""
+
+    def __init__(self, api: kubeapi.KubeApi) -> None:
+        self.api = api
+
+    @staticmethod
+    def name(deployment: str, revision: str) -> str:
+        """The derived object name of a deployment's revision (pure)."""
+        return f"{deployment[:200]}-{hashlib.sha256(revision.encode()).hexdigest()[:12]}"
+
+    async def get(self, namespace: str, deployment: str, revision: str) -> revisions.RevisionTemplate | None:
+        try:
+            raw = await self.api.get(kubeapi.CONTROLLER_REVISIONS, namespace, self.name(deployment, revision))
+        except kubeapi.NotFound:
+            return None
+        try:
+            template = revisions.RevisionTemplate.model_validate(raw.get("data") or {})
+        except pydantic.ValidationError as exc:
+            raise errors.InvalidSpecError(
+                f"ControllerRevision {namespace}/{self.name(deployment, revision)} does not hold a revision "
+                f"template ({exc.error_count()} errors); delete it so the operator compiles again",
+                reason="CorruptRevision",
+            ) from exc
+        return template if template.revision == revision else None
+
+    async def put(self, md: modeldeployment.ModelDeployment, template: revisions.RevisionTemplate) -> None:
+        namespace = md.metadata.namespace or "default"
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "ControllerRevision",
+            "metadata": {
+                "name": self.name(md.metadata.name, template.revision),
+                "namespace": namespace,
+                "labels": {LABEL_DEPLOYMENT: md.metadata.name, "app.kubernetes.io/managed-by": "edgefleet"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": common.API_VERSION,
+                        "kind": modeldeployment.KIND,
+                        "name": md.metadata.name,
+                        "uid": md.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": False,
+                    }
+                ]
+                if md.metadata.uid
+                else [],
+            },
+            "data": template.model_dump(mode="json", by_alias=True),
+            "revision": md.metadata.generation or 1,
+        }
+        try:
+            await self.api.create(kubeapi.CONTROLLER_REVISIONS, namespace, body)
+        except kubeapi.Conflict:
+            existing = await self.get(namespace, md.metadata.name, template.revision)
+            if existing != template:
+                # Same revision, different artifacts (a compiler that is not deterministic): keep the first,
+                # which devices may already run.
+                log.warning(
+                    "Kept existing revision template",
+                    extra={"deployment": md.metadata.name, "revision": template.revision},
+                )
+
+
+async def signing_key(api: kubeapi.KubeApi, namespace: str, name: str) -> ed25519.Ed25519PrivateKey:
+    """The ed25519 signing key stored under ``signing-key.pem`` in Secret ``namespace/name``."""
+    try:
+        secret = await api.get(kubeapi.SECRETS, namespace, name)
+    except kubeapi.NotFound:
+        raise errors.InvalidSpecError(
+            f"Secret {namespace}/{name} with the artifact signing key does not exist; create it with "
+            f"kubectl -n {namespace} create secret generic {name} --from-file={SIGNING_KEY_ITEM}=key.pem",
+            reason="SigningKeyMissing",
+        ) from None
+    encoded = (secret.get("data") or {}).get(SIGNING_KEY_ITEM)
+    if not encoded:
+        raise errors.InvalidSpecError(
+            f"Secret {namespace}/{name} has no {SIGNING_KEY_ITEM} item", reason="SigningKeyMissing"
+        )
+    try:
+        return bundle.load_private_key(base64.b64decode(encoded))
+    except (bundle.BundleError, ValueError) as exc:
+        raise errors.InvalidSpecError(
+            f"Secret {namespace}/{name} item {SIGNING_KEY_ITEM}: {exc}", reason="SigningKeyInvalid"
+        ) from exc
+
+
+__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "signing_key"]

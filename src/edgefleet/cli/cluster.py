@@ -1,0 +1,54 @@
+"""What the ``status`` and ``rollout`` commands share: cluster access and reading deployments and devices."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgefleet.adapters import fleet, kubeapi
+from edgefleet.api import edgedevice, modeldeployment
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--kubeconfig``, ``-n/--namespace`` and ``-o/--output``."""
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+
+
+class Cluster:
+    """A connection to one namespace of a cluster."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.api = kubeapi.KubernetesApi(args.kubeconfig)
+        self.namespace: str = args.namespace or kubeapi.current_namespace(args.kubeconfig)
+
+    async def deployments(self) -> list[modeldeployment.ModelDeployment]:
+        raw = await self.api.list(fleet.MODELDEPLOYMENTS, self.namespace)
+        out = []
+        for item in raw:
+            try:
+                out.append(modeldeployment.ModelDeployment.model_validate(item))
+            except ValueError:
+                continue  # an invalid object is reported by the operator's status, not here
+        return sorted(out, key=lambda md: md.metadata.name)
+
+    async def deployment(self, name: str) -> modeldeployment.ModelDeployment:
+        try:
+            raw = await self.api.get(fleet.MODELDEPLOYMENTS, self.namespace, name)
+        except kubeapi.NotFound:
+            raise SystemExit(f"error: ModelDeployment {self.namespace}/{name} not found") from None
+        return modeldeployment.ModelDeployment.model_validate(raw)
+
+    async def devices(self) -> list[edgedevice.EdgeDevice]:
+        return await fleet.Fleet(self.api).devices(self.namespace)
+
+    async def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
+        patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
+        await self.api.merge_patch(fleet.MODELDEPLOYMENTS, self.namespace, name, patch)
+
+    def close(self) -> None:
+        self.api.close()
+
+
+__all__ = ["Cluster", "add_cluster_arguments"]

@@ -1,0 +1,74 @@
+"""The pure parts of ``edgefleet status`` and ``edgefleet rollout``: views and the annotations they write."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from edgefleet.cli import rollout, status
+from edgefleet.core import planner, revisions
+from tests.support import rollout as sim
+
+STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]
+
+
+def paused_fleet() -> sim.Fleet:
+    fleet = sim.Fleet.new(sim.spec(steps=STEPS, max_unavailable=10), sim.layout(10))
+    fleet.run()
+    fleet.set_spec(sim.spec(version="2.0.0", steps=STEPS, max_unavailable=10))
+    fleet.run(rounds=5)
+    assert fleet.status.phase == "Paused"
+    return fleet
+
+
+def test_steps_view_marks_done_current_and_pending() -> None:
+    fleet = paused_fleet()
+    assert [s["state"] for s in rollout.steps_view(fleet.md)] == ["done", "current", "pending"]
+    assert rollout.steps_view(fleet.md)[1]["step"] == "pause until promoted"
+
+
+def test_signals_name_the_revision_and_step_they_act_on() -> None:
+    fleet = paused_fleet()
+    canary = revisions.revision_of(fleet.md.spec)
+    assert rollout.signal_for("promote", fleet.md) == {planner.ANNOTATION_PROMOTE: f"{canary}/1"}
+    assert rollout.signal_for("abort", fleet.md) == {planner.ANNOTATION_ABORT: canary}
+    assert rollout.signal_for("pause", fleet.md) == {planner.ANNOTATION_PAUSED: "true"}
+    assert rollout.signal_for("resume", fleet.md) == {planner.ANNOTATION_PAUSED: None}
+    # What the CLI writes is what the planner obeys.
+    fleet.annotate(planner.ANNOTATION_PROMOTE, rollout.signal_for("promote", fleet.md)[planner.ANNOTATION_PROMOTE])
+    assert fleet.reconcile().status.current_step_index == 2
+
+
+def test_promote_without_a_rollout_is_refused() -> None:
+    fleet = sim.Fleet.new(sim.spec(), sim.layout(3))
+    fleet.run()
+    with pytest.raises(SystemExit, match="no rollout in progress"):
+        rollout.signal_for("promote", fleet.md)
+
+
+def test_summary_and_device_rows() -> None:
+    fleet = paused_fleet()
+    view = status.summary(fleet.md)
+    assert view["phase"] == "Paused" and view["step"] == 2 and view["steps"] == 3
+    assert view["devices"]["updated"] == 2 and view["stepDescription"] == "pause until promoted"
+    rows = status.device_rows(fleet.md, list(fleet.devices.values()))
+    roles = [r["role"] for r in rows]
+    assert roles.count("canary") == 2 and roles.count("stable") == 8
+    assert all(r["verdict"] == "Healthy" for r in rows)
+    # Rendering works for both views (rich renderables, no exceptions on real data).
+    status.deployments_table([view])
+    status.detail(view, rows)
+    rollout.progress(fleet.md)
+
+
+def test_commands_report_missing_credentials_as_an_error_not_a_traceback(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgefleet.cli import main
+
+    missing = str(tmp_path / "no-kubeconfig")
+    assert main.main(["status", "--kubeconfig", missing]) == 1
+    assert main.main(["rollout", "abort", "weld", "--kubeconfig", missing]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: no Kubernetes credentials") == 2

@@ -1,0 +1,122 @@
+"""The compile stage for real: a spawned worker process fetches a real ONNX model over HTTP, a compiler builds the
+manifest with onnxruntime, the operator signs the bundle and publishes it to the local store."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgefleet.adapters import bundle, store
+from edgefleet.api import modeldeployment
+from edgefleet.core import errors
+from edgefleet.operator import compilation
+from tests.support import models
+from tests.support import rollout as sim
+
+PASSTHROUGH = "edgefleet.adapters.passthrough:compile_fp32"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+def spec_for(
+    url: str, data: bytes, evaluation: bytes | None = None, **target: object
+) -> modeldeployment.ModelDeploymentSpec:
+    wire = sim.spec().model_dump(by_alias=True, mode="json", exclude_none=True)
+    wire["model"].update(uri=f"{url}/model.onnx", sha256=hashlib.sha256(data).hexdigest(), task="regression")
+    for t in wire["compile"]["targets"]:
+        t.update(target)
+        if evaluation is not None:
+            t["evaluation"] = {"uri": f"{url}/eval.npz", "sha256": hashlib.sha256(evaluation).hexdigest()}
+    return modeldeployment.ModelDeploymentSpec.model_validate(wire)
+
+
+async def test_compile_signs_and_publishes_a_verifiable_bundle_per_target(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data = models.adder(2.5)
+    (tmp_path / "model.onnx").write_bytes(data)
+    key = bundle.generate_key()
+    local = store.LocalStore(tmp_path / "store", "http://store:8080")
+    stage = compilation.CompileStage(pool, local, key, PASSTHROUGH)
+    with models.served(tmp_path) as url:
+        spec = spec_for(url, data)
+        published = await stage.compile(spec)
+    assert [a.target for a in published.artifacts] == ["arm64", "x86"]
+    assert published.template.revision.startswith("1.0.0-")
+    for artifact in published.artifacts:
+        opened = bundle.open_bundle(await local.get(artifact.digest), [key.public_key()], artifact.digest)
+        assert opened.model == data
+        manifest = opened.manifest
+        assert manifest["model"]["sourceSha256"] == spec.model.sha256
+        assert manifest["io"]["inputs"] == [{"name": "x", "dtype": "tensor(float)", "shape": ["batch", 4]}]
+        for sample in manifest["golden"]["samples"]:
+            x = bundle.decode_array(sample["inputs"]["x"])
+            y = bundle.decode_array(sample["outputs"]["y"])
+            assert np.allclose(y, x + 2.5, rtol=manifest["golden"]["rtol"], atol=manifest["golden"]["atol"])
+        assert artifact.uri == local.uri(artifact.digest)
+
+
+async def test_a_wrong_source_digest_is_an_invalid_spec(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data = models.adder(1.0)
+    (tmp_path / "model.onnx").write_bytes(data + b"tampered")
+    stage = compilation.CompileStage(
+        pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key(), PASSTHROUGH
+    )
+    with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError, match="sha256 is"):
+        await stage.compile(spec_for(url, data))
+
+
+async def test_a_failed_accuracy_gate_is_reported_with_its_numbers(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    stage = compilation.CompileStage(
+        pool,
+        store.LocalStore(tmp_path, "http://s"),
+        bundle.generate_key(),
+        "tests.support.compilers:gate_fails",
+    )
+    with pytest.raises(errors.InvalidSpecError, match=r"int8 drop 0\.034") as caught:
+        await stage.compile(sim.spec())
+    assert caught.value.reason == "AccuracyGateFailed"
+
+
+async def test_the_optimising_compiler_runs_in_the_worker_and_its_bundle_verifies(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data, evaluation = models.linear(3), models.evaluation_set(16)
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "eval.npz").write_bytes(evaluation)
+    key = bundle.generate_key()
+    local = store.LocalStore(tmp_path / "store", "http://store:8080")
+    stage = compilation.CompileStage(pool, local, key)  # the default: edgefleet.compiler
+    with models.served(tmp_path) as url:
+        published = await stage.compile(spec_for(url, data, evaluation))
+    for artifact in published.artifacts:
+        opened = bundle.open_bundle(await local.get(artifact.digest), [key.public_key()], artifact.digest)
+        assert opened.manifest["variant"]["precision"] == artifact.precision
+        assert opened.manifest["golden"]["samples"] and artifact.variant is not None
+
+
+async def test_the_optimising_compilers_unreachable_budget_is_the_accuracy_gate(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    data, evaluation = models.linear(3), models.evaluation_set(16)
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "eval.npz").write_bytes(evaluation)
+    stage = compilation.CompileStage(pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key())
+    with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError) as caught:
+        await stage.compile(spec_for(url, data, evaluation, precision="int8", accuracyBudget={"maxRelativeError": 0.0}))
+    assert caught.value.reason == "AccuracyGateFailed"
+    assert "int8" in str(caught.value) and "relative error" in str(caught.value)
