@@ -82,7 +82,7 @@ async def api_for(control_plane: ControlPlane, namespace: str, name: str) -> Asy
     try:
         yield Api(kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session), namespace, name)
     finally:
-        await session.close()
+        await kube.close_session(session)
 
 
 @asynccontextmanager
@@ -98,7 +98,7 @@ async def kube_control(connection: kube.Connection, namespace: str, name: str) -
             retry_max_seconds=0.5,
         )
     finally:
-        await session.close()
+        await kube.close_session(session)
 
 
 async def test_device_registers_converges_and_reports(

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.controlplane
 async def client(control_plane: ControlPlane) -> AsyncIterator[kube.Client]:
     session = kube.new_session()
     yield kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session)
-    await session.close()
+    await kube.close_session(session)
 
 
 def _device(name: str, namespace: str) -> dict[str, object]:
@@ -114,7 +114,7 @@ async def test_plain_endpoint_with_misspelled_kind(control_plane: ControlPlane, 
         await proxy.up()
         assert (await client.get(f"{coll}/cam-2", kind="EdgeDevice"))["metadata"]["name"] == "cam-2"
     finally:
-        await session.close()
+        await kube.close_session(session)
         await proxy.close()
 
 
@@ -131,4 +131,4 @@ async def test_unauthenticated_is_a_clear_error(control_plane: ControlPlane, tmp
             await client.get(kube.custom_path(common.GROUP, common.VERSION, "edgedevices", "default"))
         assert info.value.status in (401, 403)
     finally:
-        await session.close()
+        await kube.close_session(session)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.edge_reconciler.harness import Harness, Traffic, desired, eventually
+from tests.edge_reconciler.harness import LATENCY_HEALTH, TEST_HEALTH, Harness, Traffic, desired, eventually
 from tests.support import onnx_models
 
 
@@ -22,7 +22,7 @@ async def test_unhealthy_version_is_rolled_back(harness: Harness, variant: onnx_
         harness.want(desired(good, good_url))
         await eventually(lambda: harness.served_version() == "1.0.0")
         traffic = Traffic(harness).start()
-        harness.want(desired(bad, bad_url))
+        harness.want(desired(bad, bad_url, health=LATENCY_HEALTH if variant == "slow" else TEST_HEALTH))
         await eventually(lambda: harness.model_status().get("state") == "RolledBack")
         await asyncio.sleep(0.3)
         await traffic.stop()

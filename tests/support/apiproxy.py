@@ -93,4 +93,4 @@ class ApiProxy:
     async def close(self) -> None:
         await self.down()
         if self._session is not None:
-            await self._session.close()
+            await kube.close_session(self._session)

@@ -16,6 +16,7 @@ class TcpProxy:
             self.port = int(s.getsockname()[1])
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
         self.connections = 0
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -31,16 +32,23 @@ class TcpProxy:
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(client_w)
         try:
             up_r, up_w = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_w.close()
+            self._writers.discard(client_w)
+            self._handlers.discard(task)
             return
-        self._writers |= {client_w, up_w}
+        self._writers.add(up_w)
         try:
             await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w))
         finally:
             self._writers -= {client_w, up_w}
+            self._handlers.discard(task)
 
     async def up(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -53,3 +61,7 @@ class TcpProxy:
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        self._handlers.clear()

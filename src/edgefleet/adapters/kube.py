@@ -18,6 +18,7 @@ exception escapes this module.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -211,6 +212,13 @@ def new_session(limit: int = 0) -> aiohttp.ClientSession:
     simulating N devices needs N of them plus a few for requests (a cap would starve watches silently).
     """
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=60))
+
+
+async def close_session(session: aiohttp.ClientSession) -> None:
+    """Close a session gracefully: TLS connections finish their shutdown during the short pause (aiohttp's
+    documented graceful shutdown), so no transport is left for the garbage collector."""
+    await session.close()
+    await asyncio.sleep(0.25)
 
 
 def _timestamp(now: dt.datetime) -> str:
@@ -440,6 +448,7 @@ __all__ = [
     "NotFoundError",
     "Session",
     "WatchEvent",
+    "close_session",
     "core_path",
     "custom_path",
     "fix_kind",

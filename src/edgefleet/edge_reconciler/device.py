@@ -132,7 +132,7 @@ class Agent:
         self._evaluated: dict[str, int] = {}
         self._last_reported: str | None = None
 
-    # --- helpers -------------------------------------------------------------------------------------------------
+    # --- internals -----------------------------------------------------------------------------------------------
 
     def _phase(self, name: str, state_: ModelState, message: str | None) -> None:
         old = self.phases.get(name)

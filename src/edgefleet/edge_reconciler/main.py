@@ -127,7 +127,7 @@ async def run(cfg: config.AgentConfig) -> None:
         log.info("Stopped edgefleet-agent device=%s", cfg.device_name)
     finally:
         await server.stop()
-        await http.close()
+        await kube.close_session(http)
         await downloads.close()
         registry.shutdown()
 
