@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import hashlib
-import http.server
 import io
 import json
 import os
@@ -29,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from edgefleet.adapters import bundle, controlplane, gitrepo
+from edgefleet.adapters import bundle, controlplane, fileserver, gitrepo
 from edgefleet.cli import main as cli
 
 REPO = controlplane.REPO
@@ -99,25 +97,6 @@ def too_slow(model: bytes, width: int = 1024, depth: int = 60) -> bytes:
     onnx.checker.check_model(proto)
     data: bytes = proto.SerializeToString()
     return data
-
-
-@contextlib.contextmanager
-def serve_directory(root: Path) -> Iterator[str]:
-    """Serve ``root`` over HTTP on 127.0.0.1 (where the operator fetches model sources)."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 # -- manifests ---------------------------------------------------------------------------------------------------
@@ -415,7 +394,7 @@ def run(root: Path, devices: int) -> dict[str, float]:
     trust.write_bytes(bundle.public_key_pem(key.public_key()))
     fleet = Fleet(root, cp, devices)
     try:
-        with serve_directory(models) as url:
+        with fileserver.served(models) as url:
             fleet.start_operator(key)
             fleet.start_agents(trust)
             times["devices registered (s)"] = watch(

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+from edgefleet.adapters import fileserver
 
 
 def adder(offset: float) -> bytes:
@@ -29,25 +24,6 @@ def adder(offset: float) -> bytes:
     onnx.checker.check_model(model)
     data: bytes = model.SerializeToString()
     return data
-
-
-@contextlib.contextmanager
-def served(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on 127.0.0.1; yields the base URL."""
-    handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return
 
 
 def linear(seed: int, width: int = 16) -> bytes:
@@ -82,3 +58,6 @@ def evaluation_set(width: int, samples: int = 64, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, x=np.random.default_rng(seed).standard_normal((samples, width)).astype(np.float32))
     return buffer.getvalue()
+
+
+served = fileserver.served
