@@ -76,6 +76,7 @@ class Loop:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        self.loop.close()
 
 
 class Traffic:
@@ -144,6 +145,8 @@ class Fleet:
         progress_deadline: int = 60,
     ) -> None:
         body = json.loads(manifest(self.namespace, self.url, version, self.root / "models", steps))
+        # A short health window: a device's probation (during which the next version waits) ends in seconds.
+        body["spec"]["health"] = {"latencyP95Ms": 500.0, "maxErrorRate": 0.05, "minSamples": 10, "windowSeconds": 2}
         body["spec"]["rollout"]["maxUnavailable"] = max_unavailable
         body["spec"]["rollout"]["progressDeadlineSeconds"] = progress_deadline
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(body))
@@ -158,11 +161,17 @@ class Fleet:
             if not p.name.startswith(".")
         }
 
-    def wait(self, what: str, done: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+    def wait(
+        self,
+        what: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        probe: Callable[[], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            status = self.status()
+            status = (probe or self.status)()
             if done(status):
                 return status
             time.sleep(0.3)

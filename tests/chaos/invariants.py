@@ -162,6 +162,7 @@ class AvailabilitySampler:
     def __init__(self, cp: controlplane.ControlPlane, namespace: str, interval: float = 0.4) -> None:
         self.cp, self.namespace, self.interval = cp, namespace, interval
         self.samples: list[tuple[float, int, list[str]]] = []
+        self.failed: dict[str, str] = {}  # device -> the last message it reported in state Failed or RolledBack
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -176,6 +177,10 @@ class AvailabilitySampler:
                 for d in devices
                 if _desired(d) is not None and _desired(d) != _reported(d).get("activeRevision")
             ]
+            for d in devices:
+                report = _reported(d)
+                if report.get("state") in ("Failed", "RolledBack"):
+                    self.failed[d["metadata"]["name"]] = str(report.get("message"))
             if devices:
                 self.samples.append((time.monotonic(), len(off), off))
             self._stop.wait(self.interval)
