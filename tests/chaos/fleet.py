@@ -100,7 +100,7 @@ class Traffic:
                             self.answered[name] += 1
                         else:
                             self.failed[name] += 1
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError, OSError):
                     self.failed[name] += 1
                 await asyncio.sleep(0.1)
 

@@ -13,7 +13,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,9 +66,7 @@ def check_invariants(fleet: Fleet, sampler: invariants.AvailabilitySampler, stat
 def rollout(fleet: Fleet, version: str, **kwargs: Any) -> str:
     """Apply ``version`` and return the canary revision once the operator compiled it and started the rollout."""
     fleet.apply(version, STEPS, max_unavailable=MAX_UNAVAILABLE, **kwargs)
-    status = fleet.wait(
-        f"{version} canary", lambda s: (s.get("canaryRevision") or "").startswith(version + "-"), 120
-    )
+    status = fleet.wait(f"{version} canary", lambda s: (s.get("canaryRevision") or "").startswith(version + "-"), 120)
     return str(status["canaryRevision"])
 
 

@@ -397,9 +397,14 @@ class Agent:
     async def follow_specs(self) -> None:
         async for spec, generation in self.control.specs():
             async with self.lock:
-                self.store.commit(
-                    self.store.journal.model_copy(update={"spec": spec, "observed_generation": generation})
-                )
+                journal = self.store.journal.model_copy(update={"spec": spec, "observed_generation": generation})
+                try:
+                    self.store.commit(journal)
+                except OSError as exc:
+                    # A full disk must not stop the device: act on the spec from memory (the next commit that
+                    # succeeds persists it); the install that follows reports the cause in status.
+                    self.store.journal = journal
+                    log.error("Could not persist desired spec generation=%s error=%s", generation, exc)
             log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
             self.wake.set()
             self.dirty.set()
@@ -409,7 +414,7 @@ class Agent:
             self.wake.clear()
             try:
                 requeue = await self.reconcile()
-            except EdgefleetError as exc:
+            except (EdgefleetError, OSError) as exc:  # OSError: the state directory (full disk, I/O error)
                 log.error("Reconcile failed error=%s", exc)
                 requeue = self.settings.retry_initial_seconds
             timeout = self.settings.resync_seconds if requeue is None else max(requeue, 0.01)
