@@ -191,6 +191,7 @@ def test_slow_downloads_end_in_a_terminal_condition(fleet: Fleet) -> None:
     finally:
         fleet.store_proxy.rate = None
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    if status["phase"] != "Healthy":
-        assert "deadline" in ready["message"].lower(), ready
+    if status["phase"] != "Healthy":  # the progress deadline ended it, and the condition names who was too slow
+        assert status["phase"] == "RolledBack" and "no progress for 10s" in ready["message"], ready
+        assert "not converged: agent-" in ready["message"], ready
     check_invariants(fleet, sampler, status)
