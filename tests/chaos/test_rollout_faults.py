@@ -158,7 +158,7 @@ def test_full_disk_fails_the_install_cleanly(fleet: Fleet) -> None:
     stable = fleet.status()["stableRevision"]
     state = fleet.root / SMALL_DISK
     filler = state / "filler"
-    with filler.open("wb") as handle, pytest.raises(OSError):  # until ENOSPC
+    with pytest.raises(OSError), filler.open("wb") as handle:  # until ENOSPC
         while True:
             handle.write(b"\0" * 65536)
             handle.flush()
