@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.edge_reconciler import state
-from tests.edge_reconciler.harness import Harness, desired, eventually
+from tests.edge_reconciler.harness import Harness, Traffic, desired, eventually
 
 pytestmark = pytest.mark.chaos
 
@@ -73,3 +73,26 @@ async def test_full_disk_fails_the_install_and_keeps_serving(harness: Harness) -
             assert agent.registry.get("demo") is not None
             filler.unlink()  # space comes back: the retry installs 2.0.0
             await eventually(lambda: harness.served_version() == "2.0.0", timeout=30)
+
+
+async def test_full_disk_during_probation_keeps_the_agent_running(harness: Harness) -> None:
+    v1, url1 = harness.publish("demo", "1.0.0")
+    v2, url2 = harness.publish("demo", "2.0.0")
+    with small_disk(harness.root / "state"):
+        async with harness.running():
+            harness.want(desired(v1, url1))
+            await eventually(lambda: harness.served_version() == "1.0.0")
+            harness.want(desired(v2, url2))
+            await eventually(lambda: harness.served_version() == "2.0.0")
+            filler = fill(harness.root / "state")  # the probation verdict cannot be written down
+            traffic = Traffic(harness, positive=True).start()
+            try:
+                await asyncio.sleep(3.0)
+                assert harness.served_version() == "2.0.0"
+                filler.unlink()
+                confirmed = await eventually(
+                    lambda: "passed probation" in (harness.model_status().get("message") or ""), timeout=30
+                )
+            finally:
+                await traffic.stop()
+            assert confirmed and harness.model_status()["activeVersion"] == "2.0.0"

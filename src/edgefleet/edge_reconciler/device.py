@@ -433,6 +433,11 @@ class Agent:
                 await self.check_probation()
             except EdgefleetError as exc:
                 log.error("Health check failed error=%s", exc)
+            except OSError as exc:
+                # The journal could not be written (a full disk): the model on probation keeps serving and the
+                # verdict is acted on again once the write succeeds; back off instead of retrying every tick.
+                log.error("Could not record the probation outcome error=%s", exc)
+                await asyncio.sleep(self.settings.retry_initial_seconds)
 
     async def report_forever(self) -> None:
         delay = self.settings.retry_initial_seconds
