@@ -87,12 +87,17 @@ async def test_full_disk_during_probation_keeps_the_agent_running(harness: Harne
             filler = fill(harness.root / "state")  # the probation verdict cannot be written down
             traffic = Traffic(harness, positive=True).start()
             try:
-                await asyncio.sleep(3.0)
-                assert harness.served_version() == "2.0.0"
-                filler.unlink()
                 confirmed = await eventually(
                     lambda: "passed probation" in (harness.model_status().get("message") or ""), timeout=30
                 )
+                assert confirmed and harness.model_status()["activeVersion"] == "2.0.0"
+                # The next version is not held back by the unwritten verdict: it fails on the full disk and says so.
+                v3, url3 = harness.publish("demo", "3.0.0")
+                harness.want(desired(v3, url3))
+                failed = await eventually(lambda: harness.model_status().get("state") == "Failed")
+                assert failed and "No space left" in harness.model_status()["message"]
+                assert harness.served_version() == "2.0.0"
+                filler.unlink()
+                await eventually(lambda: harness.served_version() == "3.0.0", timeout=30)
             finally:
                 await traffic.stop()
-            assert confirmed and harness.model_status()["activeVersion"] == "2.0.0"

@@ -327,7 +327,15 @@ class Agent:
                 await self.rollback(name, verdict, detected)
             elif outcome == "confirm":
                 async with self.lock:
-                    self.store.update_model(rec.model_copy(update={"probation_since": None}))
+                    confirmed = rec.model_copy(update={"probation_since": None})
+                    try:
+                        self.store.update_model(confirmed)
+                    except OSError as exc:
+                        # Safe to keep in memory only: after a power cut before a later commit, probation
+                        # simply runs again. Not confirming would hold every later version back.
+                        models = {**self.store.journal.models, name: confirmed}
+                        self.store.remember(self.store.journal.model_copy(update={"models": models}))
+                        log.error("Could not persist the passed probation model=%s error=%s", name, exc)
                     self.fallback.pop(name, None)
                     self.switched_at.pop(name, None)
                 self._phase(
@@ -397,15 +405,20 @@ class Agent:
     async def follow_specs(self) -> None:
         async for spec, generation in self.control.specs():
             async with self.lock:
-                journal = self.store.journal.model_copy(update={"spec": spec, "observed_generation": generation})
+                old = self.store.journal
+                changed = old.spec != spec or old.observed_generation != generation
+                journal = old.model_copy(update={"spec": spec, "observed_generation": generation})
                 try:
-                    self.store.commit(journal)
+                    if changed:  # the device's own status writes come back as events with the same spec
+                        self.store.commit(journal)
                 except OSError as exc:
                     # A full disk must not stop the device: act on the spec from memory (the next commit that
-                    # succeeds persists it); the install that follows reports the cause in status.
-                    self.store.journal = journal
+                    # succeeds persists it; after a power cut the watch delivers the spec again); the install
+                    # that follows reports the cause in status.
+                    self.store.remember(journal)
                     log.error("Could not persist desired spec generation=%s error=%s", generation, exc)
-            log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
+            if changed:
+                log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
             self.wake.set()
             self.dirty.set()
 

@@ -173,6 +173,11 @@ class Store:
         write_atomic(self.journal_path, journal.model_dump_json(by_alias=False).encode())
         self.journal = journal
 
+    def remember(self, journal: Journal) -> None:
+        """Adopt ``journal`` in memory only, after :meth:`commit` failed (a full disk). Only for changes that are
+        safe to lose in a power cut: the next commit that succeeds persists them."""
+        self.journal = journal
+
     def update_model(self, record: ModelRecord) -> None:
         """Commit one model's record."""
         models = dict(self.journal.models)
