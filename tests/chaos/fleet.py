@@ -33,8 +33,8 @@ T = TypeVar("T")
 
 
 class ThrottlingProxy(TcpProxy):
-    """A :class:`TcpProxy` whose new connections can be held (not forwarded until released) and whose bytes from
-    upstream can be limited to ``rate`` bytes per second: a congested link in front of the artifact store."""
+    """A :class:`TcpProxy` whose traffic can be held (new connections and bytes on open ones wait until released)
+    and whose bytes can be limited to ``rate`` bytes per second: a congested link in front of the artifact store."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         super().__init__(upstream_host, upstream_port)
@@ -50,6 +50,8 @@ class ThrottlingProxy(TcpProxy):
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(256 if self.rate else 65536):
+                while self.held:  # a request on a kept-alive connection waits here, before the store reads a byte
+                    await asyncio.sleep(0.05)
                 self.bytes += len(data)
                 writer.write(data)
                 await writer.drain()

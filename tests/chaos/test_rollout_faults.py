@@ -64,10 +64,15 @@ def check_invariants(fleet: Fleet, sampler: invariants.AvailabilitySampler, stat
 
 
 def rollout(fleet: Fleet, version: str, **kwargs: Any) -> str:
-    """Apply ``version`` and return the canary revision once the operator compiled it and started the rollout."""
+    """Apply ``version`` and return its revision once the operator compiled it and started the rollout (or
+    already aborted it: a fault can end a rollout within a second)."""
     fleet.apply(version, STEPS, max_unavailable=MAX_UNAVAILABLE, **kwargs)
-    status = fleet.wait(f"{version} canary", lambda s: (s.get("canaryRevision") or "").startswith(version + "-"), 120)
-    return str(status["canaryRevision"])
+
+    def started(s: dict[str, Any]) -> bool:
+        return any((s.get(k) or "").startswith(version + "-") for k in ("canaryRevision", "abortedRevision"))
+
+    status = fleet.wait(f"{version} canary", started, 120)
+    return str(status.get("canaryRevision") or status["abortedRevision"])
 
 
 def test_operator_killed_mid_rollout_continues_from_status(fleet: Fleet) -> None:
