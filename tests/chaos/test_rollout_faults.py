@@ -10,6 +10,7 @@ file order (each starts from the previous one's terminal state).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -154,7 +155,10 @@ def test_corrupt_artifact_is_rejected_and_not_promoted(fleet: Fleet) -> None:
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"], ready
     assert "VerificationFailed: digest mismatch" in ready["message"], ready  # the condition says why
-    assert sampler.failed and all("digest mismatch" in m for m in sampler.failed.values()), sampler.failed
+    # The devices said why in their status: seen by the sampler, or quoted from it by the operator (an abort can
+    # come within a second, between two samples).
+    assert all("digest mismatch" in m for m in sampler.failed.values()), sampler.failed
+    assert sampler.failed or re.search(r"agent-\d \(VerificationFailed: digest mismatch", ready["message"]), ready
     assert not any(e for e in fleet.events() if e.get("reason") == "Promoted" and canary in e.get("message", ""))
     check_invariants(fleet, sampler, status)
 
@@ -175,7 +179,8 @@ def test_full_disk_fails_the_install_cleanly(fleet: Fleet) -> None:
         assert status["stableRevision"] == stable and status["phase"] == "RolledBack", status
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert SMALL_DISK in ready["message"] and "space" in ready["message"].lower(), ready
-        assert "space" in sampler.failed.get(SMALL_DISK, "").lower(), sampler.failed  # the device said why
+        said = sampler.failed.get(SMALL_DISK) or ready["message"].split(f"{SMALL_DISK} (", 1)[-1]
+        assert said.startswith("StorageError") and "No space left on device" in said, (said, ready)
         served = invariants.served({SMALL_DISK: fleet.sockets[SMALL_DISK]})[SMALL_DISK]
         assert served["revision"] == stable, served  # it kept serving its verified model
         assert fleet.agents[SMALL_DISK].poll() is None, "the agent survived a full disk"
