@@ -132,6 +132,7 @@ class Fleet:
         self.store_dir = root / "store"
         self.store_proxy: ThrottlingProxy | None = None
         self.traffic: Traffic | None = None
+        self.answered: dict[str, int] = {}  # the traffic's answers per device when the invariants were last checked
         self.mounts: list[Path] = []
 
     # -- the deployment ------------------------------------------------------------------------------------------

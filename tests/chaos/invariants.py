@@ -1,5 +1,6 @@
 """Invariants every fault-injection test checks after its fault, shared so each check means the same everywhere.
 
+* every device kept answering live inference requests through the fault;
 * every device serves a verified model: its inference server (``GET /v1/models``) serves a digest whose bundle,
   fetched from the operator's store, opens with the fleet's trust key and that digest;
 * no device ends on a revision that is neither stable nor the promoted canary;
@@ -106,6 +107,16 @@ def every_device_serves_a_verified_model(
         assert verified[digest], f"{name} serves {digest}, whose bundle does not verify with the trust key"
     _checked("serves-verified-model")
     return now
+
+
+def every_device_kept_answering(before: dict[str, int], after: dict[str, int], failed: dict[str, int]) -> None:
+    """Live inference traffic was answered by every device between two snapshots (through the fault), and at most
+    a few requests in a hundred failed (a request can meet a model switch)."""
+    silent = [name for name in after if after[name] <= before.get(name, 0)]
+    assert not silent, f"devices stopped answering inference requests: {silent}"
+    for name, answered in after.items():
+        assert failed.get(name, 0) * 20 <= answered, f"{name}: {failed.get(name)} failed of {answered} answered"
+    _checked("kept-answering")
 
 
 def no_device_off_the_allowed_revisions(cp: controlplane.ControlPlane, namespace: str, status: dict[str, Any]) -> None:

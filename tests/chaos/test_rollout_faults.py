@@ -49,7 +49,11 @@ def fleet(control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.Tem
 
 
 def check_invariants(fleet: Fleet, sampler: invariants.AvailabilitySampler, status: dict[str, Any]) -> None:
-    """The five invariants, after a rollout reached its terminal condition."""
+    """The invariants, after a rollout reached its terminal condition."""
+    assert fleet.traffic is not None
+    now = fleet.traffic.snapshot()
+    invariants.every_device_kept_answering(fleet.answered, now, fleet.traffic.failed)
+    fleet.answered = now
     invariants.every_device_serves_a_verified_model(fleet.sockets, fleet.trust_key, fleet.artifacts())
     deadline = time.monotonic() + 60
     while True:  # devices asked back to stable may still be switching; they must get there
