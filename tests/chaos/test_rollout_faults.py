@@ -170,6 +170,8 @@ def test_corrupt_artifact_is_rejected_and_not_promoted(fleet: Fleet) -> None:
 def test_full_disk_fails_the_install_cleanly(fleet: Fleet) -> None:
     stable = fleet.status()["stableRevision"]
     state = fleet.root / SMALL_DISK
+    if state not in fleet.mounts:
+        pytest.skip(f"could not mount a tmpfs as {SMALL_DISK}'s state directory (needs root, as CI has)")
     filler = state / "filler"
     with pytest.raises(OSError), filler.open("wb") as handle:  # until ENOSPC
         while True:
