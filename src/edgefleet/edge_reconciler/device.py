@@ -327,7 +327,15 @@ class Agent:
                 await self.rollback(name, verdict, detected)
             elif outcome == "confirm":
                 async with self.lock:
-                    self.store.update_model(rec.model_copy(update={"probation_since": None}))
+                    confirmed = rec.model_copy(update={"probation_since": None})
+                    try:
+                        self.store.update_model(confirmed)
+                    except OSError as exc:
+                        # Safe to keep in memory only: after a power cut before a later commit, probation
+                        # simply runs again. Not confirming would hold every later version back.
+                        models = {**self.store.journal.models, name: confirmed}
+                        self.store.remember(self.store.journal.model_copy(update={"models": models}))
+                        log.error("Could not persist the passed probation model=%s error=%s", name, exc)
                     self.fallback.pop(name, None)
                     self.switched_at.pop(name, None)
                 self._phase(
@@ -397,10 +405,20 @@ class Agent:
     async def follow_specs(self) -> None:
         async for spec, generation in self.control.specs():
             async with self.lock:
-                self.store.commit(
-                    self.store.journal.model_copy(update={"spec": spec, "observed_generation": generation})
-                )
-            log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
+                old = self.store.journal
+                changed = old.spec != spec or old.observed_generation != generation
+                journal = old.model_copy(update={"spec": spec, "observed_generation": generation})
+                try:
+                    if changed:  # the device's own status writes come back as events with the same spec
+                        self.store.commit(journal)
+                except OSError as exc:
+                    # A full disk must not stop the device: act on the spec from memory (the next commit that
+                    # succeeds persists it; after a power cut the watch delivers the spec again); the install
+                    # that follows reports the cause in status.
+                    self.store.remember(journal)
+                    log.error("Could not persist desired spec generation=%s error=%s", generation, exc)
+            if changed:
+                log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
             self.wake.set()
             self.dirty.set()
 
@@ -409,7 +427,7 @@ class Agent:
             self.wake.clear()
             try:
                 requeue = await self.reconcile()
-            except EdgefleetError as exc:
+            except (EdgefleetError, OSError) as exc:  # OSError: the state directory (full disk, I/O error)
                 log.error("Reconcile failed error=%s", exc)
                 requeue = self.settings.retry_initial_seconds
             timeout = self.settings.resync_seconds if requeue is None else max(requeue, 0.01)
@@ -428,6 +446,11 @@ class Agent:
                 await self.check_probation()
             except EdgefleetError as exc:
                 log.error("Health check failed error=%s", exc)
+            except OSError as exc:
+                # The journal could not be written (a full disk): the model on probation keeps serving and the
+                # verdict is acted on again once the write succeeds; back off instead of retrying every tick.
+                log.error("Could not record the probation outcome error=%s", exc)
+                await asyncio.sleep(self.settings.retry_initial_seconds)
 
     async def report_forever(self) -> None:
         delay = self.settings.retry_initial_seconds

@@ -18,6 +18,7 @@ switch. Slow work (hashing, signature, session creation) runs on the inference p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -140,8 +141,33 @@ class Installer:
     def _journal_step(self, name: str, install: state.InstallRecord, **update: Any) -> None:
         self.store.update_model(self.store.model(name).model_copy(update={"install": install, **update}))
 
+    def _storage_failed(self, desired: DesiredModel, exc: OSError) -> None:
+        """The state directory could not be written (a full disk, an I/O error): nothing was switched, so the
+        active model keeps serving. The device reports ``Failed`` with the cause and tries again with backoff,
+        since space may be freed; nothing is written to the journal, which may be what cannot be written."""
+        digest = desired.artifact.digest
+        with contextlib.suppress(OSError):
+            self.store.part_path(digest).unlink(missing_ok=True)  # give the space of the partial download back
+        attempts, _ = self.backoff.get(digest, (0, 0.0))
+        delay = min(self.retry_initial * 2**attempts, self.retry_max)
+        self.backoff[digest] = (attempts + 1, self.clock() + delay)
+        cause = exc.strerror or str(exc)
+        message = (
+            f"StorageError: cannot write the state directory {self.store.root} ({cause}); "
+            f"free space on the device (retry in {delay:.1f}s)"
+        )
+        self.phase(desired.name, "Failed", message)
+        log.error("Failed install model=%s digest=%s error=%s retry_in=%.1fs", desired.name, digest, cause, delay)
+
     async def prepare(self, desired: DesiredModel) -> Prepared | None:
         """Steps 1-4 of the module docstring; ``None`` when the version failed or must be retried later."""
+        try:
+            return await self._prepare(desired)
+        except OSError as exc:
+            self._storage_failed(desired, exc)
+            return None
+
+    async def _prepare(self, desired: DesiredModel) -> Prepared | None:
         name, digest, art = desired.name, desired.artifact.digest, desired.artifact
         if art.size_bytes > self.max_bundle_bytes:
             self._fail(

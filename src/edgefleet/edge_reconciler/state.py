@@ -122,16 +122,22 @@ def write_atomic(path: Path, data: bytes, *, midway: Callable[[], None] | None =
     ``midway`` runs after half the bytes were written (the ``install`` crash point).
     """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        half = len(data) // 2
-        fh.write(data[:half])
-        if midway is not None:
+    try:
+        with open(tmp, "wb") as fh:
+            half = len(data) // 2
+            fh.write(data[:half])
+            if midway is not None:
+                fh.flush()
+                midway()
+            fh.write(data[half:])
             fh.flush()
-            midway()
-        fh.write(data[half:])
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        # A full disk (ENOSPC) or an I/O error: give the space of the partial copy back; ``path`` is untouched.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     fsync_dir(path.parent)
 
 
@@ -165,6 +171,11 @@ class Store:
     def commit(self, journal: Journal) -> None:
         """Make ``journal`` the durable state (atomic replace + fsync)."""
         write_atomic(self.journal_path, journal.model_dump_json(by_alias=False).encode())
+        self.journal = journal
+
+    def remember(self, journal: Journal) -> None:
+        """Adopt ``journal`` in memory only, after :meth:`commit` failed (a full disk). Only for changes that are
+        safe to lose in a power cut: the next commit that succeeds persists them."""
         self.journal = journal
 
     def update_model(self, record: ModelRecord) -> None:
