@@ -48,8 +48,10 @@ class Stack:
         self.cp.kubectl("apply", "-f", "-", input=body)
 
     def md_status(self) -> dict[str, Any]:
-        out = self.cp.kubectl("-n", self.namespace, "get", "md", "adder", "-o", "json").stdout
-        status: dict[str, Any] = json.loads(out).get("status") or {}
+        result = self.cp.kubectl("-n", self.namespace, "get", "md", "adder", "-o", "json", check=False)
+        if result.returncode != 0:
+            return {}
+        status: dict[str, Any] = json.loads(result.stdout).get("status") or {}
         return status
 
 

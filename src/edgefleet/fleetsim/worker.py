@@ -34,6 +34,7 @@ import numpy as np
 
 from edgefleet.adapters import artifacts, bundle, kube, onnx_session
 from edgefleet.api.edgedevice import EdgeDeviceStatus
+from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import capabilities, control, device, installer, serving, state
 from edgefleet.fleetsim import layout
 
@@ -144,6 +145,16 @@ class SimAgent(device.Agent):
             retry_max_seconds=s.retry_max_seconds,
             intra_op_threads=s.intra_op_threads,
         )
+
+
+    async def heartbeat_forever(self) -> None:
+        """Register and renew the Lease at once, then renew on a random phase, as devices that booted at different
+        times do (a fleet started within seconds would otherwise renew every Lease in the same second)."""
+        with contextlib.suppress(kube.KubeError, TransientError):
+            await self.control.register(self.settings.labels)
+            await self.control.heartbeat(self.wall())
+        await asyncio.sleep(random.uniform(0, self.settings.lease_duration_seconds / 4))
+        await super().heartbeat_forever()
 
 
 def _zeros(runtime: onnx_session.ModelRuntime) -> dict[str, np.ndarray[Any, Any]]:
