@@ -25,7 +25,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import controlplane, fleetstack  # noqa: E402
+from tests.support import controlplane, fleetstack
 
-from edgefleet.fleetsim import fleet, layout  # noqa: E402
+from edgefleet.fleetsim import fleet, layout
 
 SEED = {"devices": 5000, "update_s": 300.0, "rollback_s": 30.0}
 STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"durationSeconds": 0}}, {"setWeight": 100}]
