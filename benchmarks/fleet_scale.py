@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -146,82 +147,100 @@ def run_size(
     root = Path(tempfile.mkdtemp(prefix=f"edgefleet-bench-{n}-"))
     apiserver = cp._procs[-1].pid if cp._procs else None
     result: dict[str, Any] = {"devices": n, "processes": processes, "loadRps": load_rps}
-    with fleetstack.running(cp, namespace, root) as stack:
-        spec = layout.FleetSpec(
-            kubeconfig=str(cp.kubeconfig),
-            namespace=namespace,
-            devices=n,
-            processes=processes,
-            root=str(root / "fleet"),
-            trust_keys=(str(stack.trust_key),),
-            load_rps=load_rps,
-        )
-        with fleet.Fleet(spec).start() as sim:
-            probe = Probe(sim, stack, apiserver)
-            t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 20, "registration")
-            result["registerSeconds"] = t
-            console.print(f"N={n}: {n} devices registered in {t:.1f}s")
-
-            stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
-            t, _, _ = probe.until(
-                lambda s, m: s.count("1.0.0") == n and m.get("phase") == "Healthy", 120 + n / 5, "1.0.0 everywhere"
-            )
-            result["initialSeconds"] = t
-            console.print(f"N={n}: 1.0.0 installed on every device in {t:.1f}s")
-            time.sleep(HEALTH["windowSeconds"] + 1)  # nobody is still on probation
-
-            # Update.
-            res0, snap0 = probe.resources(), sim.snapshot()
-            stack.apply(stack.deployment("2.0.0", STEPS, HEALTH))
-            t, curve, _ = probe.until(
-                lambda s, _m: s.count("2.0.0") == n, 120 + n / 5, "2.0.0 everywhere", curve=lambda s: s.count("2.0.0")
-            )
-            snap1 = sim.snapshot()
-            t_md, _, status = probe.until(
-                lambda _s, m: m.get("phase") == "Healthy" and str(m.get("stableRevision", "")).startswith("2.0.0"),
-                120,
-                "2.0.0 promoted",
-            )
-            res1 = probe.resources()
-            result.update(
-                updateSeconds=t,
-                promotedSeconds=t + t_md,
-                curve=curve,
-                rolloutRates=per_device_minute(snap0, snap1, n),
-                operatorCpuUpdate=res1["operator_cpu"] - res0["operator_cpu"],
-                apiserverCpuUpdate=res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0),
-            )
-            console.print(f"N={n}: 2.0.0 active and Healthy on every device in {t:.1f}s (promoted +{t_md:.1f}s)")
-
-            # Steady state.
-            time.sleep(HEALTH["windowSeconds"] + 1)
-            res0, snap0 = probe.resources(), sim.snapshot()
-            time.sleep(steady_seconds)
-            res1, snap1 = probe.resources(), sim.snapshot()
-            result.update(
-                steadyRates=per_device_minute(snap0, snap1, n),
-                operatorCpuSteady=(res1["operator_cpu"] - res0["operator_cpu"]) / steady_seconds,
-                apiserverCpuSteady=(res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0)) / steady_seconds,
-                operatorRss=res1["operator_rss"],
-                fleetRss=snap1.rss_bytes,
-                rssPerDevice=snap1.rss_bytes / n,
-            )
-            console.print(f"N={n}: steady state {result['steadyRates'][0]:.2f} req, {result['steadyRates'][1]:.2f} wr")
-
-            # Abort: canaries reject 3.0.0 on their own; the operator aborts; every device is on 2.0.0 again.
-            strict = {**HEALTH, "latencyP95Ms": 0.0001}
-            stack.apply(stack.deployment("3.0.0", BAD_STEPS, strict))
-            t_abort, _, status = probe.until(lambda _s, m: m.get("phase") == "RolledBack", 300, "abort")
-            t_back, _, _ = probe.until(
-                lambda s, _m: sum(v for k, v in s.reported.items() if k.split("|")[1::2] == ["2.0.0", "Active"]) == n,
-                120,
-                "every device Active on 2.0.0 again",
-            )
-            canaries = (status.get("devices") or {}).get("updated")
-            result.update(abortDecisionSeconds=t_abort, abortBackSeconds=t_back, canaries=canaries)
-            console.print(f"N={n}: abort decided {t_abort:.1f}s after apply; all on 2.0.0 {t_back:.1f}s later")
-            result["operatorPeakRss"] = probe.operator_peak_rss
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+        stack = cleanup.enter_context(fleetstack.running(cp, namespace, root))
+        _measure(stack, cp, namespace, root, n, processes, load_rps, steady_seconds, apiserver, result, console)
     return result
+
+
+def _measure(
+    stack: fleetstack.Stack,
+    cp: controlplane.ControlPlane,
+    namespace: str,
+    root: Path,
+    n: int,
+    processes: int,
+    load_rps: float,
+    steady_seconds: float,
+    apiserver: int | None,
+    result: dict[str, Any],
+    console: Console,
+) -> None:
+    spec = layout.FleetSpec(
+        kubeconfig=str(cp.kubeconfig),
+        namespace=namespace,
+        devices=n,
+        processes=processes,
+        root=str(root / "fleet"),
+        trust_keys=(str(stack.trust_key),),
+        load_rps=load_rps,
+    )
+    with fleet.Fleet(spec).start() as sim:
+        probe = Probe(sim, stack, apiserver)
+        t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 20, "registration")
+        result["registerSeconds"] = t
+        console.print(f"N={n}: {n} devices registered in {t:.1f}s")
+
+        stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
+        t, _, _ = probe.until(
+            lambda s, m: s.count("1.0.0") == n and m.get("phase") == "Healthy", 120 + n / 5, "1.0.0 everywhere"
+        )
+        result["initialSeconds"] = t
+        console.print(f"N={n}: 1.0.0 installed on every device in {t:.1f}s")
+        time.sleep(HEALTH["windowSeconds"] + 1)  # nobody is still on probation
+
+        # Update.
+        res0, snap0 = probe.resources(), sim.snapshot()
+        stack.apply(stack.deployment("2.0.0", STEPS, HEALTH))
+        t, curve, _ = probe.until(
+            lambda s, _m: s.count("2.0.0") == n, 120 + n / 5, "2.0.0 everywhere", curve=lambda s: s.count("2.0.0")
+        )
+        snap1 = sim.snapshot()
+        t_md, _, status = probe.until(
+            lambda _s, m: m.get("phase") == "Healthy" and str(m.get("stableRevision", "")).startswith("2.0.0"),
+            120,
+            "2.0.0 promoted",
+        )
+        res1 = probe.resources()
+        result.update(
+            updateSeconds=t,
+            promotedSeconds=t + t_md,
+            curve=curve,
+            rolloutRates=per_device_minute(snap0, snap1, n),
+            operatorCpuUpdate=res1["operator_cpu"] - res0["operator_cpu"],
+            apiserverCpuUpdate=res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0),
+        )
+        console.print(f"N={n}: 2.0.0 active and Healthy on every device in {t:.1f}s (promoted +{t_md:.1f}s)")
+
+        # Steady state.
+        time.sleep(HEALTH["windowSeconds"] + 1)
+        res0, snap0 = probe.resources(), sim.snapshot()
+        time.sleep(steady_seconds)
+        res1, snap1 = probe.resources(), sim.snapshot()
+        result.update(
+            steadyRates=per_device_minute(snap0, snap1, n),
+            operatorCpuSteady=(res1["operator_cpu"] - res0["operator_cpu"]) / steady_seconds,
+            apiserverCpuSteady=(res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0)) / steady_seconds,
+            operatorRss=res1["operator_rss"],
+            fleetRss=snap1.rss_bytes,
+            rssPerDevice=snap1.rss_bytes / n,
+        )
+        console.print(f"N={n}: steady state {result['steadyRates'][0]:.2f} req, {result['steadyRates'][1]:.2f} wr")
+
+        # Abort: canaries reject 3.0.0 on their own; the operator aborts; every device is on 2.0.0 again.
+        strict = {**HEALTH, "latencyP95Ms": 0.0001}
+        stack.apply(stack.deployment("3.0.0", BAD_STEPS, strict))
+        t_abort, _, status = probe.until(lambda _s, m: m.get("phase") == "RolledBack", 300, "abort")
+        t_back, _, _ = probe.until(
+            lambda s, _m: sum(v for k, v in s.reported.items() if k.split("|")[1::2] == ["2.0.0", "Active"]) == n,
+            120,
+            "every device Active on 2.0.0 again",
+        )
+        canaries = (status.get("devices") or {}).get("updated")
+        result.update(abortDecisionSeconds=t_abort, abortBackSeconds=t_back, canaries=canaries)
+        console.print(f"N={n}: abort decided {t_abort:.1f}s after apply; all on 2.0.0 {t_back:.1f}s later")
+        result["operatorPeakRss"] = probe.operator_peak_rss
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
