@@ -58,6 +58,8 @@ class Settings:
     retry_max_seconds: float = 60.0
     intra_op_threads: int = 1
     resync_seconds: float = 30.0
+    report_coalesce_seconds: float = 0.1
+    """After a status write, changes are gathered this long before the next (an install's quick phases in one)."""
     verdict_check_seconds: float = 1.0
     """How often the report loop looks for a changed health *verdict* (reported at once); mere health numbers are
     coalesced to one write per ``status_interval_seconds``."""
@@ -479,7 +481,7 @@ class Agent:
             reported_verdicts = self._verdict_names()
             self.conditions = list(status.conditions)
             self.reports += 1
-            await asyncio.sleep(0.1)  # coalesce bursts of changes into one patch
+            await asyncio.sleep(self.settings.report_coalesce_seconds)  # coalesce bursts of changes into one patch
 
     async def heartbeat_forever(self) -> None:
         delay = self.settings.retry_initial_seconds

@@ -38,6 +38,7 @@ class FleetSpec:
     lease_duration_seconds: int = 900
     status_interval_seconds: float = 100.0
     verdict_check_seconds: float = 2.0
+    report_coalesce_seconds: float = 1.0
     resync_seconds: float = 300.0
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 30.0

@@ -146,7 +146,6 @@ class SimAgent(device.Agent):
             intra_op_threads=s.intra_op_threads,
         )
 
-
     async def heartbeat_forever(self) -> None:
         """Register and renew the Lease at once, then renew on a random phase, as devices that booted at different
         times do (a fleet started within seconds would otherwise renew every Lease in the same second)."""
@@ -239,6 +238,7 @@ class Worker:
             retry_max_seconds=spec.retry_max_seconds,
             resync_seconds=spec.resync_seconds,
             verdict_check_seconds=spec.verdict_check_seconds,
+            report_coalesce_seconds=spec.report_coalesce_seconds,
         )
         tasks: list[asyncio.Task[None]] = []
         registries: list[serving.Registry] = []
