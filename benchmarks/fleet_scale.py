@@ -274,6 +274,7 @@ def table(results: list[dict[str, Any]]) -> Table:
         "req/dev/min steady (writes)",
         "req/dev/min rollout (writes)",
         "operator CPU steady / update",
+        "API server CPU update",
         "operator RSS",
         "agent RSS/device",
     ):
@@ -288,6 +289,7 @@ def table(results: list[dict[str, Any]]) -> Table:
             f"{r['steadyRates'][0]:.2f} ({r['steadyRates'][1]:.2f})",
             f"{r['rolloutRates'][0]:.1f} ({r['rolloutRates'][1]:.1f})",
             f"{100 * r['operatorCpuSteady']:.0f} % / {r['operatorCpuUpdate']:.1f} s",
+            f"{r['apiserverCpuUpdate']:.0f} s",
             f"{r['operatorPeakRss'] / 2**20:.0f} MiB",
             f"{r['rssPerDevice'] / 2**10:.0f} KiB",
         )
