@@ -43,7 +43,7 @@ crds: install
 bench: install controlplane
 	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/fleet_scale.py ] && continue; echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
 
-## Simulated fleets of 100, 1,000 and 5,000 real edge agents against the local control plane (about 20 minutes).
+## Simulated fleets of 100, 1,000 and 5,000 real edge agents against the local control plane (long; FLEET_SIZES=100,1000 for a shorter run).
 FLEET_SIZES ?= 100,1000,5000
 bench-fleet: install controlplane
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) benchmarks/fleet_scale.py --sizes $(FLEET_SIZES)
