@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install controlplane crds lint unit bench clean
+.PHONY: demo test install controlplane crds lint unit bench bench-fleet clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
@@ -41,7 +41,12 @@ crds: install
 	$(PY) -m edgefleet.api.crd crds
 
 bench: install controlplane
-	@for b in benchmarks/*.py; do echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
+	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/fleet_scale.py ] && continue; echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
+
+## Simulated fleets of 100, 1,000 and 5,000 real edge agents against the local control plane (long; FLEET_SIZES=100,1000 for a shorter run).
+FLEET_SIZES ?= 100,1000,5000
+bench-fleet: install controlplane
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) benchmarks/fleet_scale.py --sizes $(FLEET_SIZES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -135,6 +135,9 @@ class KubernetesApi:
                 _preload_content=False,
                 _request_timeout=self._timeout,
             )
+            # Read the body inside the try: a big LIST cut off mid-stream (the API server's request timeout under
+            # load) is a transient failure to retry soon, not an unclassified crash that kopf backs off for 60 s.
+            data = response[0].data if isinstance(response, tuple) else response.data
         except kubernetes.client.ApiException as exc:
             reason = _reason(exc.body) or exc.reason
             where = f"{method} {path}"
@@ -147,7 +150,6 @@ class KubernetesApi:
             raise errors.TransientError(f"{where}: {exc.status} {reason}", delay=5.0) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise errors.TransientError(f"{method} {path}: API server unreachable ({exc})", delay=5.0) from None
-        data = response[0].data if isinstance(response, tuple) else response.data
         return json.loads(data) if data else None
 
     async def list(self, resource: Resource, namespace: str | None, label_selector: str = "") -> list[dict[str, Any]]:

@@ -58,6 +58,11 @@ class Settings:
     retry_max_seconds: float = 60.0
     intra_op_threads: int = 1
     resync_seconds: float = 30.0
+    report_coalesce_seconds: float = 0.1
+    """After a status write, changes are gathered this long before the next (an install's quick phases in one)."""
+    verdict_check_seconds: float = 1.0
+    """How often the report loop looks for a changed health *verdict* (reported at once); mere health numbers are
+    coalesced to one write per ``status_interval_seconds``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,15 +457,39 @@ class Agent:
                 log.error("Could not record the probation outcome error=%s", exc)
                 await asyncio.sleep(self.settings.retry_initial_seconds)
 
+    def _verdict_names(self) -> dict[str, str]:
+        """The current verdict per served model (cheap: no status is built)."""
+        now = self.clock()
+        out: dict[str, str] = {}
+        for loaded in self.registry.all():
+            recorder = self.registry.recorder(loaded.name)
+            if recorder is None:
+                continue
+            spec = self._health_spec(loaded.name)
+            out[loaded.name] = health.evaluate(health.in_window(recorder.samples, spec, now), spec, now).verdict
+        return out
+
     async def report_forever(self) -> None:
         delay = self.settings.retry_initial_seconds
+        interval = self.settings.status_interval_seconds
+        tick = min(interval, self.settings.verdict_check_seconds)
+        last_attempt = self.clock()
+        reported_verdicts: dict[str, str] = {}
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.dirty.wait(), self.settings.status_interval_seconds)
+                await asyncio.wait_for(self.dirty.wait(), tick)
+            if (
+                not self.dirty.is_set()
+                and self.clock() - last_attempt < interval
+                and self._verdict_names() == reported_verdicts
+            ):
+                continue  # only health numbers moved: they wait for the next status interval
             self.dirty.clear()
+            last_attempt = self.clock()
             status = self.build_status()
             fingerprint = _fingerprint(status)
             if fingerprint == self._last_reported:
+                reported_verdicts = self._verdict_names()
                 continue  # nothing but timestamps changed: do not rewrite the EdgeDevice
             try:
                 await self.control.report(status)
@@ -472,9 +501,10 @@ class Agent:
                 continue
             delay = self.settings.retry_initial_seconds
             self._last_reported = fingerprint
+            reported_verdicts = self._verdict_names()
             self.conditions = list(status.conditions)
             self.reports += 1
-            await asyncio.sleep(0.1)  # coalesce bursts of changes into one patch
+            await asyncio.sleep(self.settings.report_coalesce_seconds)  # coalesce bursts of changes into one patch
 
     async def heartbeat_forever(self) -> None:
         delay = self.settings.retry_initial_seconds

@@ -97,11 +97,22 @@ class Result:
 class Registry:
     """Model name -> serving session, plus per-digest health recorders."""
 
-    def __init__(self, *, workers: int = 2, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+        executor: concurrent.futures.ThreadPoolExecutor | None = None,
+    ) -> None:
+        """``executor``: a pool shared with other registries (a process simulating many devices); it is then the
+        owner's to shut down, not this registry's."""
         self.clock = clock
         self._models: dict[str, Loaded] = {}
         self._recorders: dict[tuple[str, str], Recorder] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
+        self._owns_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="infer"
+        )
         self.metrics = Metrics()
         self.alarm = asyncio.Event()  # set on an error or non-finite output: wakes the health monitor at once
         self._recent_ms: dict[str, float] = {}  # digest -> moving average of inference latency
@@ -183,7 +194,8 @@ class Registry:
         return Result(loaded, outputs)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 __all__ = ["Loaded", "Metrics", "Recorder", "Registry", "Result"]

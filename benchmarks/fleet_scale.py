@@ -1,0 +1,331 @@
+"""Fleet scale: real edge agents (simulated devices) against the real API server and the real operator process.
+
+Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [--steady-seconds 120]``
+(``make bench-fleet``). Needs the local control plane binaries (``make controlplane``).
+
+For each fleet size N, in a fresh namespace with its own operator process:
+
+1. N devices (:mod:`edgefleet.fleetsim`, real ``Agent`` loops in a few processes) register; 1.0.0 is rolled out.
+2. **Update**: 2.0.0 is applied (steps 10 % -> pause 0 s -> 100 %, no analysis), timed until every device reports
+   2.0.0 active and Healthy, and until the ModelDeployment is Healthy on it.
+3. **Steady state**: API requests and writes per device per minute over ``--steady-seconds``.
+4. **Abort**: 3.0.0 asks for a p95 latency no device meets; the canaries roll themselves back and the operator
+   aborts. Timed from the abort decision (ModelDeployment phase RolledBack) until every device reports 2.0.0 again.
+
+Printed beside the field's seed figures (5,000 devices; update < 5 min; rollback < 30 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import controlplane, fleetstack
+
+from edgefleet.fleetsim import fleet, layout
+
+SEED = {"devices": 5000, "update_s": 300.0, "rollback_s": 30.0}
+STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"durationSeconds": 0}}, {"setWeight": 100}]
+BAD_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 10},
+    {"analysis": {"durationSeconds": 60, "minSamples": 1}},
+    {"setWeight": 100},
+]
+HEALTH = {"latencyP95Ms": 1000.0, "maxErrorRate": 0.05, "minSamples": 1, "windowSeconds": 10}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants."""
+    total = 0.0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+class Probe:
+    """Samples the fleet (worker statistics), the ModelDeployment and the operator's resources while waiting."""
+
+    def __init__(self, sim: fleet.Fleet, stack: fleetstack.Stack, apiserver_pid: int | None) -> None:
+        self.sim, self.stack, self.apiserver_pid = sim, stack, apiserver_pid
+        self.operator_pid = stack.operator.proc.pid if stack.operator.proc else 0
+        self.operator_peak_rss = 0
+
+    def resources(self) -> dict[str, float]:
+        rss = rss_bytes(self.operator_pid)
+        self.operator_peak_rss = max(self.operator_peak_rss, rss)
+        out = {"operator_cpu": cpu_seconds(self.operator_pid), "operator_rss": float(rss)}
+        if self.apiserver_pid:
+            out["apiserver_cpu"] = cpu_seconds(self.apiserver_pid)
+        return out
+
+    def until(
+        self,
+        done: Callable[[layout.Snapshot, dict[str, Any]], bool],
+        timeout: float,
+        what: str,
+        curve: Callable[[layout.Snapshot], int] | None = None,
+    ) -> tuple[float, list[tuple[float, int]], dict[str, Any]]:
+        """Seconds until ``done(snapshot, md_status)``; with ``curve`` also (seconds, count) samples."""
+        began = time.monotonic()
+        points: list[tuple[float, int]] = []
+        status: dict[str, Any] = {}
+        last_md = 0.0
+        while True:
+            now = time.monotonic()
+            snap = self.sim.snapshot()
+            if now - last_md >= 1.0:
+                status, last_md = self.stack.md_status(), now
+                self.resources()
+            if curve is not None:
+                points.append((now - began, curve(snap)))
+            if done(snap, status):
+                return now - began, points, status
+            if now - began > timeout:
+                raise fleet.FleetError(f"timed out after {timeout:.0f}s waiting for {what}; last {status}")
+            self.sim.check()
+            time.sleep(0.25)
+
+
+def per_device_minute(before: layout.Snapshot, after: layout.Snapshot, n: int) -> tuple[float, float]:
+    """(requests, writes) per device per minute between two snapshots (pure)."""
+    minutes = max(after.at - before.at, 1e-6) / 60
+    return (
+        (after.total_requests - before.total_requests) / n / minutes,
+        (after.writes - before.writes) / n / minutes,
+    )
+
+
+def run_size(
+    cp: controlplane.ControlPlane, n: int, processes: int, load_rps: float, steady_seconds: float, console: Console
+) -> dict[str, Any]:
+    namespace = f"fleet-{n}-{int(time.time())}"
+    cp.kubectl("create", "namespace", namespace)
+    root = Path(tempfile.mkdtemp(prefix=f"edgefleet-bench-{n}-"))
+    apiserver = cp._procs[-1].pid if cp._procs else None
+    result: dict[str, Any] = {"devices": n, "processes": processes, "loadRps": load_rps}
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+        stack = cleanup.enter_context(fleetstack.running(cp, namespace, root))
+        _measure(stack, cp, namespace, root, n, processes, load_rps, steady_seconds, apiserver, result, console)
+    return result
+
+
+def _measure(
+    stack: fleetstack.Stack,
+    cp: controlplane.ControlPlane,
+    namespace: str,
+    root: Path,
+    n: int,
+    processes: int,
+    load_rps: float,
+    steady_seconds: float,
+    apiserver: int | None,
+    result: dict[str, Any],
+    console: Console,
+) -> None:
+    spec = layout.FleetSpec(
+        kubeconfig=str(cp.kubeconfig),
+        namespace=namespace,
+        devices=n,
+        processes=processes,
+        root=str(root / "fleet"),
+        trust_keys=(str(stack.trust_key),),
+        load_rps=load_rps,
+    )
+    with fleet.Fleet(spec).start() as sim:
+        probe = Probe(sim, stack, apiserver)
+        t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 20, "registration")
+        result["registerSeconds"] = t
+        console.print(f"N={n}: {n} devices registered in {t:.1f}s")
+
+        stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
+        t, _, _ = probe.until(
+            lambda s, m: s.count("1.0.0") == n and m.get("phase") == "Healthy", 120 + n / 5, "1.0.0 everywhere"
+        )
+        result["initialSeconds"] = t
+        console.print(f"N={n}: 1.0.0 installed on every device in {t:.1f}s")
+        time.sleep(HEALTH["windowSeconds"] + 1)  # nobody is still on probation
+
+        # Update.
+        res0, snap0 = probe.resources(), sim.snapshot()
+        stack.apply(stack.deployment("2.0.0", STEPS, HEALTH))
+        t, curve, _ = probe.until(
+            lambda s, _m: s.count("2.0.0") == n, 120 + n / 5, "2.0.0 everywhere", curve=lambda s: s.count("2.0.0")
+        )
+        snap1 = sim.snapshot()
+        t_md, _, status = probe.until(
+            lambda _s, m: m.get("phase") == "Healthy" and str(m.get("stableRevision", "")).startswith("2.0.0"),
+            120,
+            "2.0.0 promoted",
+        )
+        res1 = probe.resources()
+        result.update(
+            updateSeconds=t,
+            promotedSeconds=t + t_md,
+            curve=curve,
+            rolloutRates=per_device_minute(snap0, snap1, n),
+            operatorCpuUpdate=res1["operator_cpu"] - res0["operator_cpu"],
+            apiserverCpuUpdate=res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0),
+        )
+        console.print(f"N={n}: 2.0.0 active and Healthy on every device in {t:.1f}s (promoted +{t_md:.1f}s)")
+
+        # Steady state.
+        time.sleep(HEALTH["windowSeconds"] + 1)
+        res0, snap0 = probe.resources(), sim.snapshot()
+        time.sleep(steady_seconds)
+        res1, snap1 = probe.resources(), sim.snapshot()
+        result.update(
+            steadyRates=per_device_minute(snap0, snap1, n),
+            operatorCpuSteady=(res1["operator_cpu"] - res0["operator_cpu"]) / steady_seconds,
+            apiserverCpuSteady=(res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0)) / steady_seconds,
+            operatorRss=res1["operator_rss"],
+            fleetRss=snap1.rss_bytes,
+            rssPerDevice=snap1.rss_bytes / n,
+        )
+        console.print(f"N={n}: steady state {result['steadyRates'][0]:.2f} req, {result['steadyRates'][1]:.2f} wr")
+
+        # Abort: canaries reject 3.0.0 on their own; the operator aborts; every device is on 2.0.0 again.
+        strict = {**HEALTH, "latencyP95Ms": 0.0001}
+        stack.apply(stack.deployment("3.0.0", BAD_STEPS, strict))
+        t_abort, _, status = probe.until(lambda _s, m: m.get("phase") == "RolledBack", 300, "abort")
+        t_back, _, _ = probe.until(
+            lambda s, _m: sum(v for k, v in s.reported.items() if k.split("|")[1::2] == ["2.0.0", "Active"]) == n,
+            120,
+            "every device Active on 2.0.0 again",
+        )
+        canaries = (status.get("devices") or {}).get("updated")
+        result.update(abortDecisionSeconds=t_abort, abortBackSeconds=t_back, canaries=canaries)
+        console.print(f"N={n}: abort decided {t_abort:.1f}s after apply; all on 2.0.0 {t_back:.1f}s later")
+        result["operatorPeakRss"] = probe.operator_peak_rss
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        xs = [p[0] for p in r["curve"]]
+        ys = [100.0 * p[1] / r["devices"] for p in r["curve"]]
+        ax.plot(xs, ys, label=f"N = {r['devices']:,} ({r['updateSeconds']:.0f} s)")
+    ax.set_xlabel("seconds since the new version was applied")
+    ax.set_ylabel("% of devices active and Healthy on it")
+    ax.set_title("Devices converged over time (zero pause durations)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(results: list[dict[str, Any]]) -> Table:
+    t = Table(title="Fleet scale (real agents, real kube-apiserver, real operator)")
+    for col in (
+        "N",
+        "update to 100 %",
+        "promoted",
+        "bad version -> abort",
+        "abort -> all on stable",
+        "req/dev/min steady (writes)",
+        "req/dev/min rollout (writes)",
+        "operator CPU steady / update",
+        "API server CPU update",
+        "operator RSS",
+        "agent RSS/device",
+    ):
+        t.add_column(col, justify="right")
+    for r in results:
+        t.add_row(
+            f"{r['devices']:,}",
+            f"{r['updateSeconds']:.1f} s",
+            f"{r['promotedSeconds']:.1f} s",
+            f"{r['abortDecisionSeconds']:.1f} s",
+            f"{r['abortBackSeconds']:.1f} s",
+            f"{r['steadyRates'][0]:.2f} ({r['steadyRates'][1]:.2f})",
+            f"{r['rolloutRates'][0]:.1f} ({r['rolloutRates'][1]:.1f})",
+            f"{100 * r['operatorCpuSteady']:.0f} % / {r['operatorCpuUpdate']:.1f} s",
+            f"{r['apiserverCpuUpdate']:.0f} s",
+            f"{r['operatorPeakRss'] / 2**20:.0f} MiB",
+            f"{r['rssPerDevice'] / 2**10:.0f} KiB",
+        )
+    t.add_row("seed (field)", "< 300 s @ 5,000", "", "", "< 30 s", "", "", "", "", style="dim")
+    return t
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="100,1000,5000", help="comma-separated fleet sizes")
+    p.add_argument("--processes", type=int, default=0, help="worker processes (0: one per 1,500 devices, min 2)")
+    p.add_argument("--load-rps", type=float, default=0.5, help="synthetic inferences per device per second")
+    p.add_argument("--steady-seconds", type=float, default=120.0)
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--plot", type=Path, default=Path("docs/fleet_scale.png"))
+    args = p.parse_args()
+    console = Console(width=200)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results = []
+    with controlplane.running() as cp:
+        for n in sizes:
+            processes = args.processes or max(2, math.ceil(n / 1500))
+            try:
+                results.append(run_size(cp, n, processes, args.load_rps, args.steady_seconds, console))
+            except fleet.FleetError as exc:
+                console.print(f"[red]N={n} did not finish: {exc}")
+                break
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+    if not results:
+        return 1
+    console.print(table(results))
+    plot(results, args.plot)
+    console.print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

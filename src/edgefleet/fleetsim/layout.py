@@ -1,0 +1,164 @@
+"""What a simulated fleet looks like: device names, labels, settings, and how per-process statistics add up.
+
+Everything here is pure, so the launcher, the worker processes and the benchmark agree on one layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SITES = 4
+LINES_PER_SITE = 5
+HARDWARE_CLASSES = ("x86", "x86", "arm64")  # weighted: two thirds x86
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetSpec:
+    """One simulated fleet (written as JSON for the worker processes).
+
+    The defaults keep steady-state API writes under one per device per minute: a Lease renewal every
+    ``leaseDurationSeconds / 4`` (225 s) and a status write when something changed, with mere health numbers
+    coalesced to one write per ``status_interval_seconds`` (100 s); a changed verdict or state is written at once.
+    """
+
+    kubeconfig: str
+    namespace: str
+    devices: int
+    processes: int
+    root: str
+    trust_keys: tuple[str, ...]
+    app: str = "adder"
+    prefix: str = "sim"
+    load_rps: float = 0.0
+    """Synthetic inferences per second per device (0: none) through the device's own serving registry."""
+    lease_duration_seconds: int = 900
+    status_interval_seconds: float = 100.0
+    verdict_check_seconds: float = 2.0
+    report_coalesce_seconds: float = 1.0
+    resync_seconds: float = 300.0
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+    health_tick_seconds: float = 0.5
+    ramp_per_second: float = 200.0
+    """Devices started per second per process, so registration does not arrive as one burst."""
+    inference_threads: int = 2
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FleetSpec:
+        raw = json.loads(text)
+        raw["trust_keys"] = tuple(raw.get("trust_keys") or ())
+        return cls(**raw)
+
+
+def device_name(spec: FleetSpec, index: int) -> str:
+    """``sim-00042`` (pure)."""
+    return f"{spec.prefix}-{index:05d}"
+
+
+def labels(spec: FleetSpec, index: int) -> dict[str, str]:
+    """Labels of device ``index``, spread round-robin over sites, lines and hardware classes (pure).
+
+    >>> labels(FleetSpec("k", "ns", 10, 1, "/tmp", ()), 7)["edgefleet.io/line"]
+    'site-3-line-1'
+    """
+    site = index % SITES
+    line = (index // SITES) % LINES_PER_SITE
+    return {
+        "app": spec.app,
+        "edgefleet.io/site": f"site-{site}",
+        "edgefleet.io/line": f"site-{site}-line-{line}",
+        "edgefleet.io/hardware-class": HARDWARE_CLASSES[index % len(HARDWARE_CLASSES)],
+    }
+
+
+def shards(devices: int, processes: int) -> list[range]:
+    """Split device indexes into ``processes`` contiguous ranges of near-equal size (pure).
+
+    >>> shards(5, 2)
+    [range(0, 3), range(3, 5)]
+    """
+    processes = max(1, min(processes, devices)) if devices else 1
+    base, extra = divmod(devices, processes)
+    out, start = [], 0
+    for k in range(processes):
+        size = base + (1 if k < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The fleet's state added up over every worker process at one instant."""
+
+    at: float
+    devices: int
+    started: int
+    registered: int
+    requests: dict[str, int]
+    """API requests by verb (GET, LIST, WATCH, POST, PATCH) since each worker started."""
+    reported: dict[str, int]
+    """Devices by the last status they wrote: ``"<model>|<activeVersion>|<verdict>|<state>"``."""
+    rss_bytes: int
+    workers: int
+
+    @property
+    def writes(self) -> int:
+        return sum(v for k, v in self.requests.items() if k in ("POST", "PATCH", "PUT", "DELETE"))
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def count(self, version: str, verdict: str = "Healthy", model: str | None = None) -> int:
+        """Devices that last reported ``version`` active with ``verdict`` (pure)."""
+        total = 0
+        for key, n in self.reported.items():
+            name, active, got, _state = key.split("|")
+            if active == version and got == verdict and (model is None or name == model):
+                total += n
+        return total
+
+
+def combine(parts: Iterable[Mapping[str, Any]], at: float) -> Snapshot:
+    """Add up the workers' statistics files (pure).
+
+    >>> combine([{"devices": 2, "started": 2, "registered": 1, "requests": {"GET": 3}, "reported": {},
+    ...           "rssBytes": 10}], at=0.0).requests
+    {'GET': 3}
+    """
+    requests: dict[str, int] = {}
+    reported: dict[str, int] = {}
+    devices = started = registered = rss = workers = 0
+    for part in parts:
+        workers += 1
+        devices += int(part.get("devices", 0))
+        started += int(part.get("started", 0))
+        registered += int(part.get("registered", 0))
+        rss += int(part.get("rssBytes", 0))
+        for k, v in (part.get("requests") or {}).items():
+            requests[k] = requests.get(k, 0) + int(v)
+        for k, v in (part.get("reported") or {}).items():
+            reported[k] = reported.get(k, 0) + int(v)
+    return Snapshot(at, devices, started, registered, requests, reported, rss, workers)
+
+
+def read_stats(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The workers' statistics files that exist and parse (a file being replaced is skipped this time)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+__all__ = ["FleetSpec", "Snapshot", "combine", "device_name", "labels", "read_stats", "shards"]

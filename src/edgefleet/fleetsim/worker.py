@@ -1,0 +1,306 @@
+"""One worker process of a simulated fleet: many real :class:`~edgefleet.edge_reconciler.device.Agent` loops on one
+event loop.
+
+Each device is the real agent (registration, Lease heartbeat, a watch on its own EdgeDevice, download, sha256 +
+signature verification, install into A/B slots, golden-sample smoke test, switch, health probation, status reports)
+with its own state directory and serving registry. What the devices of one process share, so thousands fit on one
+machine: one HTTP connection pool to the API server and one to the artifact store, one small inference thread pool,
+and one onnxruntime session per model digest (:class:`SharedSessionInstaller`; every device still downloads,
+verifies and smoke-tests its own copy). Every API request is counted (:class:`CountingClient`), and the process
+writes its statistics to a JSON file twice a second for :class:`edgefleet.fleetsim.fleet.Fleet`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefleet.adapters import artifacts, bundle, kube, onnx_session
+from edgefleet.api.edgedevice import EdgeDeviceStatus
+from edgefleet.core.errors import TransientError
+from edgefleet.edge_reconciler import capabilities, control, device, installer, serving, state
+from edgefleet.fleetsim import layout
+
+log = logging.getLogger(__name__)
+
+
+class CountingClient(kube.Client):
+    """The real client, counting requests by verb (``LIST`` and ``WATCH`` apart from ``GET``)."""
+
+    def __init__(self, connection: kube.Connection, session: kube.Session, counts: collections.Counter[str]) -> None:
+        super().__init__(connection, session)
+        self.counts = counts
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        kind: str | None = None,
+    ) -> kube.JsonObject:
+        self.counts[method] += 1
+        return await super().request(method, path, params=params, body=body, content_type=content_type, kind=kind)
+
+    async def list(
+        self,
+        path: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        kind: str | None = None,
+    ) -> kube.JsonObject:
+        self.counts["LIST"] += 1
+        self.counts["GET"] -= 1  # request() below counts it as a GET
+        return await super().list(path, label_selector=label_selector, field_selector=field_selector, kind=kind)
+
+    async def watch(
+        self,
+        path: str,
+        *,
+        resource_version: str | None = None,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+        kind: str | None = None,
+    ) -> AsyncIterator[kube.WatchEvent]:
+        self.counts["WATCH"] += 1
+        async for event in super().watch(
+            path,
+            resource_version=resource_version,
+            field_selector=field_selector,
+            label_selector=label_selector,
+            timeout_seconds=timeout_seconds,
+            kind=kind,
+        ):
+            yield event
+
+
+class RecordingControl(control.KubeControl):
+    """The real EdgeDevice/Lease control, remembering whether it registered and the last status it wrote."""
+
+    registered = False
+    last: EdgeDeviceStatus | None = None
+
+    async def register(self, labels: Mapping[str, str]) -> None:
+        await super().register(labels)
+        self.registered = True
+
+    async def report(self, status: EdgeDeviceStatus) -> None:
+        await super().report(status)
+        self.last = status
+
+
+class SharedSessionInstaller(installer.Installer):
+    """The real installer with one onnxruntime session per model digest for the whole process.
+
+    Download, digest, signature and the golden-sample smoke test still run per device; only the session object that
+    a verified, identical model would create again is reused (sessions are thread-safe for ``run``).
+    """
+
+    sessions: dict[str, onnx_session.ModelRuntime] = {}
+
+    def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
+        key = hashlib.sha256(model).hexdigest()
+        runtime = self.sessions.get(key)
+        if runtime is None:
+            runtime = self.sessions[key] = super()._runtime(model)
+        return runtime
+
+
+class SimAgent(device.Agent):
+    """:class:`device.Agent` with :class:`SharedSessionInstaller`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        s = self.settings
+        self.installer = SharedSessionInstaller(
+            store=self.store,
+            registry=self.registry,
+            fetch=self.fetch,
+            trusted_keys=self.trusted_keys,
+            phase=self._phase,
+            clock=self.clock,
+            max_bundle_bytes=s.max_bundle_bytes,
+            retry_initial_seconds=s.retry_initial_seconds,
+            retry_max_seconds=s.retry_max_seconds,
+            intra_op_threads=s.intra_op_threads,
+        )
+
+    async def heartbeat_forever(self) -> None:
+        """Register and renew the Lease at once, then renew on a random phase, as devices that booted at different
+        times do (a fleet started within seconds would otherwise renew every Lease in the same second)."""
+        with contextlib.suppress(kube.KubeError, TransientError):
+            await self.control.register(self.settings.labels)
+            await self.control.heartbeat(self.wall())
+        await asyncio.sleep(random.uniform(0, self.settings.lease_duration_seconds / 4))
+        await super().heartbeat_forever()
+
+
+def _zeros(runtime: onnx_session.ModelRuntime) -> dict[str, np.ndarray[Any, Any]]:
+    """An all-zeros input for every model input, symbolic dimensions as 1 (pure)."""
+    return {
+        spec.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in spec.shape], dtype=np.dtype(spec.dtype))
+        for spec in runtime.inputs
+    }
+
+
+async def _load(registry: serving.Registry, rps: float) -> None:
+    """A few predictions per second through the device's registry, so health verdicts come from real latency."""
+    period = 1.0 / rps
+    await asyncio.sleep(random.uniform(0, period))
+    while True:
+        for loaded in registry.all():
+            with contextlib.suppress(onnx_session.InferenceError, KeyError):
+                await registry.predict(loaded.name, _zeros(loaded.runtime))
+        await asyncio.sleep(period)
+
+
+def _rss_bytes() -> int:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class Worker:
+    """The devices ``first .. first+count-1`` of ``spec`` in this process."""
+
+    def __init__(self, spec: layout.FleetSpec, indexes: range, stats: Path) -> None:
+        self.spec = spec
+        self.indexes = indexes
+        self.stats = stats
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.controls: list[RecordingControl] = []
+        self.started = 0
+
+    def _write_stats(self) -> None:
+        reported: collections.Counter[str] = collections.Counter()
+        for ctl in self.controls:
+            if ctl.last is None or not ctl.last.models:
+                reported["-|-|-|-"] += 1
+                continue
+            for m in ctl.last.models:
+                verdict = m.health.verdict if m.health is not None else "-"
+                reported[f"{m.name}|{m.active_version or '-'}|{verdict}|{m.state}"] += 1
+        body = {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "devices": len(self.indexes),
+            "started": self.started,
+            "registered": sum(1 for c in self.controls if c.registered),
+            "requests": dict(self.counts),
+            "reported": dict(reported),
+            "rssBytes": _rss_bytes(),
+        }
+        state.write_atomic(self.stats, json.dumps(body).encode())
+
+    async def _report_stats(self) -> None:
+        while True:
+            self._write_stats()
+            await asyncio.sleep(0.5)
+
+    async def run(self) -> None:
+        spec = self.spec
+        connection = kube.from_kubeconfig(Path(spec.kubeconfig))
+        http = kube.new_session()
+        downloads = artifacts.new_session(limit=32)
+        fetch = functools.partial(artifacts.download, downloads, timeout_seconds=120.0)
+        keys = [bundle.load_public_key(Path(p).read_bytes()) for p in spec.trust_keys]
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=spec.inference_threads, thread_name_prefix="infer")
+        caps = capabilities.detect()
+        settings = device.Settings(
+            max_bundle_bytes=64 * 1024**2,
+            lease_duration_seconds=spec.lease_duration_seconds,
+            status_interval_seconds=spec.status_interval_seconds,
+            health_tick_seconds=spec.health_tick_seconds,
+            retry_initial_seconds=spec.retry_initial_seconds,
+            retry_max_seconds=spec.retry_max_seconds,
+            resync_seconds=spec.resync_seconds,
+            verdict_check_seconds=spec.verdict_check_seconds,
+            report_coalesce_seconds=spec.report_coalesce_seconds,
+        )
+        tasks: list[asyncio.Task[None]] = []
+        registries: list[serving.Registry] = []
+        stats_task = asyncio.ensure_future(self._report_stats())
+        try:
+            for index in self.indexes:
+                name = layout.device_name(spec, index)
+                ctl = RecordingControl(
+                    CountingClient(connection, http, self.counts),
+                    spec.namespace,
+                    name,
+                    lease_duration_seconds=spec.lease_duration_seconds,
+                    retry_initial_seconds=spec.retry_initial_seconds,
+                    retry_max_seconds=spec.retry_max_seconds,
+                )
+                registry = serving.Registry(executor=pool)
+                agent = SimAgent(
+                    control=ctl,
+                    store=state.Store(Path(spec.root) / "devices" / name),
+                    registry=registry,
+                    fetch=fetch,
+                    trusted_keys=keys,
+                    settings=dataclasses.replace(settings, labels=layout.labels(spec, index)),
+                    capabilities=caps,
+                )
+                self.controls.append(ctl)
+                registries.append(registry)
+                tasks.append(asyncio.ensure_future(agent.run()))
+                if spec.load_rps > 0:
+                    tasks.append(asyncio.ensure_future(_load(registry, spec.load_rps)))
+                self.started += 1
+                await asyncio.sleep(1.0 / spec.ramp_per_second)
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stats_task
+            self._write_stats()
+            await http.close()
+            await downloads.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def main(spec_file: Path, first: int, count: int, stats: Path) -> int:
+    """Run until SIGTERM/SIGINT, then stop every device and close every connection."""
+    spec = layout.FleetSpec.from_json(spec_file.read_text())
+    worker = Worker(spec, range(first, first + count), stats)
+
+    async def body() -> None:
+        task = asyncio.ensure_future(worker.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(body())
+    log.info("Stopped fleet worker devices=%d at=%s", count, dt.datetime.now(dt.UTC).isoformat())
+    return 0
+
+
+__all__ = ["CountingClient", "RecordingControl", "SharedSessionInstaller", "SimAgent", "Worker", "main"]

@@ -1,0 +1,86 @@
+"""A simulated fleet of real edge agents (two worker processes) on the real API server with the real operator.
+
+Sixty devices register with labels spread over sites, lines and hardware classes, then the operator rolls
+``adder`` 1.0.0 out to all of them: every device downloads the signed bundle from the operator's store, verifies
+and smoke-tests it, serves it to a synthetic load and reports Healthy. The test checks the resulting EdgeDevices,
+Leases and ModelDeployment, the simulator's request counts, and that stopping the fleet leaves no process and no
+state behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edgefleet.fleetsim import fleet, layout
+from tests.support import controlplane, fleetstack
+
+pytestmark = pytest.mark.controlplane
+DEVICES = 60
+HEALTH = {"latencyP95Ms": 500.0, "maxErrorRate": 0.05, "minSamples": 2, "windowSeconds": 5}
+STEPS = [{"setWeight": 50}, {"setWeight": 100}]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_simulated_fleet_registers_converges_and_stops_cleanly(
+    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    cp = control_plane
+    with fleetstack.running(cp, namespace, tmp_path) as stack:
+        spec = layout.FleetSpec(
+            kubeconfig=str(cp.kubeconfig),
+            namespace=namespace,
+            devices=DEVICES,
+            processes=2,
+            root=str(tmp_path / "fleet"),
+            trust_keys=(str(stack.trust_key),),
+            load_rps=2.0,
+        )
+        sim = fleet.Fleet(spec).start()
+        pids = sim.pids
+        try:
+            sim.wait(lambda s: s.registered == DEVICES, 60, "every device registered")
+            devices = json.loads(cp.kubectl("-n", namespace, "get", "edgedevices", "-o", "json").stdout)["items"]
+            assert len(devices) == DEVICES
+            lines = {d["metadata"]["labels"]["edgefleet.io/line"] for d in devices}
+            hardware = {d["metadata"]["labels"]["edgefleet.io/hardware-class"] for d in devices}
+            assert len(lines) == layout.SITES * layout.LINES_PER_SITE and hardware == {"x86", "arm64"}
+
+            stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
+            deadline = time.monotonic() + 90
+            status = stack.md_status()
+            while time.monotonic() < deadline and status.get("phase") != "Healthy":
+                sim.check()
+                time.sleep(0.5)
+                status = stack.md_status()
+            assert status.get("phase") == "Healthy", status
+            stable = status["stableRevision"]
+            snap = sim.wait(lambda s: s.count("1.0.0") == DEVICES, 30, "every device Healthy on 1.0.0")
+
+            devices = json.loads(cp.kubectl("-n", namespace, "get", "edgedevices", "-o", "json").stdout)["items"]
+            reports = [d["status"]["models"][0] for d in devices]
+            assert {r["activeRevision"] for r in reports} == {stable}
+            assert {r["activeVersion"] for r in reports} == {"1.0.0"}
+            assert all(r["state"] == "Active" and r["health"]["verdict"] == "Healthy" for r in reports), reports[:3]
+            assert all(r["health"]["samples"] >= HEALTH["minSamples"] for r in reports)
+            leases = json.loads(cp.kubectl("-n", namespace, "get", "leases", "-o", "json").stdout)["items"]
+            assert {lease["metadata"]["name"] for lease in leases} >= {d["metadata"]["name"] for d in devices}
+            assert (status.get("devices") or {}).get("updated") == DEVICES, status
+            # Every device watched its own EdgeDevice and wrote through the counted client.
+            assert snap.requests.get("WATCH", 0) >= DEVICES and snap.writes >= 3 * DEVICES, snap.requests
+            assert snap.rss_bytes > 0
+        finally:
+            sim.stop()
+    assert not any(_alive(pid) for pid in pids)
+    assert not Path(spec.root).exists()
