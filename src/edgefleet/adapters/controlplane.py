@@ -12,6 +12,7 @@ apiserver first, etcd second.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -21,6 +22,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -39,6 +41,7 @@ REPO = Path(__file__).resolve().parents[3]
 KUBE_VERSION = os.environ.get("EDGEFLEET_KUBE_VERSION", "v1.36.3")
 ETCD_VERSION = os.environ.get("EDGEFLEET_ETCD_VERSION", "v3.6.8")
 NAME = "edgefleet-test"
+_PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
@@ -218,9 +221,25 @@ class ControlPlane:
         self._procs.clear()
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGKILL it when the process that started it dies, even by SIGKILL.
+
+    Teardown normally stops the control plane; this covers a test runner or demo killed outright, which would
+    otherwise leave kube-apiserver and etcd running in their own sessions.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own descriptor
-        return subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # spawned before any thread starts
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
