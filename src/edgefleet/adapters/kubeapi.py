@@ -1,20 +1,22 @@
 """A small async Kubernetes API surface (list/get/create/merge-patch/delete by path) and its implementation.
 
-:class:`KubeApi` is the Protocol the operator's adapters are written against, so they can move onto the shared aiohttp
-client later without changing. :class:`KubernetesApi` implements it with the official ``kubernetes`` client's generic
-``call_api`` run in a worker thread. Vendor exceptions stop here: 404 becomes :class:`NotFound`, 409 :class:`Conflict`
-(retry with fresh data), 5xx/429/network errors :class:`TransientError`, and 400/403/422 :class:`ApiRejected` (a
-permanent problem: RBAC or an invalid object).
+:class:`KubeApi` is the Protocol the operator's adapters are written against (tests use an in-memory fake of it);
+:class:`KubernetesApi` implements it on the shared async client of :mod:`edgefleet.adapters.kube`, the same one the
+edge agent uses. Errors stop here: 404 becomes :class:`NotFound`, 409 :class:`Conflict` (retry with fresh data),
+5xx/429/network errors and cut-off bodies :class:`TransientError`, and other 4xx :class:`ApiRejected` (a permanent
+problem: RBAC or an invalid object).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import dataclasses
-import json
+import os
+from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
+from edgefleet.adapters import kube
 from edgefleet.core import errors
 
 
@@ -88,26 +90,17 @@ class KubeApi(Protocol):
 
 
 class KubernetesApi:
-    """:class:`KubeApi` over the official client (in-cluster config, or a kubeconfig file)."""
+    """:class:`KubeApi` over the shared async client (:mod:`edgefleet.adapters.kube`).
+
+    Create it inside the event loop that uses it (it owns an aiohttp session) and ``await close()`` when done.
+    Credentials: ``kubeconfig`` when given, else the pod's service account, else ``$KUBECONFIG`` or
+    ``~/.kube/config``.
+    """
 
     def __init__(self, kubeconfig: str | None = None, timeout: float = 30.0) -> None:
-        import kubernetes
-
-        configuration = kubernetes.client.Configuration()
-        try:
-            if kubeconfig:
-                kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-            else:
-                try:
-                    kubernetes.config.load_incluster_config(client_configuration=configuration)
-                except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config(client_configuration=configuration)
-        except (kubernetes.config.ConfigException, OSError) as exc:
-            raise ApiRejected(
-                f"no Kubernetes credentials: {exc}; run in a pod with a ServiceAccount or set KUBECONFIG"
-            ) from exc
-        self._client = kubernetes.client.ApiClient(configuration)
-        self._timeout = timeout
+        self.connection = _connection(kubeconfig)
+        self._session = kube.new_session()
+        self._client = kube.Client(self.connection, self._session, timeout_seconds=timeout)
 
     async def _call(
         self,
@@ -116,41 +109,15 @@ class KubernetesApi:
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
-    ) -> Any:
-        return await asyncio.to_thread(self._call_sync, method, path, body, query, content_type)
-
-    def _call_sync(self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str) -> Any:
-        import kubernetes
-        import urllib3
-
-        if query:
-            path += "?" + urlencode(query)
+    ) -> dict[str, Any]:
         try:
-            response = self._client.call_api(
-                path,
-                method,
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-            # Read the body inside the try: a big LIST cut off mid-stream (the API server's request timeout under
-            # load) is a transient failure to retry soon, not an unclassified crash that kopf backs off for 60 s.
-            data = response[0].data if isinstance(response, tuple) else response.data
-        except kubernetes.client.ApiException as exc:
-            reason = _reason(exc.body) or exc.reason
-            where = f"{method} {path}"
-            if exc.status == 404:
-                raise NotFound(f"{where}: not found") from None
-            if exc.status == 409:
-                raise Conflict(f"{where}: conflict ({reason}); retrying with fresh data", delay=1.0) from None
-            if exc.status in (400, 401, 403, 422):
-                raise ApiRejected(f"{where}: {exc.status} {reason}; check RBAC and the object") from None
-            raise errors.TransientError(f"{where}: {exc.status} {reason}", delay=5.0) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.TransientError(f"{method} {path}: API server unreachable ({exc})", delay=5.0) from None
-        return json.loads(data) if data else None
+            return await self._client.request(method, path, params=query, body=body, content_type=content_type)
+        except kube.NotFoundError:
+            raise NotFound(f"{method} {path}: not found") from None
+        except kube.ConflictError as exc:
+            raise Conflict(f"{exc}; retrying with fresh data", delay=1.0) from None
+        except kube.KubeError as exc:
+            raise ApiRejected(f"{exc}; check RBAC and the object") from None
 
     async def list(self, resource: Resource, namespace: str | None, label_selector: str = "") -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
@@ -159,12 +126,10 @@ class KubernetesApi:
         return items
 
     async def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", resource.path(namespace, name))
-        return result
+        return await self._call("GET", resource.path(namespace, name))
 
     async def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("POST", resource.path(namespace), body=body)
-        return result
+        return await self._call("POST", resource.path(namespace), body=body)
 
     async def merge_patch(
         self,
@@ -174,13 +139,9 @@ class KubernetesApi:
         patch: dict[str, Any],
         subresource: str | None = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "PATCH",
-            resource.path(namespace, name, subresource),
-            body=patch,
-            content_type="application/merge-patch+json",
+        return await self._call(
+            "PATCH", resource.path(namespace, name, subresource), body=patch, content_type=kube.MERGE_PATCH
         )
-        return result
 
     async def delete(self, resource: Resource, namespace: str | None, name: str) -> None:
         try:
@@ -188,27 +149,23 @@ class KubernetesApi:
         except NotFound:
             return
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        await kube.close_session(self._session)
 
 
-def current_namespace(kubeconfig: str | None = None) -> str:
-    """The namespace of the kubeconfig's current context ("default" when unset or without a kubeconfig)."""
-    import kubernetes
-
+def _connection(kubeconfig: str | None) -> kube.Connection:
+    """Where and how to reach the API server; raises ApiRejected when no credentials can be found."""
     try:
-        _, context = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
-    except (kubernetes.config.ConfigException, OSError, TypeError):
-        return "default"
-    namespace = (context or {}).get("context", {}).get("namespace")
-    return str(namespace) if namespace else "default"
-
-
-def _reason(body: Any) -> str:
-    try:
-        return str(json.loads(body).get("message", ""))
-    except (TypeError, ValueError, AttributeError):
-        return ""
+        if kubeconfig:
+            return kube.from_kubeconfig(Path(kubeconfig))
+        with contextlib.suppress(kube.KubeError):
+            return kube.in_cluster()
+        default = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(Path.home() / ".kube" / "config")
+        return kube.from_kubeconfig(Path(default))
+    except kube.KubeError as exc:
+        raise ApiRejected(
+            f"no Kubernetes credentials: {exc}; run in a pod with a ServiceAccount or set KUBECONFIG"
+        ) from exc
 
 
 __all__ = [
@@ -221,5 +178,4 @@ __all__ = [
     "KubernetesApi",
     "NotFound",
     "Resource",
-    "current_namespace",
 ]

@@ -21,7 +21,7 @@ class Cluster:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.api = kubeapi.KubernetesApi(args.kubeconfig)
-        self.namespace: str = args.namespace or kubeapi.current_namespace(args.kubeconfig)
+        self.namespace: str = args.namespace or self.api.connection.namespace
 
     async def deployments(self) -> list[modeldeployment.ModelDeployment]:
         raw = await self.api.list(fleet.MODELDEPLOYMENTS, self.namespace)
@@ -47,8 +47,8 @@ class Cluster:
         patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
         await self.api.merge_patch(fleet.MODELDEPLOYMENTS, self.namespace, name, patch)
 
-    def close(self) -> None:
-        self.api.close()
+    async def close(self) -> None:
+        await self.api.close()
 
 
 __all__ = ["Cluster", "add_cluster_arguments"]

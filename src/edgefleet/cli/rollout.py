@@ -135,7 +135,7 @@ async def _run(args: argparse.Namespace) -> int:
             return await _status(cl, args)
         return await _steer(cl, args)
     finally:
-        cl.close()
+        await cl.close()
 
 
 def run(args: argparse.Namespace) -> int:

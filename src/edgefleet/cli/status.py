@@ -233,7 +233,7 @@ async def _run(args: argparse.Namespace) -> int:
                 else:
                     live.update(renderable)
     finally:
-        cl.close()
+        await cl.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -128,7 +128,7 @@ async def cleanup(logger: Log, **_: Any) -> None:
         return
     await _STATE.runner.cleanup()
     _STATE.pool.shutdown(wait=False, cancel_futures=True)
-    _STATE.api.close()
+    await _STATE.api.close()
     _STATE = None
     logger.info("Stopped edgefleet operator")
 
