@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgefleet.adapters import fleet, kubeapi
 from edgefleet.api import edgedevice, modeldeployment
+from edgefleet.core import errors
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,4 +55,21 @@ class Cluster:
         await self.api.close()
 
 
-__all__ = ["Cluster", "add_cluster_arguments"]
+def run(command: Callable[[Cluster, argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run an async command with a connected :class:`Cluster`; edgefleet errors print and exit 1."""
+
+    async def connected() -> int:
+        cl = Cluster(args)
+        try:
+            return await command(cl, args)
+        finally:
+            await cl.close()
+
+    try:
+        return asyncio.run(connected())
+    except errors.EdgefleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["Cluster", "add_cluster_arguments", "run"]

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from edgefleet.api import modeldeployment
 from edgefleet.cli import cluster, status
-from edgefleet.core import errors, planner
+from edgefleet.core import planner
 
 DONE = ("Healthy",)
 FAILED = ("RolledBack", "Degraded", "Stalled")
@@ -128,23 +128,15 @@ async def _steer(cl: cluster.Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace) -> int:
-    cl = cluster.Cluster(args)
-    try:
-        if args.action == "status":
-            return await _status(cl, args)
-        return await _steer(cl, args)
-    finally:
-        await cl.close()
+async def _run(cl: cluster.Cluster, args: argparse.Namespace) -> int:
+    if args.action == "status":
+        return await _status(cl, args)
+    return await _steer(cl, args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``edgefleet rollout``."""
-    try:
-        return asyncio.run(_run(args))
-    except errors.EdgefleetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return cluster.run(_run, args)
 
 
 def register(subparsers: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.cli import cluster
-from edgefleet.core import conditions, errors, planner
+from edgefleet.core import conditions, planner
 
 PHASE_STYLE = {
     "Healthy": "green",
@@ -213,36 +212,28 @@ async def _collect(cl: cluster.Cluster, name: str | None) -> tuple[Any, Renderab
     return {**view, "deviceRows": devices}, detail(view, devices)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    cl = cluster.Cluster(args)
+async def _run(cl: cluster.Cluster, args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        data, renderable = await _collect(cl, args.name)
-        if not args.watch:
+    data, renderable = await _collect(cl, args.name)
+    if not args.watch:
+        if args.output == "json":
+            print(json.dumps(data, indent=2, sort_keys=True))
+        else:
+            console.print(renderable)
+        return 0
+    with Live(renderable, console=console, refresh_per_second=4) as live:
+        while True:
+            await asyncio.sleep(args.interval)
+            data, renderable = await _collect(cl, args.name)
             if args.output == "json":
-                print(json.dumps(data, indent=2, sort_keys=True))
+                print(json.dumps(data, sort_keys=True), flush=True)
             else:
-                console.print(renderable)
-            return 0
-        with Live(renderable, console=console, refresh_per_second=4) as live:
-            while True:
-                await asyncio.sleep(args.interval)
-                data, renderable = await _collect(cl, args.name)
-                if args.output == "json":
-                    print(json.dumps(data, sort_keys=True), flush=True)
-                else:
-                    live.update(renderable)
-    finally:
-        await cl.close()
+                live.update(renderable)
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``edgefleet status``."""
-    try:
-        return asyncio.run(_run(args))
-    except errors.EdgefleetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return cluster.run(_run, args)
 
 
 def register(subparsers: Any) -> None:
