@@ -23,8 +23,9 @@ import yaml
 from edgefleet.adapters import bundle
 from edgefleet.adapters import controlplane as cp_adapter
 from tests.operator.test_operator_agents import agent_config
-from tests.operator.test_operator_controlplane import OperatorProcess, manifest, md_status
-from tests.support import controlplane, models
+from tests.operator.test_operator_controlplane import manifest, md_status
+from tests.support import controlplane, models, operatorproc
+from tests.support.operatorproc import OperatorProcess
 from tests.support.tcpproxy import TcpProxy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,30 +234,14 @@ def running(
     with models.served(model_dir) as url:
         fleet = Fleet(cp, namespace, root, url)
         (root / "trust.pem").write_bytes(bundle.public_key_pem(fleet.trust_key))
-        cp.kubectl(
-            "-n",
-            namespace,
-            "create",
-            "secret",
-            "generic",
-            "signing",
-            f"--from-literal=signing-key.pem={bundle.private_key_pem(fleet.key).decode()}",
-        )
+        operatorproc.create_signing_secret(cp, namespace, fleet.key)
         pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
         store_port = cp_adapter.free_port()
         fleet.store_proxy = ThrottlingProxy("127.0.0.1", store_port)
         fleet.loop.run(fleet.store_proxy.up())
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(cp.kubeconfig),
-            "PYTHONPATH": pythonpath,
-            "EDGEFLEET_STORE_DIR": str(fleet.store_dir),
-            "EDGEFLEET_STORE_PORT": str(store_port),
-            "EDGEFLEET_STORE_HOST": "127.0.0.1",
-            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{fleet.store_proxy.port}",
-            "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
-            "EDGEFLEET_RESYNC_SECONDS": "1",
-        }
+        env = operatorproc.operator_env(
+            cp, namespace, fleet.store_dir, store_port, store_url=f"http://127.0.0.1:{fleet.store_proxy.port}"
+        )
         fleet.operator = OperatorProcess(env, namespace, root / "operator.log")
         fleet.operator.start()
         upstream = _upstream(cp)

@@ -26,8 +26,9 @@ import yaml
 
 from edgefleet.adapters import bundle
 from edgefleet.adapters import controlplane as cp_adapter
-from tests.operator.test_operator_controlplane import OperatorProcess, events, manifest, md_status, wait_for
-from tests.support import controlplane, models
+from tests.operator.test_operator_controlplane import events, manifest, md_status, wait_for
+from tests.support import controlplane, models, operatorproc
+from tests.support.operatorproc import OperatorProcess
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -101,30 +102,11 @@ def real_fleet(
     (store_dir / "eval.npz").write_bytes(models.evaluation_set(4))
     key = bundle.generate_key()
     (tmp_path / "trust.pem").write_bytes(bundle.public_key_pem(key.public_key()))
-    cp.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "signing",
-        f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
-    )
+    operatorproc.create_signing_secret(cp, namespace, key)
     pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
     agents: list[subprocess.Popen[bytes]] = []
     with models.served(store_dir) as url:
-        port = cp_adapter.free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(cp.kubeconfig),
-            "PYTHONPATH": pythonpath,
-            "EDGEFLEET_STORE_DIR": str(tmp_path / "store"),
-            "EDGEFLEET_STORE_PORT": str(port),
-            "EDGEFLEET_STORE_HOST": "127.0.0.1",
-            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
-            "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
-            "EDGEFLEET_RESYNC_SECONDS": "1",
-        }
+        env = operatorproc.operator_env(cp, namespace, tmp_path / "store", cp_adapter.free_port())
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
         sockets = []

@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,8 +24,9 @@ import pytest
 
 from edgefleet.adapters import bundle
 from edgefleet.adapters import controlplane as cp_adapter
-from tests.support import controlplane, models
+from tests.support import controlplane, models, operatorproc
 from tests.support.devices import SimulatedFleet
+from tests.support.operatorproc import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
 REPO = Path(__file__).resolve().parents[2]
@@ -45,44 +44,6 @@ model_server = models.served
 models_support = models
 
 
-class OperatorProcess:
-    """``kopf run -m edgefleet.operator`` as a child process that a test can kill and start again."""
-
-    def __init__(self, env: dict[str, str], namespace: str, log: Path) -> None:
-        self.env, self.namespace, self.log = env, namespace, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kopf",
-                    "run",
-                    "--standalone",
-                    "--namespace",
-                    self.namespace,
-                    "-m",
-                    "edgefleet.operator",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
 @pytest.fixture
 def setup(
     control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -94,30 +55,12 @@ def setup(
     (models / "eval.npz").write_bytes(models_support.evaluation_set(4))
     (models / "linear.onnx").write_bytes(models_support.linear(1))
     (models / "linear-eval.npz").write_bytes(models_support.evaluation_set(16))
-    key = bundle.generate_key()
-    control_plane.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "signing",
-        f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
-    )
+    operatorproc.create_signing_secret(control_plane, namespace, bundle.generate_key())
     with model_server(models) as url:
-        port = cp_adapter.free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(control_plane.kubeconfig),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "EDGEFLEET_STORE_DIR": str(tmp_path / "store"),
-            "EDGEFLEET_STORE_PORT": str(port),
-            "EDGEFLEET_STORE_HOST": "127.0.0.1",
-            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
-            "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
-            "EDGEFLEET_RESYNC_SECONDS": "1",
-            **{k: v.format(namespace=namespace) for k, v in getattr(request, "param", {}).items()},
-        }
+        extra = {k: v.format(namespace=namespace) for k, v in getattr(request, "param", {}).items()}
+        env = operatorproc.operator_env(
+            control_plane, namespace, tmp_path / "store", cp_adapter.free_port(), extra=extra
+        )
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
         try:

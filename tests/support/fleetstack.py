@@ -7,15 +7,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgefleet.adapters import bundle
 from edgefleet.adapters import controlplane as cp_adapter
-from tests.operator.test_operator_controlplane import OperatorProcess, manifest
-from tests.support import controlplane, models
+from tests.operator.test_operator_controlplane import manifest
+from tests.support import controlplane, models, operatorproc
+from tests.support.operatorproc import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0))
@@ -68,29 +68,9 @@ def running(
     key = bundle.generate_key()
     trust = root / "trust.pem"
     trust.write_bytes(bundle.public_key_pem(key.public_key()))
-    cp.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "signing",
-        f"--from-literal=signing-key.pem={bundle.private_key_pem(key).decode()}",
-    )
+    operatorproc.create_signing_secret(cp, namespace, key)
     with models.served(store_dir) as url:
-        port = cp_adapter.free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(cp.kubeconfig),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "EDGEFLEET_STORE_DIR": str(root / "store"),
-            "EDGEFLEET_STORE_PORT": str(port),
-            "EDGEFLEET_STORE_HOST": "127.0.0.1",
-            "EDGEFLEET_STORE_URL": f"http://127.0.0.1:{port}",
-            "EDGEFLEET_SIGNING_SECRET": f"{namespace}/signing",
-            "EDGEFLEET_RESYNC_SECONDS": "1",
-            **(extra_env or {}),
-        }
+        env = operatorproc.operator_env(cp, namespace, root / "store", cp_adapter.free_port(), extra=extra_env)
         operator = OperatorProcess(env, namespace, root / "operator.log")
         operator.start()
         try:
