@@ -569,3 +569,38 @@ def test_the_rollout_survives_an_api_server_restart(
         assert events(cp, namespace).count("Promoted") == 1
     finally:
         fleet.stop()
+
+
+@pytest.mark.parametrize("setup", [{"EDGEFLEET_RESYNC_SECONDS": "3600"}], indirect=True)
+def test_device_reports_drive_the_rollout_without_the_resync_timer(
+    setup: tuple[controlplane.ControlPlane, str, str, Path, OperatorProcess],
+) -> None:
+    """With the periodic resync an hour away, only the EdgeDevice watch (and the planner's own requeues, e.g. the end
+    of an analysis window or a pause) can move a rollout on: canary -> analysis -> 50 % -> 100 % must still finish."""
+    cp, namespace, url, tmp, _ = setup
+    log = tmp / "operator.log"
+    models = tmp / "models"
+    fleet = SimulatedFleet(cp.kubeconfig, namespace)
+    create_devices(fleet)
+    fleet.start()
+    try:
+        probe = functools.partial(md_status, cp, namespace)
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "1.0.0", models))
+        wait_for("1.0.0 installed", probe, lambda s: s.get("phase") == "Healthy", 120, log)
+        steps = [{"setWeight": 10}, {"pause": {"durationSeconds": 2}}, *DEFAULT_STEPS[1:]]
+        cp.kubectl("apply", "-f", "-", input=manifest(namespace, url, "2.0.0", models, steps))
+        began = time.monotonic()
+        done = wait_for(
+            "2.0.0 promoted by device events alone",
+            probe,
+            lambda s: s.get("phase") == "Healthy" and s.get("stableRevision", "").startswith("2.0.0"),
+            90,
+            log,
+        )
+        assert set(fleet.desired().values()) == {done["stableRevision"]}
+        assert time.monotonic() - began < 90
+        reasons = events(cp, namespace)
+        for reason in ("RolloutStarted", "StepCompleted", "Promoted"):
+            assert reason in reasons, reasons
+    finally:
+        fleet.stop()

@@ -11,6 +11,7 @@ apiserver first, etcd second.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
@@ -24,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -231,7 +233,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-spawner")
+"""Spawns children for callers outside the main thread. Linux sends the death signal when the *thread* that forked
+the child ends, so a child started from a short-lived thread (``asyncio.to_thread``) would die with that thread; this
+one thread lives as long as the process."""
+
+
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    if threading.current_thread() is not threading.main_thread():
+        return _SPAWNER.submit(_popen, args, log).result()
+    return _popen(args, log)
+
+
+def _popen(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own descriptor
         return subprocess.Popen(
             args,

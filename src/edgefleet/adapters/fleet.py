@@ -1,29 +1,35 @@
 """The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over :class:`KubeApi`.
 
-* :class:`Fleet` lists a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
-  changes. Each write replaces only the entries one deployment owns, conditional on the ``resourceVersion`` it read; on
-  a conflict (another deployment or the device changed the object) it re-reads and re-applies the same change, which
+* :class:`Fleet` reads a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
+  changes. With :meth:`Fleet.watch` enabled (the operator does), reads come from one watch-backed
+  :class:`~edgefleet.adapters.informer.Informer` per namespace instead of a LIST per reconcile, and every device
+  change is reported to a callback so the operator reacts within a fraction of a second. Each write replaces only
+  the entries one deployment owns, conditional on the ``resourceVersion`` it read; on a conflict (another
+  deployment or the device changed the object) it re-reads and re-applies the same change, which
   commutes with everyone else's entries.
 * :class:`Revisions` keeps :class:`~edgefleet.core.revisions.RevisionTemplate` s in ``apps/v1`` ControllerRevisions, the
   way StatefulSets and DaemonSets keep their history: a derived name per deployment and revision, owned by the
   ModelDeployment so garbage collection removes them with it. Compiled templates survive operator restarts this way, so
   nothing is recompiled and a rollback always knows the stable artifacts.
 * :func:`signing_key` reads the ed25519 key from a Secret.
+* :func:`record_event` posts a core/v1 Event about a ModelDeployment (what ``kubectl describe`` shows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import logging
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pydantic
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import bundle, kubeapi
+from edgefleet.adapters import bundle, informer, kube, kubeapi
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import errors, planner, revisions
 
@@ -31,7 +37,8 @@ EDGEDEVICES = kubeapi.Resource(common.GROUP, common.VERSION, edgedevice.PLURAL)
 MODELDEPLOYMENTS = kubeapi.Resource(common.GROUP, common.VERSION, modeldeployment.PLURAL)
 LABEL_DEPLOYMENT = "edgefleet.io/deployment"
 SIGNING_KEY_ITEM = "signing-key.pem"
-WRITE_CONCURRENCY = 8
+WRITE_CONCURRENCY = 16
+SYNC_TIMEOUT_SECONDS = 30.0
 CONFLICT_RETRIES = 4
 
 log = logging.getLogger(__name__)
@@ -42,9 +49,42 @@ class Fleet:
 
     def __init__(self, api: kubeapi.KubeApi) -> None:
         self.api = api
+        self._client: kube.Client | None = None
+        self._on_change: Callable[[str], None] | None = None
+        self._informers: dict[str, informer.Informer[edgedevice.EdgeDevice]] = {}
+
+    def watch(self, client: kube.Client, on_change: Callable[[str], None] | None = None) -> None:
+        """Serve reads from watch-backed caches (one per namespace, started on its first read); ``on_change(ns)``
+        is called whenever an EdgeDevice of a cached namespace changes."""
+        self._client, self._on_change = client, on_change
+
+    async def close(self) -> None:
+        """Stop every watch."""
+        for cache in self._informers.values():
+            await cache.stop()
+        self._informers.clear()
+
+    def _informer(self, namespace: str) -> informer.Informer[edgedevice.EdgeDevice] | None:
+        if self._client is None:
+            return None
+        cache = self._informers.get(namespace)
+        if cache is None:
+            notify = self._on_change
+            cache = self._informers[namespace] = informer.Informer(
+                self._client,
+                EDGEDEVICES.path(namespace),
+                _parse_device,
+                kind=edgedevice.KIND,
+                on_change=(lambda _name: notify(namespace)) if notify is not None else None,
+            ).start()
+        return cache
 
     async def devices(self, namespace: str) -> list[edgedevice.EdgeDevice]:
         """Every valid EdgeDevice of ``namespace``; invalid ones are logged and left out."""
+        cache = self._informer(namespace)
+        if cache is not None:
+            await cache.wait_synced(SYNC_TIMEOUT_SECONDS)
+            return cache.items()
         out = []
         for raw in await self.api.list(EDGEDEVICES, namespace):
             parsed = _parse_device(raw)
@@ -94,16 +134,22 @@ class Fleet:
                 if device is None:
                     return
             updated = planner.apply_change(device, deployment, change.desired)
+            if attempt > 0 and updated.spec.models == device.spec.models:
+                return  # the fresh object already holds this change (the cache we planned from lagged)
             patch: dict[str, Any] = {
                 "metadata": {"resourceVersion": device.metadata.resource_version},
                 "spec": {"models": [m.to_wire() for m in updated.spec.models]},
             }
             try:
-                await self.api.merge_patch(EDGEDEVICES, namespace, change.device, patch)
-                return
+                written = await self.api.merge_patch(EDGEDEVICES, namespace, change.device, patch)
             except kubeapi.Conflict:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
+                continue
+            cache = self._informers.get(namespace)
+            if cache is not None:
+                cache.observe(written)  # the next reconcile must not plan this write again from a stale cache
+            return
 
 
 def _parse_device(raw: dict[str, Any]) -> edgedevice.EdgeDevice | None:
@@ -202,4 +248,45 @@ async def signing_key(api: kubeapi.KubeApi, namespace: str, name: str) -> ed2551
         ) from exc
 
 
-__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "signing_key"]
+EVENT_COMPONENT = "edgefleet-operator"
+EVENT_MESSAGE_BYTES = 1024
+
+
+async def record_event(
+    api: kubeapi.KubeApi, involved: dict[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+) -> None:
+    """Post an Event about ``involved`` (a ModelDeployment body or reference); failures are logged, not raised.
+
+    Events are best effort, as in client-go's recorder: a reconcile never fails because its Event could not be posted.
+    """
+    meta = involved.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'edgefleet')}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", common.API_VERSION),
+            "kind": involved.get("kind", modeldeployment.KIND),
+            "name": meta.get("name"),
+            "namespace": namespace,
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_BYTES],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": EVENT_COMPONENT},
+        "reportingComponent": EVENT_COMPONENT,
+        "reportingInstance": socket.gethostname()[:128],
+    }
+    try:
+        await api.create(kubeapi.EVENTS, namespace, body)
+    except errors.EdgefleetError as exc:
+        log.warning("Failed to post event reason=%s error=%s", reason, exc)
+
+
+__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "record_event", "signing_key"]

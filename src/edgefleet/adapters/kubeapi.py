@@ -102,6 +102,11 @@ class KubernetesApi:
         self._session = kube.new_session()
         self._client = kube.Client(self.connection, self._session, timeout_seconds=timeout)
 
+    @property
+    def client(self) -> kube.Client:
+        """The underlying client, for watches (:class:`~edgefleet.adapters.informer.Informer`)."""
+        return self._client
+
     async def _call(
         self,
         method: str,

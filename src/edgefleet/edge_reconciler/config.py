@@ -57,8 +57,12 @@ class AgentConfig(ApiModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     max_bundle_bytes: int = Field(default=512 * 1024**2, ge=1, description="Refuse bigger artifacts.")
     download_timeout_seconds: float = Field(default=300.0, gt=0)
-    lease_duration_seconds: int = Field(default=40, ge=5, description="Heartbeat Lease duration; renewed every 1/4.")
-    status_interval_seconds: float = Field(default=30.0, gt=0, description="Health summaries at most this often.")
+    lease_duration_seconds: int = Field(
+        default=600, ge=5, description="Heartbeat Lease duration; renewed every 1/4 (150 s by default)."
+    )
+    status_interval_seconds: float = Field(
+        default=300.0, gt=0, description="Health numbers at most this often; changed verdicts and states at once."
+    )
     health_tick_seconds: float = Field(default=0.05, gt=0, description="How often probation is evaluated.")
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)

@@ -51,8 +51,8 @@ class Settings:
 
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     max_bundle_bytes: int = 512 * 1024**2
-    lease_duration_seconds: int = 40
-    status_interval_seconds: float = 30.0
+    lease_duration_seconds: int = 600
+    status_interval_seconds: float = 300.0
     health_tick_seconds: float = 0.05
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 60.0

@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--load-rps", type=float, default=0.0, help="synthetic inferences per second per device")
     run.add_argument("--app", default="adder", help="value of the devices' app label")
     run.add_argument("--root", type=Path, help="state root (default: a new temp dir, removed at exit)")
+    run.add_argument(
+        "--watch",
+        choices=layout.WATCH_MODES,
+        default="device",
+        help="device: a watch per device; hub: one watch per worker process (KubeEdge-style)",
+    )
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("--spec", type=Path, required=True)
     w.add_argument("--first", type=int, required=True)
@@ -59,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trust_keys=tuple(args.trust_key),
         app=args.app,
         load_rps=args.load_rps,
+        watch=args.watch,
     )
     sim = fleet.Fleet(spec, remove_root=args.root is None).start()
     try:

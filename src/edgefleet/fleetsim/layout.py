@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+SHARD_LABEL = "edgefleet.io/sim-shard"
+WATCH_MODES = ("device", "hub")
 SITES = 4
 LINES_PER_SITE = 5
 HARDWARE_CLASSES = ("x86", "x86", "arm64")  # weighted: two thirds x86
@@ -20,9 +22,10 @@ HARDWARE_CLASSES = ("x86", "x86", "arm64")  # weighted: two thirds x86
 class FleetSpec:
     """One simulated fleet (written as JSON for the worker processes).
 
-    The defaults keep steady-state API writes under one per device per minute: a Lease renewal every
-    ``leaseDurationSeconds / 4`` (225 s) and a status write when something changed, with mere health numbers
-    coalesced to one write per ``status_interval_seconds`` (100 s); a changed verdict or state is written at once.
+    The heartbeat and status intervals are the agent's own defaults (``edge_reconciler.device.Settings``),
+    which keep steady-state API writes under one per device per minute: a Lease renewal every
+    ``lease_duration_seconds / 4`` (150 s) and a status write when something changed, with mere health numbers
+    coalesced to one write per ``status_interval_seconds`` (300 s); a changed verdict or state is written at once.
     """
 
     kubeconfig: str
@@ -35,8 +38,8 @@ class FleetSpec:
     prefix: str = "sim"
     load_rps: float = 0.0
     """Synthetic inferences per second per device (0: none) through the device's own serving registry."""
-    lease_duration_seconds: int = 900
-    status_interval_seconds: float = 100.0
+    lease_duration_seconds: int = 600
+    status_interval_seconds: float = 300.0
     verdict_check_seconds: float = 2.0
     report_coalesce_seconds: float = 1.0
     resync_seconds: float = 300.0
@@ -46,6 +49,12 @@ class FleetSpec:
     ramp_per_second: float = 200.0
     """Devices started per second per process, so registration does not arrive as one burst."""
     inference_threads: int = 2
+    watch: str = "device"
+    """Where devices get their desired spec from. ``device``: each device lists and watches its own EdgeDevice, as an
+    agent with its own kubeconfig does (the systemd service, or a DaemonSet pod talking to the API server directly).
+    ``hub``: one watch per worker process, labelled with the worker's shard, fans the specs out to its devices, as
+    KubeEdge does (cloudcore holds the API server watches, each edge node's agent reads through MetaServer). Writes
+    (registration, Lease, status) go from every device to the API server in both."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -161,4 +170,14 @@ def read_stats(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["FleetSpec", "Snapshot", "combine", "device_name", "labels", "read_stats", "shards"]
+__all__ = [
+    "SHARD_LABEL",
+    "WATCH_MODES",
+    "FleetSpec",
+    "Snapshot",
+    "combine",
+    "device_name",
+    "labels",
+    "read_stats",
+    "shards",
+]

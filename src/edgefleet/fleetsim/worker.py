@@ -8,6 +8,10 @@ machine: one HTTP connection pool to the API server and one to the artifact stor
 and one onnxruntime session per model digest (:class:`SharedSessionInstaller`; every device still downloads,
 verifies and smoke-tests its own copy). Every API request is counted (:class:`CountingClient`), and the process
 writes its statistics to a JSON file twice a second for :class:`edgefleet.fleetsim.fleet.Fleet`.
+
+With ``FleetSpec.watch == "hub"`` the devices of a process do not open a watch each: one list-and-watch of the
+process's shard (:class:`HubControl`) hands every device its own EdgeDevice, as KubeEdge's cloudcore does for the
+edge nodes behind it. Everything else, writes included, stays per device.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 
-from edgefleet.adapters import artifacts, bundle, kube, onnx_session
-from edgefleet.api.edgedevice import EdgeDeviceStatus
+from edgefleet.adapters import artifacts, bundle, informer, kube, onnx_session
+from edgefleet.api import common
+from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import capabilities, control, device, installer, serving, state
 from edgefleet.fleetsim import layout
@@ -108,6 +114,58 @@ class RecordingControl(control.KubeControl):
     async def report(self, status: EdgeDeviceStatus) -> None:
         await super().report(status)
         self.last = status
+
+
+def _parse_device(obj: dict[str, Any]) -> EdgeDevice | None:
+    try:
+        return EdgeDevice.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        log.error("Ignored invalid EdgeDevice error=%s", exc.errors(include_url=False)[:3])
+        return None
+
+
+class Hub:
+    """One list-and-watch of the EdgeDevices labelled with this process's shard, handed out to its devices."""
+
+    def __init__(self, client: kube.Client, namespace: str, shard: str) -> None:
+        self.controls: dict[str, HubControl] = {}
+        self.cache = informer.Informer(
+            client,
+            kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace),
+            _parse_device,
+            kind=KIND,
+            label_selector=f"{layout.SHARD_LABEL}={shard}",
+            on_change=self._changed,
+        )
+
+    def _changed(self, name: str | None) -> None:
+        targets = self.controls.values() if name is None else filter(None, [self.controls.get(name)])
+        for target in targets:
+            target.changed.set()
+
+
+class HubControl(RecordingControl):
+    """:class:`RecordingControl` whose desired spec comes from the process's :class:`Hub`, not its own watch."""
+
+    def attach(self, hub: Hub) -> None:
+        self.hub = hub
+        self.changed = asyncio.Event()
+        hub.controls[self.name] = self
+        if hub.cache.synced.is_set():
+            self.changed.set()
+
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            device = self.hub.cache.get(self.name)
+            if device is None:
+                if self.registered and self.hub.cache.synced.is_set():
+                    # Deleted under the running device: register again, as the device's own watch would.
+                    with contextlib.suppress(kube.KubeError, TransientError):
+                        await self.register(self._labels)
+                continue
+            yield device.spec, device.metadata.generation
 
 
 class SharedSessionInstaller(installer.Installer):
@@ -243,10 +301,18 @@ class Worker:
         tasks: list[asyncio.Task[None]] = []
         registries: list[serving.Registry] = []
         stats_task = asyncio.ensure_future(self._report_stats())
+        hub: Hub | None = None
+        shard = str(self.indexes.start)
+        if spec.watch == "hub":
+            hub = Hub(CountingClient(connection, http, self.counts), spec.namespace, shard)
+            hub.cache.start()
         try:
             for index in self.indexes:
                 name = layout.device_name(spec, index)
-                ctl = RecordingControl(
+                labels = layout.labels(spec, index)
+                if hub is not None:
+                    labels[layout.SHARD_LABEL] = shard
+                ctl = (HubControl if hub is not None else RecordingControl)(
                     CountingClient(connection, http, self.counts),
                     spec.namespace,
                     name,
@@ -254,6 +320,8 @@ class Worker:
                     retry_initial_seconds=spec.retry_initial_seconds,
                     retry_max_seconds=spec.retry_max_seconds,
                 )
+                if isinstance(ctl, HubControl) and hub is not None:
+                    ctl.attach(hub)
                 registry = serving.Registry(executor=pool)
                 agent = SimAgent(
                     control=ctl,
@@ -261,7 +329,7 @@ class Worker:
                     registry=registry,
                     fetch=fetch,
                     trusted_keys=keys,
-                    settings=dataclasses.replace(settings, labels=layout.labels(spec, index)),
+                    settings=dataclasses.replace(settings, labels=labels),
                     capabilities=caps,
                 )
                 self.controls.append(ctl)
@@ -279,6 +347,8 @@ class Worker:
             stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats_task
+            if hub is not None:
+                await hub.cache.stop()
             self._write_stats()
             await http.close()
             await downloads.close()
@@ -303,4 +373,13 @@ def main(spec_file: Path, first: int, count: int, stats: Path) -> int:
     return 0
 
 
-__all__ = ["CountingClient", "RecordingControl", "SharedSessionInstaller", "SimAgent", "Worker", "main"]
+__all__ = [
+    "CountingClient",
+    "Hub",
+    "HubControl",
+    "RecordingControl",
+    "SharedSessionInstaller",
+    "SimAgent",
+    "Worker",
+    "main",
+]

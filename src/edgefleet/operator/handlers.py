@@ -1,24 +1,32 @@
 """kopf handlers: thin wrappers that call :func:`reconcile.reconcile_model_deployment` and report the outcome.
 
-Create, update, resume and a periodic timer all run the same reconcile (the timer is what notices device status changes,
-pause ends and deadlines). A per-object lock keeps the timer and a change handler from reconciling the same deployment
-at once. Deletion runs behind the ``edgefleet.io/finalizer`` finalizer and removes the model from every device first.
+Create, update, resume and a periodic timer all run the same reconcile. Device status changes do not change the
+ModelDeployment, so the operator also watches the EdgeDevices of every namespace it reconciles (one watch-backed cache
+per namespace, :class:`edgefleet.adapters.informer.Informer`) and runs the same reconcile shortly after a device of
+that namespace changed (at most once per ``EDGEFLEET_REACT_SECONDS`` per deployment), and when the planner asked to
+look again (a pause that ends, an analysis window). The timer remains the safety net (``EDGEFLEET_RESYNC_SECONDS``).
+A per-object lock keeps two triggers from reconciling the same deployment at once.
+
+Deletion runs behind the ``edgefleet.io/finalizer`` finalizer and removes the model from every device first.
 kopf keeps its bookkeeping in annotations, because the status schema is ours.
 
 Configuration comes from the environment (see ``operator/README.md``): ``EDGEFLEET_STORE_DIR``, ``EDGEFLEET_STORE_URL``,
 ``EDGEFLEET_STORE_HOST``/``PORT``, ``EDGEFLEET_SIGNING_SECRET`` (``namespace/name``), ``EDGEFLEET_COMPILER``
-(``module:function``), ``EDGEFLEET_COMPILE_WORKERS``, ``EDGEFLEET_RESYNC_SECONDS`` and ``KUBECONFIG``.
+(``module:function``), ``EDGEFLEET_COMPILE_WORKERS``, ``EDGEFLEET_RESYNC_SECONDS``, ``EDGEFLEET_REACT_SECONDS``,
+``EDGEFLEET_WATCH_DEVICES`` (``false``: list the devices on every reconcile instead) and ``KUBECONFIG``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +63,8 @@ class Config:
     compiler: str
     compile_workers: int
     resync_seconds: float
+    react_seconds: float
+    watch_devices: bool
     kubeconfig: str | None
 
     @classmethod
@@ -70,6 +80,8 @@ class Config:
             compiler=env.get("EDGEFLEET_COMPILER", compilation.DEFAULT_COMPILER),
             compile_workers=int(env.get("EDGEFLEET_COMPILE_WORKERS", "1")),
             resync_seconds=float(env.get("EDGEFLEET_RESYNC_SECONDS", "10")),
+            react_seconds=float(env.get("EDGEFLEET_REACT_SECONDS", "1")),
+            watch_devices=env.get("EDGEFLEET_WATCH_DEVICES", "true").lower() not in ("0", "false", "no"),
             kubeconfig=env.get("KUBECONFIG") or None,
         )
 
@@ -86,9 +98,88 @@ class _State:
     pool: concurrent.futures.ProcessPoolExecutor
     deps: reconcile.Deps
     locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
+    triggers: Triggers | None = None
+
+
+class Triggers:
+    """When to reconcile a deployment again, apart from kopf's own handlers: after a device of its namespace changed
+    (``react_seconds`` after its last reconcile began, at the earliest) and when the planner asked to look again.
+
+    One pending trigger per deployment and never two runs of one deployment at once, so a stream of device events
+    during a rollout of thousands becomes one reconcile per ``react_seconds``, not one per event.
+    """
+
+    SETTLE_SECONDS = 0.1
+    """How long a device change waits for the next ones (an install's phases arrive as a burst)."""
+
+    def __init__(self, react_seconds: float, run: Callable[[dict[str, Any]], Awaitable[float | None]]) -> None:
+        self.react_seconds = react_seconds
+        self.run = run
+        self.known: dict[str, dict[str, Any]] = {}
+        self.due: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        self.running: set[str] = set()
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def seen(self, body: Mapping[str, Any]) -> str:
+        """Remember a deployment kopf handed over (its reference is all a later run needs); returns its uid."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        self.known[uid] = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
+        }
+        self.started[uid] = time.monotonic()
+        return uid
+
+    def forget(self, uid: str) -> None:
+        self.known.pop(uid, None)
+        self.due.pop(uid, None)
+        self.started.pop(uid, None)
+
+    def at(self, uid: str, delay: float) -> None:
+        """Reconcile ``uid`` in ``delay`` seconds (or sooner if already due sooner)."""
+        when = max(time.monotonic() + delay, self.started.get(uid, 0.0) + self.react_seconds)
+        self.due[uid] = min(self.due.get(uid, when), when)
+        self.wake.set()
+
+    def devices_changed(self, namespace: str) -> None:
+        for uid, ref in self.known.items():
+            if ref["metadata"]["namespace"] == namespace and uid not in self.due:
+                self.at(uid, self.SETTLE_SECONDS)
+
+    async def _one(self, uid: str, ref: dict[str, Any]) -> None:
+        self.running.add(uid)
+        self.started[uid] = time.monotonic()
+        try:
+            again = await self.run(ref)
+            if again is not None and uid in self.known:
+                self.at(uid, again)
+        finally:
+            self.running.discard(uid)
+            self.wake.set()
+
+    async def loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            for uid in [u for u, when in self.due.items() if when <= now and u not in self.running]:
+                del self.due[uid]
+                ref = self.known.get(uid)
+                if ref is not None:
+                    task = asyncio.create_task(self._one(uid, ref))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+            waiting = [when for u, when in self.due.items() if u not in self.running]
+            self.wake.clear()
+            timeout = max(0.0, min(waiting) - time.monotonic()) if waiting else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout)
 
 
 _STATE: _State | None = None
+_TRIGGER_LOG = logging.getLogger("edgefleet.operator.triggers")
 
 
 @kopf.on.startup()
@@ -111,7 +202,14 @@ async def startup(settings: kopf.OperatorSettings, logger: Log, **_: Any) -> Non
         max_workers=config.compile_workers, mp_context=multiprocessing.get_context("spawn")
     )
     deps = reconcile.Deps(api=api, devices=fleet.Fleet(api), templates=fleet.Revisions(api), compiler=None)
-    _STATE = _State(config, api, artifacts, runner, pool, deps)
+    state = _State(config, api, artifacts, runner, pool, deps)
+    if config.watch_devices:
+        triggers = Triggers(config.react_seconds, _triggered)
+        deps.devices.watch(api.client, triggers.devices_changed)
+        state.triggers = triggers
+        loop_task = asyncio.create_task(triggers.loop(), name="edgefleet triggers")
+        triggers.tasks.add(loop_task)
+    _STATE = state
     logger.info(
         "Started edgefleet operator store_url=%s store_port=%d compiler=%s",
         config.store_url,
@@ -126,6 +224,11 @@ async def cleanup(logger: Log, **_: Any) -> None:
     global _STATE
     if _STATE is None:
         return
+    if _STATE.triggers is not None:
+        for task in list(_STATE.triggers.tasks):
+            task.cancel()
+        await asyncio.gather(*_STATE.triggers.tasks, return_exceptions=True)
+    await _STATE.deps.devices.close()
     await _STATE.runner.cleanup()
     _STATE.pool.shutdown(wait=False, cancel_futures=True)
     await _STATE.api.close()
@@ -145,12 +248,24 @@ def _pairs(**values: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
 
 
-async def _reconcile(body: kopf.Body, logger: Log) -> None:
+async def _triggered(ref: dict[str, Any]) -> float | None:
+    """A reconcile started by :class:`Triggers`; returns when to look again (None: on the next trigger)."""
+    try:
+        return await _reconcile(ref, _TRIGGER_LOG)
+    except kopf.TemporaryError as exc:
+        return float(exc.delay or 1.0)
+    except kopf.PermanentError:
+        return None  # Stalled with the reason in status; the spec has to change (kopf's handlers run then)
+
+
+async def _reconcile(body: Mapping[str, Any], logger: Log) -> float | None:
     state = _STATE
     if state is None:
         raise kopf.TemporaryError("the operator is still starting", delay=2)
     if body.get("metadata", {}).get("deletionTimestamp"):
-        return
+        return None
+    if state.triggers is not None:
+        state.triggers.seen(body)
     uid = str(body.get("metadata", {}).get("uid"))
     lock = state.locks.setdefault(uid, asyncio.Lock())
     namespace, name = body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name")
@@ -180,7 +295,7 @@ async def _reconcile(body: kopf.Body, logger: Log) -> None:
     metrics.observe(namespace, name, outcome.status)
     for event in outcome.events:
         metrics.EVENTS.labels(event.reason).inc()
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        await fleet.record_event(state.api, dict(body), event.type, event.reason, event.message, state.deps.clock())
         log = logger.warning if event.type == "Warning" else logger.info
         log(
             "%s ModelDeployment %s",
@@ -197,14 +312,15 @@ async def _reconcile(body: kopf.Body, logger: Log) -> None:
                 phase=outcome.status.phase,
             ),
         )
+    return outcome.requeue_after
 
 
-async def _report_failure(state: _State, body: kopf.Body, error: errors.EdgefleetError, logger: Log) -> None:
+async def _report_failure(state: _State, body: Mapping[str, Any], error: errors.EdgefleetError, logger: Log) -> None:
     try:
         md = reconcile.parse(body)
     except errors.InvalidSpecError:
         logger.error("Rejected ModelDeployment %s", _pairs(error=str(error)))
-        kopf.event(body, type="Warning", reason="InvalidSpec", message=str(error)[:1024])
+        await fleet.record_event(state.api, dict(body), "Warning", "InvalidSpec", str(error), state.deps.clock())
         return
     status = reconcile.failed_status(md, error, state.deps.clock())
     try:
@@ -212,7 +328,7 @@ async def _report_failure(state: _State, body: kopf.Body, error: errors.Edgeflee
     except errors.EdgefleetError as exc:
         logger.warning("Failed to write status %s", _pairs(error=str(exc)))
     if isinstance(error, errors.InvalidSpecError):
-        kopf.event(body, type="Warning", reason=error.reason, message=str(error)[:1024])
+        await fleet.record_event(state.api, dict(body), "Warning", error.reason, str(error), state.deps.clock())
         metrics.observe(md.metadata.namespace or "default", md.metadata.name, status)
         logger.error("Stalled ModelDeployment %s", _pairs(reason=error.reason, message=str(error)))
     elif isinstance(error, errors.TransientError):
@@ -250,8 +366,11 @@ async def on_delete(body: kopf.Body, logger: Log, **_: Any) -> None:
     except errors.InvalidSpecError:
         count = 0  # an unparseable body never wrote to devices; let it go
     metrics.forget(namespace, name)
-    state.locks.pop(str(body.get("metadata", {}).get("uid")), None)
+    uid = str(body.get("metadata", {}).get("uid"))
+    state.locks.pop(uid, None)
+    if state.triggers is not None:
+        state.triggers.forget(uid)
     logger.info("Deleted ModelDeployment %s", _pairs(namespace=namespace, name=name, devices=count))
 
 
-__all__ = ["CONFIG", "FINALIZER", "Config", "cleanup", "on_change", "on_delete", "on_timer", "startup"]
+__all__ = ["CONFIG", "FINALIZER", "Config", "Triggers", "cleanup", "on_change", "on_delete", "on_timer", "startup"]
