@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -326,6 +327,10 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, default=Path("docs/fleet_scale.png"))
     args = p.parse_args()
+    # Stop cleanly (operator, fleet workers, control plane) on Ctrl-C and on SIGTERM, also when started in the
+    # background by a shell that ignores SIGINT for its jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     console = Console(width=200)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     results = []

@@ -26,6 +26,9 @@ from edgefleet.core import errors
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 300
+PAGE_SIZE = 500
+"""Objects per LIST page, as client-go's reflector asks: each page is a short request, so a list of thousands of
+objects never runs into a request timeout on a busy API server."""
 RETRY_INITIAL_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 
@@ -136,13 +139,32 @@ class Informer(Generic[T]):
         return str(name)
 
     async def _list(self) -> str:
-        result = await self.client.list(self.path, label_selector=self.label_selector, kind=self.kind)
-        self._items = {}
-        for item in result.get("items") or []:
-            self._put(item)
+        """List every object in pages; returns the list's resourceVersion (the watch starts there)."""
+        items: dict[str, tuple[int | None, T]] = {}
+        params = {"limit": str(PAGE_SIZE)}
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        while True:
+            try:
+                page = await self.client.request("GET", self.path, params=params)
+            except kube.GoneError:
+                params.pop("continue", None)  # the continue token expired mid-list: start over
+                items = {}
+                continue
+            for item in page.get("items") or []:
+                if self.kind is not None:
+                    item["kind"] = self.kind
+                parsed = self.parse(item)
+                if parsed is not None:
+                    items[str((item.get("metadata") or {}).get("name"))] = (_version(item), parsed)
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                break
+            params["continue"] = str(meta["continue"])
+        self._items = items
         self.relists += 1
         self.synced.set()
-        return str((result.get("metadata") or {}).get("resourceVersion") or "")
+        return str(meta.get("resourceVersion") or "")
 
     def _changed(self, name: str | None) -> None:
         if self.on_change is not None:

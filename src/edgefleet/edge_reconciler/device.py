@@ -27,6 +27,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -509,16 +510,21 @@ class Agent:
     async def heartbeat_forever(self) -> None:
         delay = self.settings.retry_initial_seconds
         registered = False
+        renewals = 0
+        period = self.settings.lease_duration_seconds / 4
         while True:
             try:
                 if not registered:
                     await self.control.register(self.settings.labels)
                     registered = True
                 await self.control.heartbeat(self.wall())
-                delay = self.settings.lease_duration_seconds / 4
+                # After the first renewal, renew on a random phase: devices that power up together (a plant after
+                # an outage) would otherwise renew every Lease in the same second forever after.
+                delay = random.uniform(0.0, period) if renewals == 0 else period
+                renewals += 1
             except EdgefleetError as exc:
                 log.warning("Missed heartbeat error=%s", exc)
-                delay = min(max(delay, self.settings.retry_initial_seconds), self.settings.lease_duration_seconds / 4)
+                delay = min(max(delay, self.settings.retry_initial_seconds), period)
             await asyncio.sleep(delay)
 
     async def run(self) -> None:

@@ -46,7 +46,7 @@ class FleetSpec:
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 30.0
     health_tick_seconds: float = 0.5
-    ramp_per_second: float = 200.0
+    ramp_per_second: float = 50.0
     """Devices started per second per process, so registration does not arrive as one burst."""
     inference_threads: int = 2
     watch: str = "device"

@@ -204,15 +204,6 @@ class SimAgent(device.Agent):
             intra_op_threads=s.intra_op_threads,
         )
 
-    async def heartbeat_forever(self) -> None:
-        """Register and renew the Lease at once, then renew on a random phase, as devices that booted at different
-        times do (a fleet started within seconds would otherwise renew every Lease in the same second)."""
-        with contextlib.suppress(kube.KubeError, TransientError):
-            await self.control.register(self.settings.labels)
-            await self.control.heartbeat(self.wall())
-        await asyncio.sleep(random.uniform(0, self.settings.lease_duration_seconds / 4))
-        await super().heartbeat_forever()
-
 
 def _zeros(runtime: onnx_session.ModelRuntime) -> dict[str, np.ndarray[Any, Any]]:
     """An all-zeros input for every model input, symbolic dimensions as 1 (pure)."""
