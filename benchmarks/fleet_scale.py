@@ -50,6 +50,9 @@ BAD_STEPS: list[dict[str, Any]] = [
 HEALTH = {"latencyP95Ms": 1000.0, "maxErrorRate": 0.05, "minSamples": 1, "windowSeconds": 10}
 TICKS = os.sysconf("SC_CLK_TCK")
 OPERATOR_ENV = {"EDGEFLEET_RESYNC_SECONDS": "10"}
+FLEET_NICE = 10
+"""The simulated devices run at nice 10: on a real fleet they have their own CPUs, so here they get what the control
+plane (API server, etcd, operator, all at nice 0) leaves over instead of an equal share of the two cores."""
 
 
 def _tree(pid: int) -> list[int]:
@@ -186,6 +189,7 @@ def _measure(
         trust_keys=(str(stack.trust_key),),
         load_rps=load_rps,
         watch=watch,
+        nice=FLEET_NICE,
     )
     with fleet.Fleet(spec).start() as sim:
         probe = Probe(sim, stack, apiserver)

@@ -60,7 +60,7 @@ class Settings:
     intra_op_threads: int = 1
     resync_seconds: float = 30.0
     report_coalesce_seconds: float = 0.1
-    """After a status write, changes are gathered this long before the next (an install's quick phases in one)."""
+    """Changes are gathered this long before a status write (an install's quick phases become one write)."""
     verdict_check_seconds: float = 1.0
     """How often the report loop looks for a changed health *verdict* (reported at once); mere health numbers are
     coalesced to one write per ``status_interval_seconds``."""
@@ -485,12 +485,18 @@ class Agent:
                 and self._verdict_names() == reported_verdicts
             ):
                 continue  # only health numbers moved: they wait for the next status interval
+            # Gather the burst before writing: the quick phases of an install (Downloading, Verifying, Installing,
+            # switched) become one status write instead of one each.
+            await asyncio.sleep(self.settings.report_coalesce_seconds)
             self.dirty.clear()
             last_attempt = self.clock()
+            # The verdicts this status carries (nothing awaits in between): a verdict that changes while the write
+            # is in flight must still count as unreported.
+            verdicts = self._verdict_names()
             status = self.build_status()
             fingerprint = _fingerprint(status)
             if fingerprint == self._last_reported:
-                reported_verdicts = self._verdict_names()
+                reported_verdicts = verdicts
                 continue  # nothing but timestamps changed: do not rewrite the EdgeDevice
             try:
                 await self.control.report(status)
@@ -502,10 +508,9 @@ class Agent:
                 continue
             delay = self.settings.retry_initial_seconds
             self._last_reported = fingerprint
-            reported_verdicts = self._verdict_names()
+            reported_verdicts = verdicts
             self.conditions = list(status.conditions)
             self.reports += 1
-            await asyncio.sleep(self.settings.report_coalesce_seconds)  # coalesce bursts of changes into one patch
 
     async def heartbeat_forever(self) -> None:
         delay = self.settings.retry_initial_seconds

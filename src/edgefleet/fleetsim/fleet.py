@@ -77,7 +77,7 @@ class Fleet:
         return [p.pid for p in self.procs]
 
     def snapshot(self) -> layout.Snapshot:
-        """The fleet's statistics now (from the workers' files, at most half a second old)."""
+        """The fleet's statistics now (from the workers' files, at most a second old)."""
         return layout.combine(layout.read_stats(self.stats_files), at=time.monotonic())
 
     def check(self) -> None:

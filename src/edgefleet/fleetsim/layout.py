@@ -49,6 +49,9 @@ class FleetSpec:
     ramp_per_second: float = 50.0
     """Devices started per second per process, so registration does not arrive as one burst."""
     inference_threads: int = 2
+    nice: int = 0
+    """Scheduling niceness of the worker processes. A benchmark sets it so the simulated devices, which on a real
+    fleet run on their own CPUs, take only the CPU the control plane (API server, etcd, operator) leaves over."""
     watch: str = "device"
     """Where devices get their desired spec from. ``device``: each device lists and watches its own EdgeDevice, as an
     agent with its own kubeconfig does (the systemd service, or a DaemonSet pod talking to the API server directly).
