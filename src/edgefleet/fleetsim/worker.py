@@ -288,7 +288,8 @@ class Worker:
     async def run(self) -> None:
         spec = self.spec
         connection = kube.from_kubeconfig(Path(spec.kubeconfig))
-        http = kube.new_session()
+        limit = spec.api_connections or (64 if spec.watch == "hub" else 0)
+        http = kube.new_session(limit=limit)
         downloads = artifacts.new_session(limit=32)
         fetch = functools.partial(artifacts.download, downloads, timeout_seconds=120.0)
         keys = [bundle.load_public_key(Path(p).read_bytes()) for p in spec.trust_keys]
