@@ -467,7 +467,8 @@ class Agent:
             if recorder is None:
                 continue
             spec = self._health_spec(loaded.name)
-            out[loaded.name] = health.evaluate(health.in_window(recorder.samples, spec, now), spec, now).verdict
+            recorder.prune(now - spec.window_seconds)  # only the window counts; keeps this O(window), not O(uptime)
+            out[loaded.name] = health.evaluate(recorder.samples, spec, now).verdict
         return out
 
     async def report_forever(self) -> None:
