@@ -21,6 +21,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import socket
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ class Fleet:
         self._client: kube.Client | None = None
         self._on_change: Callable[[str], None] | None = None
         self._informers: dict[str, informer.Informer[edgedevice.EdgeDevice]] = {}
+        self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def watch(self, client: kube.Client, on_change: Callable[[str], None] | None = None) -> None:
         """Serve reads from watch-backed caches (one per namespace, started on its first read); ``on_change(ns)``
@@ -69,15 +71,27 @@ class Fleet:
             return None
         cache = self._informers.get(namespace)
         if cache is None:
-            notify = self._on_change
             cache = self._informers[namespace] = informer.Informer(
                 self._client,
                 EDGEDEVICES.path(namespace),
                 _parse_device,
                 kind=edgedevice.KIND,
-                on_change=(lambda _name: notify(namespace)) if notify is not None else None,
+                on_change=lambda name: self._changed(namespace, name),
             ).start()
         return cache
+
+    def _changed(self, namespace: str, name: str | None) -> None:
+        """Pass a device change on, unless only health numbers or timestamps moved (the next resync reads those)."""
+        if self._on_change is None:
+            return
+        if name is not None:
+            cache = self._informers.get(namespace)
+            device = cache.get(name) if cache is not None else None
+            key = trigger_key(device) if device is not None else ()
+            if self._keys.get((namespace, name)) == key:
+                return
+            self._keys[(namespace, name)] = key
+        self._on_change(namespace)
 
     async def devices(self, namespace: str) -> list[edgedevice.EdgeDevice]:
         """Every valid EdgeDevice of ``namespace``; invalid ones are logged and left out."""
@@ -150,6 +164,31 @@ class Fleet:
             if cache is not None:
                 cache.observe(written)  # the next reconcile must not plan this write again from a stale cache
             return
+
+
+def trigger_key(device: edgedevice.EdgeDevice) -> tuple[Any, ...]:
+    """What of a device a rollout decision depends on, apart from the age of its verdict (pure): labels, desired
+    models, and per reported model its state, digests, revision and verdict. A status write that changes none of
+    these (health numbers, a refreshed timestamp) does not need an immediate reconcile.
+
+    >>> d = edgedevice.EdgeDevice.model_validate({"metadata": {"name": "d", "labels": {"app": "a"}}, "spec": {}})
+    >>> trigger_key(d) == trigger_key(d.model_copy())
+    True
+    """
+    reports = tuple(
+        (
+            m.name,
+            m.state,
+            m.desired_digest,
+            m.active_digest,
+            m.active_revision,
+            m.health.verdict if m.health is not None else None,
+            m.health.reason if m.health is not None else None,
+        )
+        for m in (device.status.models if device.status is not None else [])
+    )
+    labels = tuple(sorted((device.metadata.labels or {}).items()))
+    return (labels, tuple(json.dumps(m.to_wire(), sort_keys=True) for m in device.spec.models), reports)
 
 
 def _parse_device(raw: dict[str, Any]) -> edgedevice.EdgeDevice | None:
@@ -289,4 +328,4 @@ async def record_event(
         log.warning("Failed to post event reason=%s error=%s", reason, exc)
 
 
-__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "record_event", "signing_key"]
+__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "record_event", "signing_key", "trigger_key"]
