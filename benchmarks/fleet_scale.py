@@ -1,11 +1,13 @@
 """Fleet scale: real edge agents (simulated devices) against the real API server and the real operator process.
 
-Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [--steady-seconds 120]``
+Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [--watch hub|device]``
 (``make bench-fleet``). Needs the local control plane binaries (``make controlplane``).
 
 For each fleet size N, in a fresh namespace with its own operator process:
 
-1. N devices (:mod:`edgefleet.fleetsim`, real ``Agent`` loops in a few processes) register; 1.0.0 is rolled out.
+1. N devices (:mod:`edgefleet.fleetsim`, real ``Agent`` loops in a few processes at nice 10) register; 1.0.0 is
+   rolled out. ``--watch hub`` (default): one EdgeDevice watch per worker process, as KubeEdge's cloudcore holds
+   them; ``--watch device``: a watch per device.
 2. **Update**: 2.0.0 is applied (steps 10 % -> pause 0 s -> 100 %, no analysis), timed until every device reports
    2.0.0 active and Healthy, and until the ModelDeployment is Healthy on it.
 3. **Steady state**: API requests and writes per device per minute over ``--steady-seconds``.
@@ -327,7 +329,7 @@ def main() -> int:
         help="hub: one EdgeDevice watch per worker process, as KubeEdge's cloudcore holds them (default); "
         "device: a watch per device, as agents with their own kubeconfig do",
     )
-    p.add_argument("--steady-seconds", type=float, default=120.0)
+    p.add_argument("--steady-seconds", type=float, default=180.0)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, default=Path("docs/fleet_scale.png"))
     args = p.parse_args()

@@ -38,7 +38,7 @@ EDGEDEVICES = kubeapi.Resource(common.GROUP, common.VERSION, edgedevice.PLURAL)
 MODELDEPLOYMENTS = kubeapi.Resource(common.GROUP, common.VERSION, modeldeployment.PLURAL)
 LABEL_DEPLOYMENT = "edgefleet.io/deployment"
 SIGNING_KEY_ITEM = "signing-key.pem"
-WRITE_CONCURRENCY = 16
+WRITE_CONCURRENCY = 32
 SYNC_TIMEOUT_SECONDS = 30.0
 CONFLICT_RETRIES = 4
 

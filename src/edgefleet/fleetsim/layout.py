@@ -50,10 +50,11 @@ class FleetSpec:
     """Devices started per second per process, so registration does not arrive as one burst."""
     inference_threads: int = 2
     api_connections: int = 0
-    """API server connections per worker process (0: 64 with ``watch="hub"``; unlimited with ``watch="device"``,
+    """API server connections per worker process (0: 16 with ``watch="hub"``; unlimited with ``watch="device"``,
     where every device's watch holds a connection of its own). Over the limit, requests wait for a free connection
     instead of opening a new one: thousands of devices would otherwise open (and TLS-handshake) a connection per
-    concurrent request whenever the API server is slow."""
+    concurrent request whenever the API server is slow, and crowd out the operator's spec writes. A hub forwarding
+    its devices' writes with bounded concurrency is what KubeEdge's cloudcore does (its own API QPS limits)."""
     nice: int = 0
     """Scheduling niceness of the worker processes. A benchmark sets it so the simulated devices, which on a real
     fleet run on their own CPUs, take only the CPU the control plane (API server, etcd, operator) leaves over."""

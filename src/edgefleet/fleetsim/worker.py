@@ -288,7 +288,7 @@ class Worker:
     async def run(self) -> None:
         spec = self.spec
         connection = kube.from_kubeconfig(Path(spec.kubeconfig))
-        limit = spec.api_connections or (64 if spec.watch == "hub" else 0)
+        limit = spec.api_connections or (16 if spec.watch == "hub" else 0)
         http = kube.new_session(limit=limit)
         downloads = artifacts.new_session(limit=32)
         fetch = functools.partial(artifacts.download, downloads, timeout_seconds=120.0)
