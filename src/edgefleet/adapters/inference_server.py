@@ -202,6 +202,9 @@ class Server:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+        if self.unix_socket is not None:
+            # asyncio (before Python 3.13) leaves the socket file behind when the server closes.
+            self.unix_socket.unlink(missing_ok=True)
 
 
 __all__ = ["BINARY", "Backend", "Server", "build_app"]
