@@ -46,3 +46,24 @@ def test_statistics_add_up_over_workers() -> None:
     assert (snap.devices, snap.registered, snap.rss_bytes, snap.workers) == (5, 3, 15, 2)
     assert snap.writes == 7 and snap.total_requests == 15
     assert snap.count("2.0.0") == 2 and snap.count("2.0.0", "Pending") == 1 and snap.count("1.0.0") == 2
+
+
+def test_plants_layout_matches_the_demo_selectors() -> None:
+    spec = layout.FleetSpec("k", "ns", 12, 2, "/tmp/x", (), app="digit-reader", label_layout="plants")
+    labels = [layout.labels(spec, i) for i in range(spec.devices)]
+    assert {lb["app"] for lb in labels} == {"digit-reader"}
+    assert {lb["edgefleet.io/hardware-class"] for lb in labels} == {"x86-avx2"}
+    pairs = collections.Counter((lb["edgefleet.io/site"], lb["edgefleet.io/line"]) for lb in labels)
+    assert len(pairs) == len(layout.PLANTS) * layout.PLANT_LINES and set(pairs.values()) == {2}
+
+
+def test_sockets_are_per_device_and_off_by_default() -> None:
+    assert layout.socket_path(SPEC, 3) is None
+    spec = layout.FleetSpec("k", "ns", 3, 1, "/tmp/x", (), sockets_dir="/run/fleet")
+    assert [str(layout.socket_path(spec, i)) for i in range(3)] == [f"/run/fleet/sim-0000{i}.sock" for i in range(3)]
+    assert layout.FleetSpec.from_json(spec.to_json()) == spec
+
+
+def test_unknown_label_layout_is_refused() -> None:
+    with pytest.raises(ValueError, match="label_layout must be one of spread, plants"):
+        layout.FleetSpec("k", "ns", 3, 1, "/tmp/x", (), label_layout="plant")

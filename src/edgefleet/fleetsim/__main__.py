@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-key", action="append", default=[], metavar="PEM", help="trusted ed25519 public key")
     run.add_argument("--load-rps", type=float, default=0.0, help="synthetic inferences per second per device")
     run.add_argument("--app", default="adder", help="value of the devices' app label")
+    run.add_argument("--label-layout", choices=layout.LABEL_LAYOUTS, default="spread", help="sites, lines, hardware")
+    run.add_argument("--sockets-dir", type=Path, help="serve each device's models on <dir>/<device>.sock")
     run.add_argument("--root", type=Path, help="state root (default: a new temp dir, removed at exit)")
     run.add_argument(
         "--watch",
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app=args.app,
         load_rps=args.load_rps,
         watch=args.watch,
+        sockets_dir=str(args.sockets_dir) if args.sockets_dir else None,
+        label_layout=args.label_layout,
     )
     sim = fleet.Fleet(spec, remove_root=args.root is None).start()
     try:

@@ -7,7 +7,8 @@ stop.
         print(sim.snapshot().count("1.0.0"))
 
 Each worker runs in its own process group and is stopped with SIGTERM (its agents are cancelled, connections
-closed), then SIGKILL after a grace period; the state root is removed afterwards when the fleet created it.
+closed, inference servers closed and their sockets removed), then SIGKILL after a grace period; the state root is
+removed afterwards when the fleet created it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Fleet:
 
     def start(self) -> Fleet:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.spec.sockets_dir is not None:
+            Path(self.spec.sockets_dir).mkdir(parents=True, exist_ok=True)
         spec_file = self.root / "fleet.json"
         spec_file.write_text(self.spec.to_json())
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
@@ -58,9 +61,11 @@ class Fleet:
                 self.stats_files.append(stats)
                 with (self.root / f"worker-{k}.log").open("ab") as log:
                     args = ["--spec", str(spec_file), "--first", str(shard.start), "--count", str(len(shard))]
+                    args += ["--stats", str(stats)]
+                    command = [sys.executable, "-m", "edgefleet.fleetsim", "--log-level", self.spec.log_level]
                     self.procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-m", "edgefleet.fleetsim", "worker", *args, "--stats", str(stats)],
+                            [*command, "worker", *args],
                             env=env,
                             stdout=log,
                             stderr=subprocess.STDOUT,

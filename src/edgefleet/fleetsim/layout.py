@@ -16,6 +16,10 @@ WATCH_MODES = ("device", "hub")
 SITES = 4
 LINES_PER_SITE = 5
 HARDWARE_CLASSES = ("x86", "x86", "arm64")  # weighted: two thirds x86
+PLANTS = ("plant-north", "plant-south")
+PLANT_LINES = 3
+PLANT_HARDWARE_CLASS = "x86-avx2"
+LABEL_LAYOUTS = ("spread", "plants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,22 @@ class FleetSpec:
     ``hub``: one watch per worker process, labelled with the worker's shard, fans the specs out to its devices, as
     KubeEdge does (cloudcore holds the API server watches, each edge node's agent reads through MetaServer). Writes
     (registration, Lease, status) go from every device to the API server in both."""
+    sockets_dir: str | None = None
+    """Serve each device's registry over the agent's inference server on ``<sockets_dir>/<device>.sock`` (``None``:
+    no server, as fleets of thousands need none)."""
+    label_layout: str = "spread"
+    """``spread``: sites, lines and hardware classes as :func:`labels` describes; ``plants``: the demo's two plants
+    of three lines each, every device ``x86-avx2``."""
+    log_level: str = "WARNING"
+    """Of the worker processes' logs (``<root>/worker-<k>.log``); ``INFO`` logs every install, switch and rollback."""
+    switch_interval_seconds: float | None = None
+    """The workers' ``sys.setswitchinterval`` (``None``: Python's 5 ms). The devices of a process share one GIL, so an
+    inference finishing while other devices parse requests or verify bundles waits up to this long per busy thread,
+    and the device counts the wait as inference latency; 0.001 keeps that near what one agent per process sees."""
+
+    def __post_init__(self) -> None:
+        if self.label_layout not in LABEL_LAYOUTS:
+            raise ValueError(f"label_layout must be one of {', '.join(LABEL_LAYOUTS)} (got {self.label_layout!r})")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -80,12 +100,32 @@ def device_name(spec: FleetSpec, index: int) -> str:
     return f"{spec.prefix}-{index:05d}"
 
 
+def socket_path(spec: FleetSpec, index: int) -> Path | None:
+    """Where device ``index`` serves inference, ``None`` without ``sockets_dir`` (pure).
+
+    >>> socket_path(FleetSpec("k", "ns", 10, 1, "/tmp", (), sockets_dir="/run/sim"), 7)
+    PosixPath('/run/sim/sim-00007.sock')
+    """
+    if spec.sockets_dir is None:
+        return None
+    return Path(spec.sockets_dir) / f"{device_name(spec, index)}.sock"
+
+
 def labels(spec: FleetSpec, index: int) -> dict[str, str]:
     """Labels of device ``index``, spread round-robin over sites, lines and hardware classes (pure).
 
     >>> labels(FleetSpec("k", "ns", 10, 1, "/tmp", ()), 7)["edgefleet.io/line"]
     'site-3-line-1'
+    >>> sorted(labels(FleetSpec("k", "ns", 10, 1, "/tmp", (), label_layout="plants"), 7).values())
+    ['adder', 'line-2', 'plant-south', 'x86-avx2']
     """
+    if spec.label_layout == "plants":
+        return {
+            "app": spec.app,
+            "edgefleet.io/site": PLANTS[index % len(PLANTS)],
+            "edgefleet.io/line": f"line-{index % PLANT_LINES + 1}",
+            "edgefleet.io/hardware-class": PLANT_HARDWARE_CLASS,
+        }
     site = index % SITES
     line = (index // SITES) % LINES_PER_SITE
     return {
@@ -189,4 +229,5 @@ __all__ = [
     "labels",
     "read_stats",
     "shards",
+    "socket_path",
 ]

@@ -6,8 +6,10 @@ signature verification, install into A/B slots, golden-sample smoke test, switch
 with its own state directory and serving registry. What the devices of one process share, so thousands fit on one
 machine: one HTTP connection pool to the API server and one to the artifact store, one small inference thread pool,
 and one onnxruntime session per model digest (:class:`SharedSessionInstaller`; every device still downloads,
-verifies and smoke-tests its own copy). Every API request is counted (:class:`CountingClient`), and the process
-writes its statistics to a JSON file every second for :class:`edgefleet.fleetsim.fleet.Fleet`.
+verifies and smoke-tests its own copy). With ``FleetSpec.sockets_dir`` each device also serves its registry over
+the agent's own inference server (:class:`edgefleet.adapters.inference_server.Server`) on its own UNIX socket, as
+``edgefleet-agent`` does. Every API request is counted (:class:`CountingClient`), and the process writes its
+statistics to a JSON file every second for :class:`edgefleet.fleetsim.fleet.Fleet`.
 
 With ``FleetSpec.watch == "hub"`` the devices of a process do not open a watch each: one list-and-watch of the
 process's shard (:class:`HubControl`) hands every device its own EdgeDevice, as KubeEdge's cloudcore does for the
@@ -29,6 +31,7 @@ import logging
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from edgefleet.adapters import artifacts, bundle, informer, kube, onnx_session
+from edgefleet.adapters import artifacts, bundle, inference_server, informer, kube, onnx_session
 from edgefleet.api import common
 from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core.errors import TransientError
@@ -308,6 +311,7 @@ class Worker:
         )
         tasks: list[asyncio.Task[None]] = []
         registries: list[serving.Registry] = []
+        servers: list[inference_server.Server] = []
         stats_task = asyncio.ensure_future(self._report_stats())
         hub: Hub | None = None
         shard = str(self.indexes.start)
@@ -342,6 +346,11 @@ class Worker:
                 )
                 self.controls.append(ctl)
                 registries.append(registry)
+                socket = layout.socket_path(spec, index)
+                if socket is not None:
+                    server = inference_server.Server(registry, unix_socket=socket)
+                    servers.append(server)
+                    await server.start()
                 tasks.append(asyncio.ensure_future(agent.run()))
                 if spec.load_rps > 0:
                     tasks.append(asyncio.ensure_future(_load(registry, spec.load_rps)))
@@ -352,6 +361,8 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for server in servers:
+                await server.stop()
             stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats_task
@@ -368,6 +379,8 @@ def main(spec_file: Path, first: int, count: int, stats: Path) -> int:
     spec = layout.FleetSpec.from_json(spec_file.read_text())
     if spec.nice > 0:
         os.nice(spec.nice)
+    if spec.switch_interval_seconds is not None:
+        sys.setswitchinterval(spec.switch_interval_seconds)
     worker = Worker(spec, range(first, first + count), stats)
 
     async def body() -> None:
