@@ -404,6 +404,8 @@ def _capture(argv: list[str]) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = cli.main(argv)
+    if code == 130:  # the command caught a Ctrl-C: the demo stops too
+        raise KeyboardInterrupt
     return code, out.getvalue()
 
 
