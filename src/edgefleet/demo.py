@@ -497,6 +497,8 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
                 lambda _s, d: len(d) == devices and all(passed_probation(e, "1.1.0") for e in d.values()),
                 HEALTH["windowSeconds"] + 120,
             )  # fmt: skip
+            if p95 := device_p95(cp):
+                times["on-device inference p95 of 1.1.0, worst device (ms)"] = max(p95)
             _pull_request(
                 cp, repo_dir, "digits-1.2.0", deployment(url, "1.2.0", models, "fp32"), "Roll out digits 1.2.0"
             )
@@ -511,9 +513,9 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
                 240,
             )  # fmt: skip
             status, _ = observe(cp)
-            p95 = device_p95(cp)
-            if p95:
-                times["on-device inference p95, 1.1.0, worst device (ms)"] = max(p95)
+            if p95 := device_p95(cp):
+                # The canaries' slow calls loaded the processes they share with other devices (see above).
+                times["... the same after the 1.2.0 canaries (ms)"] = max(p95)
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             console.print(Panel(f"Ready={ready['status']} reason={ready['reason']}\n{ready['message']}",
                                 title="kubectl get md digits: why it rolled back"))  # fmt: skip
