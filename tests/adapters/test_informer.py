@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from edgefleet.adapters import controlplane, fleet, informer, kube
 from edgefleet.api import edgedevice
 
 pytestmark = pytest.mark.controlplane
+Cache = informer.Informer[edgedevice.EdgeDevice]
 
 
 def device(name: str, app: str = "adder") -> str:
@@ -33,64 +35,61 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def labels(cache: informer.Informer[edgedevice.EdgeDevice]) -> dict[str, str]:
+def labels(cache: Cache) -> dict[str, str]:
     return {d.metadata.name: d.metadata.labels.get("app", "") for d in cache.items()}
 
 
-async def test_the_cache_follows_creates_changes_and_deletes(
-    control_plane: controlplane.ControlPlane, namespace: str
-) -> None:
-    control_plane.kubectl("-n", namespace, "create", "-f", "-", input=device("a"))
+@contextlib.asynccontextmanager
+async def cached(
+    cp: controlplane.ControlPlane, namespace: str, on_change: Callable[[str | None], None] | None = None
+) -> AsyncIterator[tuple[Cache, kube.Client]]:
+    """Device ``a`` created, then a started and filled cache of the namespace's EdgeDevices."""
+    cp.kubectl("-n", namespace, "create", "-f", "-", input=device("a"))
     session = kube.new_session()
-    changes: list[str | None] = []
+    client = kube.Client(kube.from_kubeconfig(cp.kubeconfig), session)
     cache = informer.Informer(
-        kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session),
-        fleet.EDGEDEVICES.path(namespace),
-        fleet._parse_device,
-        kind=edgedevice.KIND,
-        on_change=changes.append,
+        client, fleet.EDGEDEVICES.path(namespace), fleet._parse_device, kind=edgedevice.KIND, on_change=on_change
     ).start()
     try:
         await cache.wait_synced(20)
-        assert labels(cache) == {"a": "adder"} and changes == [None]  # the first list
-        await asyncio.to_thread(control_plane.kubectl, "-n", namespace, "create", "-f", "-", input=device("b"))
-        await asyncio.to_thread(
-            control_plane.kubectl, "-n", namespace, "label", "edgedevice", "a", "app=other", "--overwrite"
-        )
-        await eventually(lambda: labels(cache) == {"a": "other", "b": "adder"})
-        await asyncio.to_thread(control_plane.kubectl, "-n", namespace, "delete", "edgedevice", "b")
-        await eventually(lambda: labels(cache) == {"a": "other"})
-        assert cache.relists == 1 and cache.events >= 3
-        assert {"a", "b"} <= set(changes)
+        yield cache, client
     finally:
         await cache.stop()
         await kube.close_session(session)
 
 
+async def kubectl(cp: controlplane.ControlPlane, namespace: str, *args: str, body: str | None = None) -> None:
+    await asyncio.to_thread(cp.kubectl, "-n", namespace, *args, input=body)
+
+
+async def test_the_cache_follows_creates_changes_and_deletes(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> None:
+    changes: list[str | None] = []
+    async with cached(control_plane, namespace, changes.append) as (cache, _):
+        assert labels(cache) == {"a": "adder"} and changes == [None]  # the first list
+        await kubectl(control_plane, namespace, "create", "-f", "-", body=device("b"))
+        await kubectl(control_plane, namespace, "label", "edgedevice", "a", "app=other", "--overwrite")
+        await eventually(lambda: labels(cache) == {"a": "other", "b": "adder"})
+        await kubectl(control_plane, namespace, "delete", "edgedevice", "b")
+        await eventually(lambda: labels(cache) == {"a": "other"})
+        assert cache.relists == 1 and cache.events >= 3
+        assert {"a", "b"} <= set(changes)
+
+
 async def test_an_own_write_is_seen_at_once_and_an_older_event_never_replaces_it(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:
-    control_plane.kubectl("-n", namespace, "create", "-f", "-", input=device("a"))
-    session = kube.new_session()
-    client = kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session)
-    cache = informer.Informer(
-        client, fleet.EDGEDEVICES.path(namespace), fleet._parse_device, kind=edgedevice.KIND
-    ).start()
-    try:
-        await cache.wait_synced(20)
-        old: dict[str, Any] = await client.get(fleet.EDGEDEVICES.path(namespace, "a"), kind=edgedevice.KIND)
-        written = await client.merge_patch(
-            fleet.EDGEDEVICES.path(namespace, "a"), {"metadata": {"labels": {"app": "mine"}}}, kind=edgedevice.KIND
-        )
+    async with cached(control_plane, namespace) as (cache, client):
+        path = fleet.EDGEDEVICES.path(namespace, "a")
+        old: dict[str, Any] = await client.get(path, kind=edgedevice.KIND)
+        written = await client.merge_patch(path, {"metadata": {"labels": {"app": "mine"}}}, kind=edgedevice.KIND)
         cache.observe(written)
         assert labels(cache) == {"a": "mine"}  # before the watch delivered it
         cache.observe(old)  # e.g. a late event of the previous version
         assert labels(cache) == {"a": "mine"}
         await asyncio.sleep(0.5)
         assert labels(cache) == {"a": "mine"}
-    finally:
-        await cache.stop()
-        await kube.close_session(session)
 
 
 async def test_the_cache_resumes_after_the_api_server_restarts(
@@ -98,19 +97,7 @@ async def test_the_cache_resumes_after_the_api_server_restarts(
 ) -> None:
     if control_plane.external:
         pytest.skip("restarts the local API server")
-    control_plane.kubectl("-n", namespace, "create", "-f", "-", input=device("a"))
-    session = kube.new_session()
-    cache = informer.Informer(
-        kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session),
-        fleet.EDGEDEVICES.path(namespace),
-        fleet._parse_device,
-        kind=edgedevice.KIND,
-    ).start()
-    try:
-        await cache.wait_synced(20)
+    async with cached(control_plane, namespace) as (cache, _):
         await asyncio.to_thread(control_plane.restart_apiserver)
-        await asyncio.to_thread(control_plane.kubectl, "-n", namespace, "create", "-f", "-", input=device("b"))
+        await kubectl(control_plane, namespace, "create", "-f", "-", body=device("b"))
         await eventually(lambda: labels(cache) == {"a": "adder", "b": "adder"}, timeout=60)
-    finally:
-        await cache.stop()
-        await kube.close_session(session)

@@ -286,3 +286,36 @@ async def test_data_residency_no_input_or_output_leaves_the_device(
     leaks = sorted({form for values in seen for form in _forms(values) if form in outbound})
     assert leaks == [], f"{len(leaks)} tensor serialisations found in outbound traffic: {leaks[:5]}"
     print(f"data residency: {len(proxy.captured)} API requests, {len(outbound)} bytes checked, 0 leaks")
+
+
+async def test_live_traffic_does_not_make_the_agent_answer_its_own_status_echoes(
+    control_plane: ControlPlane, namespace: str, harness: Harness
+) -> None:
+    """The device's watch delivers the echo of each of its own status writes; with health numbers moving under live
+    traffic, answering every echo with another write would keep the device writing all the time. Only a changed
+    spec, a changed verdict or state, or the status interval may cause a write."""
+    v1, url1 = harness.publish("demo", "1.0.0")
+    settings = dataclasses.replace(SETTINGS, status_interval_seconds=60.0, report_coalesce_seconds=0.05)
+    async with (
+        api_for(control_plane, namespace, "dev-echo") as api,
+        kube_control(kube.from_kubeconfig(control_plane.kubeconfig), namespace, "dev-echo") as ctl,
+        harness.running(settings, ctl) as agent,
+    ):
+        await api.until(lambda: bool(api.last))
+        await api.want(desired(v1, url1))
+        await api.until(lambda: api.model().get("activeDigest") == v1.digest)
+        await api.until(lambda: (api.model().get("health") or {}).get("verdict") == "Healthy")
+        await asyncio.sleep(1.0)  # the switch's own writes settle
+        before = agent.reports
+        x = np.zeros((2, 4), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 4.0
+        served = 0
+        while loop.time() < end:
+            status, _ = await harness.predict(x)
+            assert status == 200
+            served += 1
+            await asyncio.sleep(0.01)
+        writes = agent.reports - before
+        assert served > 100
+        assert writes <= 1, f"{writes} status writes in 4 s of traffic with nothing to report"

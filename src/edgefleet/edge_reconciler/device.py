@@ -424,9 +424,11 @@ class Agent:
                     self.store.remember(journal)
                     log.error("Could not persist desired spec generation=%s error=%s", generation, exc)
             if changed:
+                # Only a changed spec: the watch also delivers the echo of every status write of this agent, and
+                # answering each with another write would keep a device with live traffic writing all the time.
                 log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
-            self.wake.set()
-            self.dirty.set()
+                self.wake.set()
+                self.dirty.set()
 
     async def reconcile_forever(self) -> None:
         while True:
