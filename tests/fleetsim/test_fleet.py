@@ -10,27 +10,19 @@ state behind; once with a watch per device, once with one shared watch per worke
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
 from edgefleet.fleetsim import fleet, layout
+from tests.fleetsim import alive
 from tests.support import controlplane, fleetstack
 
 pytestmark = pytest.mark.controlplane
 DEVICES = 60
 HEALTH = {"latencyP95Ms": 500.0, "maxErrorRate": 0.05, "minSamples": 2, "windowSeconds": 5}
 STEPS = [{"setWeight": 50}, {"setWeight": 100}]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("watch", layout.WATCH_MODES)
@@ -90,5 +82,5 @@ def test_simulated_fleet_registers_converges_and_stops_cleanly(
             assert snap.rss_bytes > 0
         finally:
             sim.stop()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not Path(spec.root).exists()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,18 +22,11 @@ import pytest
 from edgefleet.adapters import bundle
 from edgefleet.fleetsim import fleet, layout
 from tests.edge_reconciler.harness import desired
+from tests.fleetsim import alive
 from tests.support import artifact_server, controlplane, onnx_models
 
 pytestmark = pytest.mark.controlplane
 DEVICES = 6
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def _ask(socket: Path, x: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -117,7 +109,7 @@ def test_simulated_devices_serve_predictions_on_their_own_sockets(
             assert [m["digest"] for m in answer["models"]] == [tb.digest]
         downloads = [r for r in artifacts.requests if r.method == "GET" and r.path.endswith(tb.filename)]
         assert len(downloads) >= DEVICES
-        assert not any(_alive(pid) for pid in pids)
+        assert not any(alive(pid) for pid in pids)
         assert list(sockets_dir.iterdir()) == []
         assert not Path(spec.root).exists()
     finally:
