@@ -107,21 +107,11 @@ class Informer(Generic[T]):
 
     def observe(self, obj: dict[str, Any]) -> None:
         """Take an object this process just wrote (the API server's response) unless the cache has a newer one."""
-        name = (obj.get("metadata") or {}).get("name")
-        if not name:
-            return
-        cached = self._items.get(name)
-        if cached is not None and _is_older(obj, cached[0]):
-            return
-        self._put(obj)
+        self._apply(kube.WatchEvent("MODIFIED", obj))
 
-    def _put(self, obj: dict[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
+    def _entry(self, obj: dict[str, Any]) -> tuple[int | None, T] | None:
         parsed = self.parse(obj)
-        if parsed is None:
-            self._items.pop(name, None)
-        else:
-            self._items[name] = (_version(obj), parsed)
+        return (_version(obj), parsed) if parsed is not None else None
 
     def _apply(self, event: kube.WatchEvent) -> str | None:
         """Apply one event; returns the name of the object that changed, if any."""
@@ -132,10 +122,11 @@ class Informer(Generic[T]):
         cached = self._items.get(name)
         if cached is not None and _is_older(obj, cached[0]):
             return None  # this process already wrote (and cached) a newer version
-        if event.type == "DELETED":
+        entry = self._entry(obj) if event.type != "DELETED" else None
+        if entry is None:
             self._items.pop(name, None)
         else:
-            self._put(obj)
+            self._items[name] = entry
         return str(name)
 
     async def _list(self) -> str:
@@ -154,9 +145,9 @@ class Informer(Generic[T]):
             for item in page.get("items") or []:
                 if self.kind is not None:
                     item["kind"] = self.kind
-                parsed = self.parse(item)
-                if parsed is not None:
-                    items[str((item.get("metadata") or {}).get("name"))] = (_version(item), parsed)
+                entry = self._entry(item)
+                if entry is not None:
+                    items[str((item.get("metadata") or {}).get("name"))] = entry
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 break

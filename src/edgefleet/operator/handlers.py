@@ -122,8 +122,8 @@ class Triggers:
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def seen(self, body: Mapping[str, Any]) -> str:
-        """Remember a deployment kopf handed over (its reference is all a later run needs); returns its uid."""
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """Remember a deployment whose reconcile starts now (its reference is all a later run needs)."""
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid"))
         self.known[uid] = {
@@ -132,7 +132,6 @@ class Triggers:
             "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
         }
         self.started[uid] = time.monotonic()
-        return uid
 
     def forget(self, uid: str) -> None:
         self.known.pop(uid, None)
@@ -152,7 +151,6 @@ class Triggers:
 
     async def _one(self, uid: str, ref: dict[str, Any]) -> None:
         self.running.add(uid)
-        self.started[uid] = time.monotonic()
         try:
             again = await self.run(ref)
             if again is not None and uid in self.known:
