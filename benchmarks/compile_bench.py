@@ -36,7 +36,8 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import compiler, datasets, examples, fidelity, measure, passes, selection
+from edgefleet.compiler import datasets, examples, fidelity, hardware, measurement, passes, pipeline, selection
+from edgefleet.core import errors
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "models"
@@ -116,7 +117,7 @@ def edgefleet_variants(
         target = modeldeployment.CompileTarget(name="host", precision=precision, evaluation=ref)
         start = time.perf_counter()
         try:
-            result = compiler.compile_model(
+            result = pipeline.compile_model(
                 source,
                 target,
                 task,
@@ -124,8 +125,8 @@ def edgefleet_variants(
                 calibration=calibration,
                 model_name="m",
                 model_version="1.0.0",
-                signing_key=key,
             )
+            bundle.build(result.manifest, result.model, key)  # publishing is part of what a user waits for
         except Exception as exc:  # an explicit precision may be unreachable: report it
             first = str(exc).splitlines()[0]
             out.append(Variant(f"edgefleet {precision}", b"", 0.0, note=f"failed: {first[:80]}"))
@@ -145,15 +146,15 @@ def bench(
     name: str, task: str, source: bytes, evaluation: bytes, calibration: bytes | None, rounds: int, key: Any
 ) -> str:
     eval_arrays = datasets.load(evaluation)
-    ref_session = measure.session(source)
-    inputs, _ = measure.signature(ref_session)
+    ref_session = measurement.session(source)
+    inputs, _ = measurement.signature(ref_session)
     feed = datasets.check_against(eval_arrays, inputs, "evaluation set")
     labels = datasets.labels(eval_arrays)
     calib = []
     if calibration is not None:
         calib_arrays = datasets.check_against(datasets.load(calibration), inputs, "calibration set")
         calib = datasets.samples(calib_arrays, 128)
-    reference = measure.run_dataset(ref_session, feed)
+    reference = measurement.run_dataset(ref_session, feed)
     variants = [Variant("source FP32 (plain onnxruntime)", source, 0.0)]
     variants += plain_tools(source, calib) if calib else []
     variants += edgefleet_variants(source, task, evaluation, calibration, key)
@@ -164,17 +165,17 @@ def bench(
         if not v.model:
             continue
         try:
-            sess = measure.session(v.model)
-        except measure.RunError as exc:
+            sess = measurement.session(v.model)
+        except errors.InvalidSpecError as exc:
             v.note = f"does not load: {str(exc)[:60]}"
             v.model = b""
             continue
         wrapped = _Wrapped(sess) if v.fp16_io else sess
         sessions[v.label] = wrapped
-        outputs = measure.run_dataset(wrapped, feed)
+        outputs = measurement.run_dataset(wrapped, feed)
         fid[v.label] = fidelity.measure(task, outputs, reference, labels)
     sample = datasets.samples(dict(feed), 1)[0]
-    lat = measure.latencies(sessions, sample, rounds=rounds, round_seconds=0.05)
+    lat = measurement.latencies(sessions, sample, rounds=rounds, round_seconds=0.05)
     base = lat[variants[0].label]
     lines = [
         f"### {name} ({task}, {len(next(iter(feed.values())))} evaluation samples)",
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     key = bundle.generate_key()
     print(
         f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, batch 1, 1 intra-op thread, "
-        f"CPU int8-dot features: {sorted(passes.cpu_features() & selection.INT8_DOT_FEATURES) or 'none'}"
+        f"CPU int8-dot features: {sorted(hardware.cpu_features() & selection.INT8_DOT_FEATURES) or 'none'}"
     )
     tasks = {"digits-cnn": "classification", "vibration-ae": "anomaly-score"}
     for name, task in tasks.items():

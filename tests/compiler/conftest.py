@@ -1,4 +1,4 @@
-"""Fixtures for compiler tests: the committed example models and a signing key."""
+"""Fixtures for compiler tests: the committed example models, and a signing key for publishing what they compile."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import compiler
+from edgefleet.compiler import jobs, pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "models"
 TASKS = {"digits-cnn": "classification", "vibration-ae": "anomaly-score"}
 # Fewer, shorter timing rounds than the default: tests check decisions, benchmarks report speed.
-FAST = compiler.Settings(latency_rounds=5, round_seconds=0.01)
+FAST = pipeline.Effort(latency_rounds=5, round_seconds=0.01)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +56,8 @@ def other_key() -> ed25519.Ed25519PrivateKey:
     return bundle.generate_key()
 
 
-def compile_example(
-    example: Example, key: ed25519.Ed25519PrivateKey, t: modeldeployment.CompileTarget, **kwargs: object
-) -> compiler.CompileResult:
-    return compiler.compile_model(
+def compile_example(example: Example, t: modeldeployment.CompileTarget, **kwargs: object) -> jobs.CompiledModel:
+    return pipeline.compile_model(
         example.model,
         t,
         example.task,
@@ -67,7 +65,11 @@ def compile_example(
         calibration=example.calibration,
         model_name=example.name,
         model_version="1.0.0",
-        signing_key=key,
-        settings=kwargs.pop("settings", FAST),  # type: ignore[arg-type]
+        effort=kwargs.pop("effort", FAST),  # type: ignore[arg-type]
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def publish(result: jobs.CompiledModel, key: ed25519.Ed25519PrivateKey) -> tuple[str, bytes]:
+    """Sign the compiled members as a publisher does: ``(digest, bundle bytes)``."""
+    return bundle.build(result.manifest, result.model, key)

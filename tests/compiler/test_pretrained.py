@@ -2,8 +2,7 @@
 
 ``rapidocr-onnxruntime`` ships PaddleOCR's text-line orientation classifier (opset 11) and text detector
 (opset 12). Both hold every weight in ``Constant`` nodes and have symbolic batch/height/width dimensions: the
-quirks exported models have. Inputs are text rendered onto scikit-learn's bundled sample photos. The package
-is
+quirks exported models have. Inputs are text rendered onto scikit-learn's bundled sample photos. The package is
 located without importing it (its import needs OpenCV, which the compiler does not).
 """
 
@@ -14,9 +13,8 @@ import pathlib
 
 import onnx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.compiler import compiler, examples, passes, selection
+from edgefleet.compiler import examples, passes, pipeline, selection
 from tests.compiler.conftest import FAST, target
 
 pytest.importorskip("PIL", reason="Pillow decodes scikit-learn's sample photos")
@@ -35,12 +33,12 @@ def _quirks(path: pathlib.Path) -> tuple[int, int]:
     return passes.opset(model), sum(n.op_type == "Constant" for n in model.graph.node)
 
 
-def test_orientation_classifier_opset11_constant_weights(signing_key: ed25519.Ed25519PrivateKey) -> None:
+def test_orientation_classifier_opset11_constant_weights() -> None:
     opset, constants = _quirks(CLS)
     assert opset == 11 and constants > 100  # the quirks this test is about
     images, labels = examples.text_line_images(48, seed=1)
     calibration, _ = examples.text_line_images(16, seed=2)
-    result = compiler.compile_model(
+    result = pipeline.compile_model(
         CLS.read_bytes(),
         target("auto"),
         "classification",
@@ -48,8 +46,7 @@ def test_orientation_classifier_opset11_constant_weights(signing_key: ed25519.Ed
         calibration=examples.npz_bytes({"x": calibration}),
         model_name="text-orientation",
         model_version="2.0.0",
-        signing_key=signing_key,
-        settings=FAST,
+        effort=FAST,
     )
     by_name = {c.name: c for c in result.candidates}
     # per-channel QDQ needs opset 13: the model was upgraded and every candidate built and loaded
@@ -65,11 +62,11 @@ def test_orientation_classifier_opset11_constant_weights(signing_key: ed25519.Ed
     assert shape[1] == 3 and all(isinstance(d, str) for d in (shape[0], shape[2], shape[3]))
 
 
-def test_text_detector_fp16_keeps_score_map(signing_key: ed25519.Ed25519PrivateKey) -> None:
+def test_text_detector_fp16_keeps_score_map() -> None:
     opset, constants = _quirks(DET)
     assert opset == 12 and constants > 100
     scenes = examples.text_scene_images(8, size=96, seed=1)
-    result = compiler.compile_model(
+    result = pipeline.compile_model(
         DET.read_bytes(),
         target("fp16"),
         "detection",
@@ -77,8 +74,7 @@ def test_text_detector_fp16_keeps_score_map(signing_key: ed25519.Ed25519PrivateK
         calibration=None,
         model_name="text-detector",
         model_version="4.0.0",
-        signing_key=signing_key,
-        settings=FAST,
+        effort=FAST,
     )
     fp32 = next(c for c in result.candidates if c.name == "fp32")
     assert result.selected.precision == "fp16"

@@ -1,5 +1,5 @@
 """The compile stage for real: a spawned worker process fetches a real ONNX model over HTTP, a compiler builds the
-manifest with onnxruntime, the operator signs the bundle and publishes it to the local store."""
+unsigned bundle members with onnxruntime, the operator signs the bundle once and publishes it to the local store."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle, store
 from edgefleet.api import modeldeployment
+from edgefleet.compiler import jobs
 from edgefleet.core import errors
 from edgefleet.operator import compilation
 from tests.support import models
 from tests.support import rollout as sim
 
-PASSTHROUGH = "edgefleet.adapters.passthrough:compile_fp32"
+PASSTHROUGH = jobs.PACKAGER
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,7 @@ async def test_the_optimising_compiler_runs_in_the_worker_and_its_bundle_verifie
     (tmp_path / "eval.npz").write_bytes(evaluation)
     key = bundle.generate_key()
     local = store.LocalStore(tmp_path / "store", "http://store:8080")
-    stage = compilation.CompileStage(pool, local, key)  # the default: edgefleet.compiler
+    stage = compilation.CompileStage(pool, local, key)  # the default: the optimising compiler
     with models.served(tmp_path) as url:
         published = await stage.compile(spec_for(url, data, evaluation))
     for artifact in published.artifacts:
@@ -120,3 +122,24 @@ async def test_the_optimising_compilers_unreachable_budget_is_the_accuracy_gate(
         await stage.compile(spec_for(url, data, evaluation, precision="int8", accuracyBudget={"maxRelativeError": 0.0}))
     assert caught.value.reason == "AccuracyGateFailed"
     assert "int8" in str(caught.value) and "relative error" in str(caught.value)
+    assert "nothing was published" in str(caught.value)
+
+
+async def test_published_bundles_are_content_addressed(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    """Equal inputs and key publish byte-identical bundles: the digest names the content, whoever compiled it."""
+    data, evaluation = models.linear(3), models.evaluation_set(16)
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "eval.npz").write_bytes(evaluation)
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    stores = [store.LocalStore(tmp_path / name, "http://store:8080") for name in ("a", "b")]
+    with models.served(tmp_path) as url:
+        spec = spec_for(url, data, evaluation, precision="fp32")
+        first, second = [await compilation.CompileStage(pool, s, key).compile(spec) for s in stores]
+    assert [a.digest for a in first.artifacts] == [a.digest for a in second.artifacts]
+    assert first.template == second.template
+    for artifact in first.artifacts:
+        published = await stores[0].get(artifact.digest)
+        assert published == await stores[1].get(artifact.digest)
+        assert bundle.sha256_digest(published) == artifact.digest

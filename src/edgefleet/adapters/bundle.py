@@ -38,6 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from edgefleet.core import errors, tensors
+
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
 SIGNATURE = "signature.json"
@@ -61,28 +63,19 @@ class Bundle:
 
 
 def encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:
-    """Encode a tensor for a manifest: dtype, shape and base64 of its little-endian C-order bytes (pure).
+    """Encode a tensor for a manifest (:func:`edgefleet.core.tensors.encode`, pure).
 
     Golden samples use this form: ``{"inputs": {name: encoded}, "outputs": {name: encoded}}``.
     """
-    arr = np.ascontiguousarray(array)
-    little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-    return {
-        "dtype": str(arr.dtype),
-        "shape": list(arr.shape),
-        "data": base64.b64encode(little.tobytes()).decode(),
-    }
+    return tensors.encode(array)
 
 
 def decode_array(encoded: Mapping[str, Any]) -> np.ndarray[Any, Any]:
     """Inverse of :func:`encode_array`; raises BundleError on inconsistent dtype/shape/data."""
     try:
-        dtype = np.dtype(str(encoded["dtype"])).newbyteorder("<")
-        shape = tuple(int(d) for d in encoded["shape"])
-        raw = base64.b64decode(str(encoded["data"]), validate=True)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"malformed tensor in manifest: {exc}") from exc
+        return tensors.decode(encoded)
+    except errors.IntegrityError as exc:
+        raise BundleError(str(exc)) from exc
 
 
 def canonical_json(value: Any) -> bytes:

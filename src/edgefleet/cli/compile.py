@@ -7,8 +7,9 @@ Examples::
         --signing-key keys/signing.pem --store bundles/
 
 A directory argument means ``<dir>/model.onnx`` with ``<dir>/evaluation.npz`` and ``<dir>/calibration.npz``.
-The bundle is written to ``<store>/sha256-<hex>.bundle`` only when compilation succeeds; an unreachable
-accuracy budget prints the report of every candidate and exits 1 with nothing written.
+The compiler (:func:`edgefleet.compiler.pipeline.compile_model`) returns the unsigned bundle members; this command
+signs them with ``--signing-key`` and writes the bundle to ``<store>/sha256-<hex>.bundle``, only when compilation
+succeeds. An unreachable accuracy budget prints the report of every candidate and exits 1 with nothing written.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from typing import Any
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import compiler, passes, selection
+from edgefleet.compiler import hardware, jobs, pipeline, selection, sources
 from edgefleet.core import errors
-
-MAX_INPUT_BYTES = 1024 * 1024 * 1024
 
 
 def register(subparsers: Any) -> None:
@@ -61,14 +60,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--generate-key", type=pathlib.Path, metavar="PATH", help="write a new signing key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
     p.set_defaults(func=run)
-
-
-def _read(path: pathlib.Path, what: str) -> bytes:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    if path.stat().st_size > MAX_INPUT_BYTES:
-        raise ValueError(f"{path}: {what} is larger than {MAX_INPUT_BYTES} bytes")
-    return path.read_bytes()
 
 
 def _write_atomic(path: pathlib.Path, data: bytes, mode: int = 0o644) -> None:
@@ -123,36 +114,38 @@ def run(args: argparse.Namespace) -> int:
         print("edgefleet compile: --evaluation is required for a model file", file=sys.stderr)
         return 2
     try:
-        source = _read(model_path, "model")
-        evaluation = _read(evaluation_path, "evaluation set")
-        calibration = _read(calibration_path, "calibration set") if calibration_path else None
-        key = bundle.load_private_key(_read(args.signing_key, "signing key"))
+        source = sources.read(model_path, "model")
+        evaluation = sources.read(evaluation_path, "evaluation set")
+        calibration = sources.read(calibration_path, "calibration set") if calibration_path else None
+        key = bundle.load_private_key(sources.read(args.signing_key, "signing key"))
         target = _target(args, evaluation, calibration)
-    except (OSError, ValueError, bundle.BundleError) as exc:
+    except (OSError, ValueError, errors.EdgefleetError, bundle.BundleError) as exc:
         print(f"edgefleet compile: {exc}", file=sys.stderr)
         return 1
     features = (
         frozenset(f.strip() for f in args.target_features.split(",") if f.strip())
         if args.target_features
-        else passes.cpu_features()
+        else hardware.cpu_features()
     )
-    hardware = compiler.Hardware(name=args.target, features=features, threads=args.threads)
+    target_hardware = hardware.Hardware(name=args.target, features=features, threads=args.threads)
     try:
-        result = _compile_with_progress(args, source, target, evaluation, calibration, name, key, hardware)
+        result = _compile_with_progress(args, source, target, evaluation, calibration, name, target_hardware)
     except errors.InvalidSpecError as exc:
         print(f"{model_path}: {exc}", file=sys.stderr)
         return 1
+    # Signed once, here, where the bundle is published.
+    digest, data = bundle.build(result.manifest, result.model, key)
     args.store.mkdir(parents=True, exist_ok=True)
-    out = args.store / f"{result.digest.replace(':', '-')}.bundle"
-    _write_atomic(out, result.bundle)
+    out = args.store / f"{digest.replace(':', '-')}.bundle"
+    _write_atomic(out, data)
     if args.report_json:
-        _write_atomic(args.report_json, json.dumps(_report(result), indent=2, sort_keys=True).encode())
+        _write_atomic(args.report_json, json.dumps(_report(result, digest), indent=2, sort_keys=True).encode())
     if not args.quiet:
         _print_table(result)
     print(
         f"Compiled {name} {args.version} for {args.target}: {result.selected.name} ({result.reason}; {result.detail})"
     )
-    print(f"Wrote {out} {result.digest}")
+    print(f"Wrote {out} {digest}")
     return 0
 
 
@@ -196,11 +189,10 @@ def _compile_with_progress(
     evaluation: bytes,
     calibration: bytes | None,
     name: str,
-    key: Any,
-    hardware: compiler.Hardware,
-) -> compiler.CompileResult:
-    def compile_(progress: compiler.Progress | None) -> compiler.CompileResult:
-        return compiler.compile_model(
+    target_hardware: hardware.Hardware,
+) -> jobs.CompiledModel:
+    def compile_(progress: pipeline.Progress | None) -> jobs.CompiledModel:
+        return pipeline.compile_model(
             source,
             target,
             args.task,
@@ -208,8 +200,7 @@ def _compile_with_progress(
             calibration=calibration,
             model_name=name,
             model_version=args.version,
-            signing_key=key,
-            hardware=hardware,
+            target_hardware=target_hardware,
             progress=progress,
         )
 
@@ -229,7 +220,7 @@ def _compile_with_progress(
         return compile_(lambda message: progress.update(task_id, description=message))
 
 
-def _print_table(result: compiler.CompileResult) -> None:
+def _print_table(result: jobs.CompiledModel) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -258,9 +249,9 @@ def _print_table(result: compiler.CompileResult) -> None:
     console.print(table)
 
 
-def _report(result: compiler.CompileResult) -> dict[str, Any]:
+def _report(result: jobs.CompiledModel, digest: str) -> dict[str, Any]:
     return {
-        "digest": result.digest,
+        "digest": digest,
         "selected": result.selected.name,
         "reason": result.reason,
         "detail": result.detail,

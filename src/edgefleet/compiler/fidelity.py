@@ -5,19 +5,16 @@ labels. What is measured depends on the task:
 
 ``classification``
     ``top1Agreement``: share of samples whose arg-max over the first output's last axis equals FP32's.
-    With labels also ``accuracy``, ``referenceAccuracy`` and ``accuracyDrop`` (reference minus variant, in
-    [0, 1]).
+    With labels also ``accuracy``, ``referenceAccuracy`` and ``accuracyDrop`` (reference minus variant, in [0, 1]).
 every task
     ``relativeError``: worst output's normalised mean absolute error ``mean|y - ref| / mean|ref|``; and
     ``maxAbsError``. Non-finite outputs make both infinite.
 ``detection``
     the first output is a score map: ``flipRate`` is the share of elements that change side of 0.5 (the usual
-    threshold) and ``relativeError`` is the larger of ``flipRate`` and ``mean|y - ref| / (max(ref) -
-    min(ref))``
+    threshold) and ``relativeError`` is the larger of ``flipRate`` and ``mean|y - ref| / (max(ref) - min(ref))``
     (background near 0 would make a mean-magnitude denominator explode).
 
-Worked example: reference logits ``[[2, 1], [0, 3]]``, variant ``[[1.9, 1.2], [0.1, 2.8]]`` and labels ``[0,
-0]``:
+Worked example: reference logits ``[[2, 1], [0, 3]]``, variant ``[[1.9, 1.2], [0.1, 2.8]]`` and labels ``[0, 0]``:
 both arg-maxes agree (``top1Agreement`` 1.0), both models score 1 of 2 (``accuracyDrop`` 0.0), mean absolute
 error 0.15 over a mean magnitude 1.5 gives ``relativeError`` 0.1.
 """

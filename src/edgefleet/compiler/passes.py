@@ -1,7 +1,6 @@
 """Graph passes that turn an FP32 ONNX model into candidate variants (adapter: imports onnx and onnxruntime).
 
-Each pass takes model bytes and returns model bytes, so candidates are independent and every intermediate can
-be
+Each pass takes model bytes and returns model bytes, so candidates are independent and every intermediate can be
 hashed. Real exported models are messy, so every pass is defensive:
 
 * :func:`load_source` rejects oversized, unparsable or externally-stored models with a message saying so.
@@ -14,11 +13,11 @@ hashed. Real exported models are messy, so every pass is defensive:
 * :func:`to_fp16` uses onnxruntime's own converter and keeps float32 inputs and outputs.
 * :func:`quantize_dynamic` / :func:`quantize_static` wrap onnxruntime's quantizers. Per-channel weights need
   opset >= 13 (per-axis ``DequantizeLinear``); older models are upgraded with the ONNX version converter
-  first,
-  and when that fails per-channel is turned off instead of producing a file onnxruntime refuses to load.
+  first, and when that fails per-channel is turned off instead of producing a file onnxruntime refuses to load.
 * :func:`prune` zeroes the smallest-magnitude weights of Conv/MatMul/Gemm.
 
-Vendor exceptions are converted to :class:`PassError` here (STYLE rule 5).
+Vendor exceptions are converted here (STYLE rule 5): a pass that cannot produce a valid model raises
+``InvalidSpecError(reason=Reason.INVALID_INPUT)`` saying which pass and why.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import pathlib
 import tempfile
 import threading
@@ -39,6 +37,8 @@ import onnxruntime as ort
 from onnx import numpy_helper, shape_inference, version_converter
 from onnxruntime import quantization as ortq
 from onnxruntime.transformers import float16 as ort_float16
+
+from edgefleet.core import errors
 
 MAX_MODEL_BYTES = 1024 * 1024 * 1024
 WEIGHT_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
@@ -53,25 +53,25 @@ QUANT_TYPES = {"s8": ortq.QuantType.QInt8, "u8": ortq.QuantType.QUInt8}
 log = logging.getLogger(__name__)
 
 
-class PassError(Exception):
-    """A pass could not produce a valid model; the message says which pass and why."""
+def _invalid_input(message: str) -> errors.InvalidSpecError:
+    return errors.InvalidSpecError(message, errors.Reason.INVALID_INPUT)
 
 
 def load_source(data: bytes) -> onnx.ModelProto:
     """Parse untrusted model bytes: size limit, protobuf parse, no external data, structural check."""
     if len(data) > MAX_MODEL_BYTES:
-        raise PassError(f"model is {len(data)} bytes, over the {MAX_MODEL_BYTES}-byte limit")
+        raise _invalid_input(f"model is {len(data)} bytes, over the {MAX_MODEL_BYTES}-byte limit")
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise PassError(f"model is not a valid ONNX protobuf: {exc}") from exc
+        raise _invalid_input(f"model is not a valid ONNX protobuf: {exc}") from exc
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise PassError(f"initializer {tensor.name!r} uses external data; ship a single self-contained file")
+            raise _invalid_input(f"initializer {tensor.name!r} uses external data; ship a single self-contained file")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise PassError(f"model fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+        raise _invalid_input(f"model fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
     return model
 
 
@@ -149,7 +149,7 @@ def optimize(model: bytes) -> bytes:
         try:
             ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise PassError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+            raise _invalid_input(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
         optimized = onnx.load(str(tmp / "optimized.onnx"))
     optimized.producer_name = "edgefleet"
     optimized.producer_version = ""
@@ -166,7 +166,7 @@ def to_fp16(model: bytes, block_ops: Sequence[str] = ()) -> bytes:
             op_block_list=list(ort_float16.DEFAULT_OP_BLOCK_LIST) + list(block_ops),
         )
     except Exception as exc:  # the converter raises assorted errors on unusual graphs
-        raise PassError(f"fp16 conversion failed: {exc}") from exc
+        raise _invalid_input(f"fp16 conversion failed: {exc}") from exc
     return serialize(converted)
 
 
@@ -174,8 +174,7 @@ def preprocess(model: bytes) -> tuple[bytes, str]:
     """onnxruntime's quantization pre-processing (symbolic shape inference, optimisation, shape inference).
 
     Falls back to skipping symbolic shape inference, then to no pre-processing, when a step fails on the
-    graph;
-    returns the model and which level was applied.
+    graph; returns the model and which level was applied.
     """
     attempts: tuple[tuple[str, dict[str, bool]], ...] = (
         ("full", {}),
@@ -256,7 +255,7 @@ def quantize_dynamic(
             )
             out = onnx.load(str(tmp / "q.onnx"))
         except Exception as exc:  # quantizer raises ValueError/RuntimeError/KeyError on unusual graphs
-            raise PassError(f"dynamic quantization failed: {exc}") from exc
+            raise _invalid_input(f"dynamic quantization failed: {exc}") from exc
     options = {
         "method": "dynamic",
         "format": "QOperator",
@@ -298,8 +297,7 @@ def quantize_static(
 ) -> tuple[bytes, dict[str, Any]]:
     """Calibrated INT8 (QDQ or QOperator); returns the model and the options actually used.
 
-    ``cache_dir`` keeps calibration ranges per (method, opset) so variants that differ only in format, types
-    or
+    ``cache_dir`` keeps calibration ranges per (method, opset) so variants that differ only in format, types or
     excluded nodes calibrate once.
     """
     proto, per_channel = _prepare_for_quantization(model, per_channel)
@@ -327,7 +325,9 @@ def quantize_static(
             )
             out = onnx.load(str(tmp / "q.onnx"))
         except Exception as exc:  # quantizer and calibrator raise assorted errors on unusual graphs
-            raise PassError(f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+            raise _invalid_input(
+                f"static quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from exc
     options = {
         "method": "static",
         "format": quant_format,
@@ -409,32 +409,11 @@ def pack_sparse(model: bytes, min_elements: int = 1024) -> tuple[bytes, int]:
 
 
 def check_loadable(model: bytes) -> None:
-    """Raise :class:`PassError` unless onnxruntime's CPU provider can load ``model``."""
+    """Raise InvalidSpecError unless onnxruntime's CPU provider can load ``model``."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     try:
         ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception types
-        raise PassError(f"onnxruntime refuses to load the result: {str(exc).splitlines()[0]}") from exc
-
-
-def cpu_features() -> frozenset[str]:
-    """Instruction-set flags of this host (``/proc/cpuinfo`` on Linux; empty elsewhere)."""
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        raise _invalid_input(f"onnxruntime refuses to load the result: {str(exc).splitlines()[0]}") from exc

@@ -1,33 +1,27 @@
 """Choosing a compiled variant: the accuracy gate, the latency cost model and the selection rule. Pure.
 
 Everything here is a function of already-measured numbers: no ONNX, no onnxruntime, no clock. The compiler's
-adapter modules build and measure candidates; this module decides.
+adapter modules build and measure candidates; this module decides what to build (:func:`plan_candidates`, one
+:class:`Recipe` per variant) and which variant ships (:func:`choose`).
 
 The rule, in order:
 
-1. **Gate.** A candidate whose fidelity against FP32 breaks the budget, or that failed to build or load, is
-never
-   eligible. Classification: the larger of (1 - top-1 agreement) and the labelled-accuracy drop must not
-   exceed
+1. **Gate.** A candidate whose fidelity against FP32 breaks the budget, or that failed to build or load, is never
+   eligible. Classification: the larger of (1 - top-1 agreement) and the labelled-accuracy drop must not exceed
    ``max_accuracy_drop``. Every other task: the worst per-output relative error must not exceed
    ``max_relative_error``.
-2. **Precision.** An explicit precision keeps only candidates of that precision; none eligible is a failure
-with a
+2. **Precision.** An explicit precision keeps only candidates of that precision; none eligible is a failure with a
    report of the numbers.
 3. **Objective.** ``optimize_for="size"``: the smallest eligible candidate. ``"latency"`` (the default): the
-   *fastest group* is every eligible candidate whose median latency is within ``tolerance`` of the fastest;
-   the
+   *fastest group* is every eligible candidate whose median latency is within ``tolerance`` of the fastest; the
    smallest of that group wins. With ``precision="auto"`` a non-FP32 candidate is only eligible when it is
    *confidently* not slower than FP32 (:func:`confidently_not_slower`: median not above FP32's and at least as
    fast in 3 of 4 paired timing rounds). When in doubt, optimised FP32 wins.
 
-Worked example (``tolerance=0.05``): FP32 1.00 ms / 1.6 MB, FP16 1.01 ms / 0.8 MB, INT8 0.62 ms / 0.42 MB,
-all in
-budget, INT8 faster than FP32 in all 7 paired rounds. The fastest group is {INT8} (FP16 and
-FP32 are more than 5 % slower than 0.62 ms), so INT8 wins: "smallest of the fastest variants in budget"
-(detail:
-"0.620 ms vs FP32 1.000 ms, 1.61x; 3.81x smaller than FP32"). Had INT8 measured 0.99 ms and been faster in
-only 4 of 7 rounds, it
+Worked example (``tolerance=0.05``): FP32 1.00 ms / 1.6 MB, FP16 1.01 ms / 0.8 MB, INT8 0.62 ms / 0.42 MB, all in
+budget, INT8 faster than FP32 in all 7 paired rounds. The fastest group is {INT8} (FP16 and FP32 are more than 5 %
+slower than 0.62 ms), so INT8 wins: "smallest of the fastest variants in budget" (detail: "0.620 ms vs FP32
+1.000 ms, 1.61x; 3.81x smaller than FP32"). Had INT8 measured 0.99 ms and been faster in only 4 of 7 rounds, it
 would not be confidently faster than FP32 and FP32 would win.
 """
 
@@ -60,8 +54,7 @@ class Budget:
 class Latency:
     """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and the median of each timing round.
 
-    Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine
-    load.
+    Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine load.
     """
 
     p50: float
@@ -85,7 +78,7 @@ class Candidate:
 
 
 @dataclasses.dataclass(frozen=True)
-class Verdict:
+class GateVerdict:
     """Gate outcome for one candidate: passed, and the reason in words."""
 
     passed: bool
@@ -102,15 +95,14 @@ class Choice:
 
     selected: Candidate | None
     reason: str
-    verdicts: Mapping[str, Verdict]
+    verdicts: Mapping[str, GateVerdict]
     detail: str = ""
 
 
-def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> Verdict:
+def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> GateVerdict:
     """Judge fidelity numbers against the budget (pure).
 
-    ``fidelity`` keys: ``top1Agreement`` and optional ``accuracyDrop`` for classification, ``relativeError``
-    (worst
+    ``fidelity`` keys: ``top1Agreement`` and optional ``accuracyDrop`` for classification, ``relativeError`` (worst
     output) otherwise.
 
     >>> gate("classification", {"top1Agreement": 0.995, "accuracyDrop": 0.002}, Budget(0.01, 0.01)).passed
@@ -120,17 +112,17 @@ def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> Verdict:
     """
     if task == "classification":
         if "top1Agreement" not in fidelity:
-            return Verdict(False, "no top-1 agreement measured")
+            return GateVerdict(False, "no top-1 agreement measured")
         drop = severity(task, fidelity)
         if drop > budget.max_accuracy_drop + 1e-12:
-            return Verdict(False, f"accuracy drop {drop:.4f} > budget {budget.max_accuracy_drop:.4f}")
-        return Verdict(True, f"accuracy drop {drop:.4f} <= budget {budget.max_accuracy_drop:.4f}")
+            return GateVerdict(False, f"accuracy drop {drop:.4f} > budget {budget.max_accuracy_drop:.4f}")
+        return GateVerdict(True, f"accuracy drop {drop:.4f} <= budget {budget.max_accuracy_drop:.4f}")
     if "relativeError" not in fidelity:
-        return Verdict(False, "no relative error measured")
+        return GateVerdict(False, "no relative error measured")
     err = fidelity["relativeError"]
     if not err <= budget.max_relative_error + 1e-12:  # also rejects NaN
-        return Verdict(False, f"relative error {err:.4f} > budget {budget.max_relative_error:.4f}")
-    return Verdict(True, f"relative error {err:.4f} <= budget {budget.max_relative_error:.4f}")
+        return GateVerdict(False, f"relative error {err:.4f} > budget {budget.max_relative_error:.4f}")
+    return GateVerdict(True, f"relative error {err:.4f} <= budget {budget.max_relative_error:.4f}")
 
 
 def severity(task: str, fidelity: Mapping[str, float]) -> float:
@@ -150,12 +142,9 @@ def project_latency(
     """Latency expected on the target hardware class from a host measurement: the cost model (pure).
 
     When the host and target agree on the features that matter for a precision, the host measurement stands.
-    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed
-    to
-    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave
-    on
-    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic
-    the
+    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed to
+    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave on
+    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic the
     target lacks (``FP16_FEATURES``), FP16 is assumed to take at least ``1.1x`` FP32's (onnxruntime then casts
     around float kernels). The projection never over-promises a speed-up; a device-reported benchmark, when
     supplied, replaces it.
@@ -209,17 +198,16 @@ def choose(
 ) -> Choice:
     """Select the variant to ship (pure); see the module docstring for the rule and a worked example.
 
-    ``candidates`` must include the FP32 reference named ``fp32``; latencies are already projected to the
-    target.
+    ``candidates`` must include the FP32 reference named ``fp32``; latencies are already projected to the target.
     """
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[str, GateVerdict] = {}
     for c in candidates:
         if c.error is not None:
-            verdicts[c.name] = Verdict(False, f"failed: {c.error}")
+            verdicts[c.name] = GateVerdict(False, f"failed: {c.error}")
             continue
         verdict = gate(task, c.fidelity, budget)
         if verdict.passed and c.latency is None:
-            verdict = Verdict(False, "latency not measured")
+            verdict = GateVerdict(False, "latency not measured")
         verdicts[c.name] = verdict
     fp32 = next((c for c in candidates if c.name == "fp32" and verdicts[c.name].passed), None)
     eligible = [c for c in candidates if verdicts[c.name].passed]
@@ -253,7 +241,7 @@ def choose(
     return Choice(best, "smallest of the fastest variants in budget", verdicts, _describe(best, fp32))
 
 
-def _failures(candidates: Sequence[Candidate], verdicts: Mapping[str, Verdict]) -> str:
+def _failures(candidates: Sequence[Candidate], verdicts: Mapping[str, GateVerdict]) -> str:
     return "; ".join(f"{c.name}: {verdicts[c.name].reason}" for c in candidates)
 
 
@@ -270,7 +258,7 @@ def report_rows(candidates: Sequence[Candidate], choice: Choice) -> list[dict[st
     fp32 = next((c for c in candidates if c.name == "fp32"), None)
     rows = []
     for c in candidates:
-        verdict = choice.verdicts.get(c.name, Verdict(False, "not judged"))
+        verdict = choice.verdicts.get(c.name, GateVerdict(False, "not judged"))
         size_ratio = f"{fp32.size_bytes / c.size_bytes:.2f}x" if fp32 and c.size_bytes else "-"
         if c.latency is not None and fp32 is not None and fp32.latency is not None:
             speed = f"{fp32.latency.p50 / c.latency.p50:.2f}x" if c.latency.p50 > 0 else "-"
@@ -321,7 +309,7 @@ def format_report(rows: Sequence[Mapping[str, str]]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class Recipe:
     """One variant to build: its name, precision, how (``kind``) and the pass options."""
 
     name: str
@@ -346,11 +334,10 @@ def plan_candidates(
     precision: Literal["auto", "fp32", "fp16", "int8"],
     quantization: QuantizationChoices,
     has_calibration: bool,
-) -> list[Plan]:
+) -> list[Recipe]:
     """The variants worth building for a target (pure). FP32 is always built: it is the reference.
 
-    With everything on ``auto`` INT8 tries weight-only dynamic quantization, calibrated QDQ S8S8 with
-    per-channel
+    With everything on ``auto`` INT8 tries weight-only dynamic quantization, calibrated QDQ S8S8 with per-channel
     weights and three calibration methods, and calibrated QOperator U8S8 (the x86 kernels' native layout).
     Static variants need a calibration set; without one only dynamic INT8 is planned.
 
@@ -359,9 +346,9 @@ def plan_candidates(
     ['fp32', 'int8-qdq-s8s8-perchannel-minmax']
     """
     q = quantization
-    plans = [Plan("fp32", "fp32", "fp32")]
+    plans = [Recipe("fp32", "fp32", "fp32")]
     if precision in ("auto", "fp16"):
-        plans.append(Plan("fp16", "fp16", "fp16"))
+        plans.append(Recipe("fp16", "fp16", "fp16"))
     if precision not in ("auto", "int8"):
         return plans
     common: dict[str, object] = {"exclude_nodes": tuple(q.exclude_nodes)}
@@ -370,7 +357,7 @@ def plan_candidates(
         reduce_range = bool(q.reduce_range)
         name = "int8-dynamic" + ("-perchannel" if per_channel else "") + ("-7bit" if reduce_range else "")
         plans.append(
-            Plan(name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range})
+            Recipe(name, "int8", "dynamic", {**common, "per_channel": per_channel, "reduce_range": reduce_range})
         )
     if q.method in ("auto", "static") and has_calibration:
         per_channel = True if q.per_channel is None else q.per_channel
@@ -392,7 +379,7 @@ def plan_candidates(
                     ]
                 ) + ("-7bit" if q.reduce_range else "")
                 plans.append(
-                    Plan(
+                    Recipe(
                         name,
                         "int8",
                         "static",
@@ -413,8 +400,7 @@ def plan_candidates(
 def exclusion_steps(ranked_nodes: Sequence[str]) -> list[tuple[str, ...]]:
     """Sensitivity-guided fallback: keep the 1, 2, 4, ... most sensitive nodes in float (pure).
 
-    ``ranked_nodes`` is most sensitive first. At least one node stays quantized (keeping all of them in float
-    is
+    ``ranked_nodes`` is most sensitive first. At least one node stays quantized (keeping all of them in float is
     just FP32 under another name).
 
     >>> exclusion_steps(["a", "b", "c", "d", "e"])

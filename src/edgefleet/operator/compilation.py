@@ -1,13 +1,15 @@
 """The compile stage: compile a spec for each target in a process pool, sign the bundles, publish them.
 
-The compiler itself sits behind :class:`~edgefleet.core.compiling.Compiler`, a plain callable from a ``CompileRequest``
-to a ``CompileResult`` named by ``module:function`` (``EDGEFLEET_COMPILER``), so the optimising compiler and the fp32
-packager (:mod:`edgefleet.adapters.passthrough`) are interchangeable. It runs in a separate process: model optimisation
-is CPU-bound for seconds to minutes and must never block the operator's event loop, and a crash in a native library
-takes down a worker, not the operator. Signing stays in the operator process, so the key never crosses into the worker.
+The compiler is named by ``module:function`` (``EDGEFLEET_COMPILER``, see :mod:`edgefleet.compiler.jobs`), so the
+optimising compiler and the fp32 packager are interchangeable. It runs in a separate process: model optimisation is
+CPU-bound for seconds to minutes and must never block the operator's event loop, and a crash in a native library takes
+down a worker, not the operator. The worker returns an unsigned :class:`~edgefleet.compiler.jobs.CompiledModel`; this
+stage signs it, once, where it publishes it to the artifact store, so the signing key never crosses into the worker.
+Equal inputs and key give byte-identical bundles, so a bundle's digest names its content.
 
-A compiler reports a model that cannot meet its accuracy budget by raising ``AccuracyGateError`` with the measured
-numbers in the message; the deployment then becomes ``Stalled`` and nothing is rolled out.
+A compiler reports a model that cannot meet its accuracy budget as ``InvalidSpecError(reason=ACCURACY_GATE_FAILED)``
+with the measured numbers in the message; it passes through unchanged, the deployment becomes ``Stalled`` and nothing
+is rolled out.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 import time
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import bundle, compilers, store
+from edgefleet.adapters import bundle, store
 from edgefleet.api import edgedevice, modeldeployment
-from edgefleet.core import compiling, errors, revisions
+from edgefleet.compiler import jobs
+from edgefleet.core import errors, revisions
 
-DEFAULT_COMPILER = "edgefleet.adapters.compilers:optimise"
+DEFAULT_COMPILER = jobs.OPTIMISING
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,35 +60,18 @@ class CompileStage:
     async def compile(self, spec: modeldeployment.ModelDeploymentSpec) -> Published:
         """Compile every target of ``spec`` and publish the signed bundles.
 
-        Raises InvalidSpecError(reason="AccuracyGateFailed") when a target cannot meet its budget and TransientError for
-        failures worth retrying (fetch errors, a crashed worker, a timeout).
+        Raises InvalidSpecError(reason=ACCURACY_GATE_FAILED) when a target cannot meet its budget, InvalidSpecError
+        with another reason when the spec cannot be compiled as written, and TransientError for failures worth
+        retrying (fetch errors, a crashed worker, a timeout).
         """
         began = time.monotonic()
-        loop = asyncio.get_running_loop()
-        wire = spec.to_wire()
-        jobs = [
-            loop.run_in_executor(
-                self.pool, compilers.run_in_worker, self.compiler, compiling.CompileRequest(wire, t.name)
-            )
-            for t in spec.compile.targets
-        ]
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*jobs), self.timeout)
-        except compiling.AccuracyGateError as exc:
-            raise errors.InvalidSpecError(str(exc), reason="AccuracyGateFailed") from exc
-        except errors.EdgefleetError:
-            raise
-        except TimeoutError as exc:
-            raise errors.TransientError(f"compiling took longer than {self.timeout:.0f}s", delay=60.0) from exc
-        except concurrent.futures.process.BrokenProcessPool as exc:
-            raise errors.TransientError(f"the compiler process died ({exc}); retrying", delay=30.0) from exc
-        except Exception as exc:
-            raise errors.TransientError(f"compiler failed: {type(exc).__name__}: {exc}", delay=60.0) from exc
+        results = await self._compile_all(spec)
         refs: dict[str, edgedevice.ArtifactRef] = {}
         recorded = []
         for target, result in zip(spec.compile.targets, results, strict=True):
             digest, data = bundle.build(result.manifest, result.model, self.key)
             stored = await self.artifacts.put(data)
+            log.info("Published bundle target=%s variant=%s digest=%s", target.name, result.variant, digest)
             refs[target.name] = edgedevice.ArtifactRef(
                 uri=stored.uri, digest=digest, size_bytes=len(data), precision=result.precision
             )
@@ -100,6 +88,25 @@ class CompileStage:
                 )
             )
         return Published(revisions.template_for(spec, refs), tuple(recorded), time.monotonic() - began)
+
+    async def _compile_all(self, spec: modeldeployment.ModelDeploymentSpec) -> list[jobs.CompiledModel]:
+        """One worker job per target, all at once; every failure becomes a core error."""
+        loop = asyncio.get_running_loop()
+        wire = spec.to_wire()
+        work = [
+            loop.run_in_executor(self.pool, jobs.run, self.compiler, jobs.CompileRequest(wire, t.name))
+            for t in spec.compile.targets
+        ]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*work), self.timeout))
+        except errors.EdgefleetError:
+            raise
+        except TimeoutError as exc:
+            raise errors.TransientError(f"compiling took longer than {self.timeout:.0f}s", delay=60.0) from exc
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            raise errors.TransientError(f"the compiler process died ({exc}); retrying", delay=30.0) from exc
+        except Exception as exc:
+            raise errors.TransientError(f"compiler failed: {type(exc).__name__}: {exc}", delay=60.0) from exc
 
 
 __all__ = [

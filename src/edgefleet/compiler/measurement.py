@@ -2,10 +2,12 @@
 
 Latency is measured the way a device runs the model: batch 1, a fixed number of intra-op threads, sequential
 execution, full online graph optimisation. The compile host is shared with other work, so candidates are
-measured *interleaved*: every round runs each session a few times in a rotating order, so a burst of
-background
+measured *interleaved*: every round runs each session a few times in a rotating order, so a burst of background
 load hits all candidates alike instead of penalising whichever happened to run during it. Each candidate's
 per-round medians are kept, so the selection rule can demand a speed-up that holds in every round.
+
+A session that cannot be created or run raises ``InvalidSpecError(reason=Reason.INVALID_INPUT)`` saying why
+(onnxruntime's own exception types stay in here, STYLE rule 5).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import numpy as np
 import onnxruntime as ort
 
 from edgefleet.compiler import selection
+from edgefleet.core import errors
 
 Array = np.ndarray[Any, Any]
 
 
-class RunError(Exception):
-    """A session could not be created or run; the message says why."""
+def _invalid_input(message: str) -> errors.InvalidSpecError:
+    return errors.InvalidSpecError(message, errors.Reason.INVALID_INPUT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,7 @@ def session(model: bytes, threads: int = 1, providers: Sequence[str] = ("CPUExec
     try:
         return ort.InferenceSession(model, options, providers=list(providers))
     except Exception as exc:  # onnxruntime's own exception types
-        raise RunError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+        raise _invalid_input(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
 
 
 def signature(sess: Any) -> tuple[list[IOSpec], list[IOSpec]]:
@@ -88,14 +91,14 @@ def run_dataset(sess: Any, data: Mapping[str, Array], chunk: int = 64) -> list[A
     fixed = batch_size(inputs)
     step = fixed or chunk
     if fixed is not None and count % fixed:
-        raise RunError(f"{count} samples do not split into the model's fixed batch size {fixed}")
+        raise _invalid_input(f"{count} samples do not split into the model's fixed batch size {fixed}")
     parts: list[list[Array]] = []
     try:
         for start in range(0, count, step):
             feed = {n: data[n][start : start + step] for n in names}
             parts.append([np.asarray(o) for o in sess.run(None, feed)])
     except Exception as exc:  # onnxruntime's own exception types
-        raise RunError(f"inference failed: {str(exc).splitlines()[0]}") from exc
+        raise _invalid_input(f"inference failed: {str(exc).splitlines()[0]}") from exc
     return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]
 
 
@@ -111,8 +114,7 @@ def latencies(
     """Interleaved batch-1 latency of each session on ``feed``, in milliseconds.
 
     After a warm-up that also estimates each session's run time, every round runs each session (in an order
-    rotating per round) for about ``round_seconds`` (between ``min_runs`` and ``max_runs`` runs), so fast
-    models
+    rotating per round) for about ``round_seconds`` (between ``min_runs`` and ``max_runs`` runs), so fast models
     get enough runs for a stable median and slow ones stay bounded.
     """
     names = sorted(sessions)
@@ -140,7 +142,7 @@ def latencies(
                 samples[name].extend(times)
                 medians[name].append(float(np.median(times)))
     except Exception as exc:  # onnxruntime's own exception types
-        raise RunError(f"inference failed while timing: {str(exc).splitlines()[0]}") from exc
+        raise _invalid_input(f"inference failed while timing: {str(exc).splitlines()[0]}") from exc
     return {
         n: selection.Latency(
             p50=float(np.percentile(samples[n], 50)),

@@ -10,7 +10,8 @@ import pytest
 
 from edgefleet.cli import compile as compile_cli
 from edgefleet.cli import verify as verify_cli
-from tests.compiler.conftest import EXAMPLES
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "models"
 
 
 def cli(*argv: str) -> int:

@@ -1,29 +1,29 @@
 """The fp32 packager: a compiler that fetches the source model, verifies it and packages it unchanged.
 
-It is the baseline the optimising compiler is compared against, and a fallback when compiling is unwanted. It still
-produces a complete bundle manifest: the input/output signature read from the graph, golden samples (fixed pseudo-random
-inputs, seeded by the model digest, and the outputs onnxruntime computes for them) for the device's smoke test, and
-measured size and latency. Runs inside the compile worker process.
+It is the baseline the optimising compiler is compared against, and a fallback when compiling is unwanted
+(``EDGEFLEET_COMPILER=edgefleet.compiler.packager:compile_fp32``). It still produces a complete bundle manifest: the
+input/output signature read from the graph, golden samples (fixed pseudo-random inputs, seeded by the model digest,
+and the outputs onnxruntime computes for them) for the device's smoke test, and measured size and latency. Its
+result has one candidate, the source itself, which is also its own FP32 reference. Runs inside the compile worker
+process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-import urllib.error
-import urllib.request
+import zlib
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.core import compiling, errors
+from edgefleet.compiler import jobs, selection, sources
+from edgefleet.core import errors, tensors
 
-MAX_MODEL_BYTES = 1024**3
-FETCH_TIMEOUT = 60.0
 GOLDEN_SAMPLES = 2
+VARIANT = "fp32-passthrough"
+REASON = "packaged as is"
 _DTYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -36,32 +36,6 @@ _DTYPES = {
 }
 
 
-def fetch(uri: str, sha256: str, limit: int = MAX_MODEL_BYTES) -> bytes:
-    """Download ``uri`` (http/https) with a size limit and check its sha256; errors say which check failed."""
-    if not uri.startswith(("http://", "https://")):
-        raise errors.InvalidSpecError(f"{uri}: only http and https sources can be fetched", "SourceScheme")
-    try:
-        # The scheme was checked above, so urlopen cannot be pointed at file:// or other handlers.
-        with urllib.request.urlopen(uri, timeout=FETCH_TIMEOUT) as response:
-            data: bytes = response.read(limit + 1)
-    except urllib.error.HTTPError as exc:
-        if 400 <= exc.code < 500:
-            message = f"{uri}: HTTP {exc.code}; check spec.model.uri"
-            raise errors.InvalidSpecError(message, "SourceMissing") from exc
-        raise errors.TransientError(f"{uri}: HTTP {exc.code}", delay=30.0) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise errors.TransientError(f"{uri}: {exc}", delay=30.0) from exc
-    if len(data) > limit:
-        raise errors.InvalidSpecError(f"{uri}: larger than {limit} bytes", reason="SourceTooLarge")
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise errors.InvalidSpecError(
-            f"{uri}: sha256 is {actual}, spec.model.sha256 says {sha256}; fix the digest or the file",
-            reason="SourceDigestMismatch",
-        )
-    return data
-
-
 def _dims(shape: list[Any]) -> list[int | str]:
     return [d if isinstance(d, int) else str(d or "?") for d in shape]
 
@@ -69,7 +43,9 @@ def _dims(shape: list[Any]) -> list[int | str]:
 def _sample(arg: Any, rng: np.random.Generator) -> np.ndarray[Any, Any]:
     dtype = _DTYPES.get(arg.type)
     if dtype is None:
-        raise errors.InvalidSpecError(f"input {arg.name} has unsupported type {arg.type}", "UnsupportedModel")
+        raise errors.InvalidSpecError(
+            f"input {arg.name} has unsupported type {arg.type}", errors.Reason.UNSUPPORTED_MODEL
+        )
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in arg.shape]
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
@@ -78,16 +54,17 @@ def _sample(arg: Any, rng: np.random.Generator) -> np.ndarray[Any, Any]:
     return rng.integers(0, 10, shape).astype(dtype)
 
 
-def compile_fp32(request: compiling.CompileRequest) -> compiling.CompileResult:
+def compile_fp32(request: jobs.CompileRequest) -> jobs.CompiledModel:
     """Package the source model as fp32 for ``request.target`` (see the module docstring)."""
     spec = modeldeployment.ModelDeploymentSpec.model_validate(request.spec)
     target = next(t for t in spec.compile.targets if t.name == request.target)
-    model = fetch(spec.model.uri, spec.model.sha256)
+    started = time.perf_counter()
+    model = sources.fetch(spec.model.uri, spec.model.sha256)
     try:
         session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as exc:
         message = f"{spec.model.uri}: not a loadable ONNX model: {exc}"
-        raise errors.InvalidSpecError(message, "InvalidModel") from exc
+        raise errors.InvalidSpecError(message, errors.Reason.INVALID_MODEL) from exc
     rng = np.random.default_rng(int(spec.model.sha256[:16], 16))
     samples = []
     timings = []
@@ -98,13 +75,14 @@ def compile_fp32(request: compiling.CompileRequest) -> compiling.CompileResult:
         timings.append((time.perf_counter() - began) * 1000)
         samples.append(
             {
-                "inputs": {name: bundle.encode_array(value) for name, value in feed.items()},
+                "inputs": {name: tensors.encode(value) for name, value in feed.items()},
                 "outputs": {
-                    arg.name: bundle.encode_array(np.asarray(value))
+                    arg.name: tensors.encode(np.asarray(value))
                     for arg, value in zip(session.get_outputs(), outputs, strict=True)
                 },
             }
         )
+    latency = selection.Latency(p50=float(np.percentile(timings, 50)), p95=float(np.percentile(timings, 95)))
     manifest = {
         "schemaVersion": 1,
         "model": {
@@ -114,7 +92,7 @@ def compile_fp32(request: compiling.CompileRequest) -> compiling.CompileResult:
             "sourceSha256": spec.model.sha256,
         },
         "target": {"name": target.name, "selector": target.selector.to_wire()},
-        "variant": {"name": "fp32-passthrough", "precision": "fp32", "reason": "packaged as is"},
+        "variant": {"name": VARIANT, "precision": "fp32", "reason": REASON},
         "compileOptions": target.to_wire(),
         "io": {
             "inputs": [{"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_inputs()],
@@ -123,19 +101,40 @@ def compile_fp32(request: compiling.CompileRequest) -> compiling.CompileResult:
         "golden": {"samples": samples, "rtol": 1e-4, "atol": 1e-5},
         "measurements": {
             "sizeBytes": len(model),
-            "latencyP50Ms": float(np.percentile(timings, 50)),
-            "latencyP95Ms": float(np.percentile(timings, 95)),
+            "latencyP50Ms": latency.p50,
+            "latencyP95Ms": latency.p95,
             "fidelity": {"maxAbsDiff": 0.0},
         },
     }
-    return compiling.CompileResult(
+    return _result(spec.model.task, model, manifest, latency, time.perf_counter() - started)
+
+
+def _result(
+    task: str, model: bytes, manifest: dict[str, Any], latency: selection.Latency, seconds: float
+) -> jobs.CompiledModel:
+    """The packaged source as the only candidate: identical to itself, timed on the golden samples."""
+    fidelity = {"maxAbsError": 0.0, "relativeError": 0.0}
+    if task == "classification":
+        fidelity["top1Agreement"] = 1.0
+    candidate = selection.Candidate(
+        name=VARIANT,
+        precision="fp32",
+        size_bytes=len(model),
+        compressed_bytes=len(zlib.compress(model, 6)),
+        fidelity=fidelity,
+        latency=latency,
+        compile_seconds=seconds,
+    )
+    choice = selection.Choice(candidate, REASON, {VARIANT: selection.GateVerdict(True, REASON)}, f"{len(model)} bytes")
+    return jobs.CompiledModel(
         model=model,
         manifest=manifest,
-        precision="fp32",
-        variant="fp32-passthrough",
-        accuracy_delta=0.0,
-        speedup=1.0,
+        selected=candidate,
+        candidates=(candidate,),
+        reason=choice.reason,
+        detail=choice.detail,
+        report=selection.format_report(selection.report_rows([candidate], choice)),
     )
 
 
-__all__ = ["compile_fp32", "fetch"]
+__all__ = ["compile_fp32"]
