@@ -36,7 +36,8 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import compiler, datasets, examples, fidelity, measure, passes, selection
+from edgefleet.compiler import compiler, datasets, fidelity, measure, passes, selection
+from edgefleet.testing import examples
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "models"

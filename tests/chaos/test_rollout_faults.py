@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.chaos import invariants
-from tests.chaos.fleet import Fleet, Traffic, running
-from tests.support import controlplane
+from edgefleet.testing import controlplane
+from edgefleet.testing.chaos import invariants
+from edgefleet.testing.chaos.fleet import Fleet, Traffic, running
 
 pytestmark = [pytest.mark.chaos, pytest.mark.controlplane]
 AGENTS = 5

@@ -10,7 +10,7 @@ import pytest
 
 from edgefleet.cli import compile as compile_cli
 from edgefleet.cli import verify as verify_cli
-from tests.compiler.conftest import EXAMPLES
+from edgefleet.testing.compile_fixtures import EXAMPLES
 
 
 def cli(*argv: str) -> int:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import bundle
 from edgefleet.compiler import compiler, selection
 from edgefleet.core import errors
-from tests.compiler.conftest import TASKS, compile_example, load_example, target
+from edgefleet.testing.compile_fixtures import TASKS, compile_example, load_example, target
 
 _cache: dict[tuple[str, str], compiler.CompileResult] = {}
 

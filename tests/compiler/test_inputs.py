@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.compiler import datasets, examples
+from edgefleet.compiler import datasets
 from edgefleet.core import errors
-from tests.compiler.conftest import compile_example, load_example, target
+from edgefleet.testing import examples
+from edgefleet.testing.compile_fixtures import compile_example, load_example, target
 
 
 def test_pickled_arrays_are_refused() -> None:

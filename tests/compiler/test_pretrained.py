@@ -16,8 +16,9 @@ import onnx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.compiler import compiler, examples, passes, selection
-from tests.compiler.conftest import FAST, target
+from edgefleet.compiler import compiler, passes, selection
+from edgefleet.testing import examples
+from edgefleet.testing.compile_fixtures import FAST, target
 
 pytest.importorskip("PIL", reason="Pillow decodes scikit-learn's sample photos")
 _spec = importlib.util.find_spec("rapidocr_onnxruntime")

@@ -4,7 +4,7 @@ Entry point: :func:`compile_model` (used by the operator and ``edgefleet compile
 pure and lives in :mod:`edgefleet.compiler.selection` (gate, cost model, choice) and
 :mod:`edgefleet.compiler.fidelity` (metrics); :mod:`~edgefleet.compiler.passes`,
 :mod:`~edgefleet.compiler.measure` and :mod:`~edgefleet.compiler.datasets` are the adapters around onnx and
-onnxruntime; :mod:`~edgefleet.compiler.examples` builds the example models.
+onnxruntime (the example models are built by :mod:`edgefleet.testing.examples`).
 """
 
 from edgefleet.compiler import compiler, datasets, fidelity, measure, passes, selection

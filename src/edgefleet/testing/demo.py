@@ -2,8 +2,8 @@
 
 What runs, all on this machine and all real: kube-apiserver + etcd (built once, cached), the kopf operator process
 (compiler in a process pool, signed artifact store), a fleet repository in a local Git repo, and ``--devices`` (50)
-real edge agents in ``--processes`` (3) worker processes of the fleet simulator (:mod:`edgefleet.fleetsim`), each
-device with its own state directory, A/B slots, serving registry and the agent's inference server on its own UNIX
+real edge agents in ``--processes`` (3) worker processes of the fleet simulator (:mod:`edgefleet.testing.fleetsim`),
+each device with its own state directory, A/B slots, serving registry and the agent's inference server on its own UNIX
 socket, under live traffic. The devices of one process share the API connection pool, the artifact download pool,
 a two-thread inference pool and one onnxruntime session per model digest; each still downloads, verifies and
 smoke-tests its own copy of every version.
@@ -46,9 +46,9 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from edgefleet import fleetsim
-from edgefleet.adapters import bundle, controlplane, fileserver, gitrepo
+from edgefleet.adapters import bundle, gitrepo
 from edgefleet.cli import main as cli
+from edgefleet.testing import controlplane, fileserver, fleetsim
 
 REPO = controlplane.REPO
 EXAMPLE = REPO / "examples" / "models" / "digits-cnn"
@@ -220,8 +220,8 @@ class Fleet:
             )
 
     def start_devices(self, trust: Path) -> None:
-        """``devices`` real agents in ``processes`` worker processes (:mod:`edgefleet.fleetsim`), each with its own
-        state directory and its own inference server on ``sockets/<device>.sock``."""
+        """``devices`` real agents in ``processes`` worker processes (:mod:`edgefleet.testing.fleetsim`), each with its
+        own state directory and its own inference server on ``sockets/<device>.sock``."""
         spec = fleetsim.layout.FleetSpec(
             kubeconfig=str(self.cp.kubeconfig),
             namespace=NAMESPACE,
@@ -541,7 +541,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgefleet.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgefleet.testing.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     parser.add_argument("--processes", type=int, default=3, help="worker processes they run in (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and its logs")
