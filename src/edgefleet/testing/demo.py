@@ -48,7 +48,7 @@ from rich.table import Table
 
 from edgefleet.adapters import bundle, gitrepo
 from edgefleet.cli import main as cli
-from edgefleet.testing import controlplane, fileserver, fleetsim
+from edgefleet.testing import controlplane, examples, fileserver, fleetsim
 
 REPO = controlplane.REPO
 EXAMPLE = REPO / "examples" / "models" / "digits-cnn"
@@ -124,6 +124,16 @@ def too_slow(model: bytes, depth: int, width: int = 1024) -> bytes:
     onnx.checker.check_model(proto)
     data: bytes = proto.SerializeToString()
     return data
+
+
+def example_model(root: Path) -> Path:
+    """The digits-cnn example's directory: the committed one in a source checkout; without one (the demo run from an
+    installed wheel) built into ``root`` from scikit-learn's bundled digits (a few seconds, the same bytes)."""
+    if (EXAMPLE / "model.onnx").is_file():
+        return EXAMPLE
+    built = examples.write_example(examples.build_digits_cnn(), root)
+    console.print(f"[green]✓[/] built the digits-cnn example model in {built} (no source checkout)")
+    return built
 
 
 # -- manifests ---------------------------------------------------------------------------------------------------
@@ -448,12 +458,13 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
     )
     models = root / "models"
     models.mkdir()
-    source = (EXAMPLE / "model.onnx").read_bytes()
+    example = example_model(root / "example")
+    source = (example / "model.onnx").read_bytes()
     (models / "digits-1.0.0.onnx").write_bytes(source)
     (models / "digits-1.1.0.onnx").write_bytes(retrained(source, seed=1))
     (models / "digits-1.2.0.onnx").write_bytes(too_slow(retrained(source, seed=2), SLOW_DEPTH))
     for name in ("calibration.npz", "evaluation.npz"):
-        shutil.copy(EXAMPLE / name, models / name)
+        shutil.copy(example / name, models / name)
     images = np.load(models / "evaluation.npz")["image"]
     key = bundle.generate_key()
     trust = root / "trust.pem"
