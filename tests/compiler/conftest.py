@@ -1,4 +1,5 @@
-"""Fixtures for compiler tests: the committed example models and a signing key."""
+"""Fixtures for compiler tests: the signing keys (the committed example models and how the tests compile them are in
+:mod:`edgefleet.testing.compile_fixtures`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle
-
-# Fewer, shorter timing rounds than the default: tests check decisions, benchmarks report speed.
 
 
 @pytest.fixture(scope="session")
