@@ -20,9 +20,9 @@ install: $(STAMP)
 controlplane:
 	bash hack/build-control-plane.sh
 
-## The main job on an embedded local control plane.
+## The main job on an embedded local control plane (the harness's python -m edgefleet.testing.demo).
 demo: install controlplane
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m edgefleet.demo
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m edgefleet.testing.demo
 
 ## Everything CI runs: lint, types, import contracts, unit + real-control-plane tests.
 test: install controlplane lint

@@ -37,15 +37,13 @@ import onnxruntime as ort
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
+from edgefleet.adapters import bundle
+from edgefleet.api.modeldeployment import HealthSpec
+from edgefleet.testing import agent_harness as test_harness
+from edgefleet.testing import onnx_models
+from edgefleet.testing.artifact_server import ArtifactServer
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.edge_reconciler import harness as test_harness  # noqa: E402
-from tests.support import onnx_models  # noqa: E402
-from tests.support.artifact_server import ArtifactServer  # noqa: E402
-
-from edgefleet.adapters import bundle  # noqa: E402
-from edgefleet.api.modeldeployment import HealthSpec  # noqa: E402
 
 
 def mlp_bytes(seed: int = 0) -> bytes:

@@ -17,7 +17,6 @@ import functools
 import http.server
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -27,11 +26,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support.rollout (fleet builder)
-
-from tests.support import rollout
-
 from edgefleet.adapters import store
+from edgefleet.testing import rollout
 
 
 def fetch(url: str, start: int = 0, stop_after: int | None = None) -> tuple[int, float]:

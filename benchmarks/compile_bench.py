@@ -36,8 +36,9 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import datasets, examples, fidelity, hardware, measurement, passes, pipeline, selection
+from edgefleet.compiler import datasets, fidelity, hardware, measurement, passes, pipeline, selection
 from edgefleet.core import errors
+from edgefleet.testing import examples
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "models"

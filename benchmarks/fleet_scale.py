@@ -5,7 +5,7 @@ Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [
 
 For each fleet size N, in a fresh namespace with its own operator process:
 
-1. N devices (:mod:`edgefleet.fleetsim`, real ``Agent`` loops in a few processes at nice 10) register; 1.0.0 is
+1. N devices (:mod:`edgefleet.testing.fleetsim`, real ``Agent`` loops in a few processes at nice 10) register; 1.0.0 is
    rolled out. ``--watch hub`` (default): one EdgeDevice watch per worker process, as KubeEdge's cloudcore holds
    them; ``--watch device``: a watch per device.
 2. **Update**: 2.0.0 is applied (steps 10 % -> pause 0 s -> 100 %, no analysis), timed until every device reports
@@ -36,11 +36,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.support import controlplane, fleetstack
-
-from edgefleet.fleetsim import fleet, layout
+from edgefleet.testing import controlplane, fleetstack
+from edgefleet.testing.fleetsim import fleet, layout
 
 SEED = {"devices": 5000, "update_s": 300.0, "rollback_s": 30.0}
 STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {"durationSeconds": 0}}, {"setWeight": 100}]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a real kube-apiserver and etcd from published Go modules and cache them.
 #
-# The test suite (tests/support/controlplane.py) and `make demo` start these two binaries the way
+# The test suite (src/edgefleet/testing/controlplane.py) and `make demo` start these two binaries the way
 # controller-runtime's envtest does. Prebuilt envtest tarballs cannot be downloaded on our CI machines, but the
 # Go module proxy is reachable, so we compile them once per machine (cold: ~15-25 min on 2 cores) and reuse the
 # cache afterwards. Set KUBEBUILDER_ASSETS to a directory that already holds both binaries to skip the build.

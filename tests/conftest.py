@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import controlplane
+from edgefleet.testing import controlplane
 
 _counter = itertools.count()
 
@@ -37,7 +37,7 @@ def namespace(control_plane: controlplane.ControlPlane, request: pytest.FixtureR
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print how many hostile inputs the bad-input suite tried (each one had to give a clear error)."""
-    from tests.badinput.conftest import COUNTS
+    from edgefleet.testing.badinput import COUNTS
 
     if COUNTS:
         parts = ", ".join(f"{name}: {count}" for name, count in sorted(COUNTS.items()))

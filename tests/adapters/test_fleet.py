@@ -8,8 +8,8 @@ import pytest
 
 from edgefleet.adapters import bundle, fleet, kubeapi
 from edgefleet.core import errors, planner
-from tests.support import rollout as sim
-from tests.support.fakekube import FakeKube
+from edgefleet.testing import rollout as sim
+from edgefleet.testing.fakekube import FakeKube
 
 
 def seeded() -> tuple[FakeKube, fleet.Fleet]:

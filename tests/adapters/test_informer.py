@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from edgefleet.adapters import controlplane, fleet, informer, kube
+from edgefleet.adapters import fleet, informer, kube
 from edgefleet.api import edgedevice
+from edgefleet.testing import controlplane
 
 pytestmark = pytest.mark.controlplane
 Cache = informer.Informer[edgedevice.EdgeDevice]

@@ -1,4 +1,4 @@
-"""Counts every hostile case the bad-input suite tries; the total is printed at the end of the run."""
+"""The bad-input suite's counter as a fixture; the total is printed at the end of the run (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-COUNTS: collections.Counter[str] = collections.Counter()
+from edgefleet.testing.badinput import COUNTS
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from edgefleet.adapters import bundle
-from tests.badinput.conftest import COUNTS as tried
+from edgefleet.testing.badinput import COUNTS as tried
 
 KEY = bundle.generate_key()
 

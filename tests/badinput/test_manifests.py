@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from edgefleet.adapters import manifests
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import validation
-from tests.badinput.conftest import COUNTS as tried
+from edgefleet.testing.badinput import COUNTS as tried
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = yaml.safe_load((ROOT / "examples" / "fleet-manifests" / "base" / "weld-defect-classifier.yaml").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos import invariants
+from edgefleet.testing.chaos import invariants
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

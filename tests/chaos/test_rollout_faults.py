@@ -3,8 +3,8 @@ with a 4 MiB tmpfs as its state directory), the real kube-apiserver, live infere
 
 Each test rolls out the next model version and, while it runs, kills the operator with SIGKILL, restarts the API
 server, cuts devices off the network, corrupts the bundle on the store, fills a device's disk, or slows downloads to
-a crawl; then checks the shared invariants of :mod:`tests.chaos.invariants`. The tests share the fleet and run in
-file order (each starts from the previous one's terminal state).
+a crawl; then checks the shared invariants of :mod:`edgefleet.testing.chaos.invariants`. The tests share the fleet
+and run in file order (each starts from the previous one's terminal state).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.chaos import invariants
-from tests.chaos.fleet import Fleet, Traffic, running
-from tests.support import controlplane
+from edgefleet.testing import controlplane
+from edgefleet.testing.chaos import invariants
+from edgefleet.testing.chaos.fleet import Fleet, Traffic, running
 
 pytestmark = [pytest.mark.chaos, pytest.mark.controlplane]
 AGENTS = 5

@@ -8,7 +8,7 @@ import pytest
 
 from edgefleet.cli import rollout, status
 from edgefleet.core import planner, revisions
-from tests.support import rollout as sim
+from edgefleet.testing import rollout as sim
 
 STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]
 

@@ -11,7 +11,7 @@ import pytest
 from edgefleet.adapters import gitrepo
 from edgefleet.cli import main as cli
 from edgefleet.core import syncplan
-from tests.support.controlplane import ControlPlane
+from edgefleet.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -8,8 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from edgefleet.compiler import datasets, examples, measurement
+from edgefleet.compiler import datasets, measurement
 from edgefleet.core import errors
+from edgefleet.testing import examples
 
 
 def test_pickled_arrays_are_refused() -> None:

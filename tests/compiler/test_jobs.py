@@ -9,7 +9,7 @@ import pytest
 
 from edgefleet.compiler import jobs, packager, pipeline, selection
 from edgefleet.core import errors
-from tests.support import compilers
+from edgefleet.testing import compilers
 
 
 def result(*candidates: selection.Candidate, task: str = "classification") -> jobs.CompiledModel:
@@ -32,7 +32,7 @@ def cand(name: str, precision: selection.Precision, p50: float | None, **fidelit
 def test_the_shipped_compilers_load_by_reference() -> None:
     assert jobs.load(jobs.OPTIMISING) is pipeline.compile_request
     assert jobs.load(jobs.PACKAGER) is packager.compile_fp32
-    assert jobs.load("tests.support.compilers:gate_fails") is compilers.gate_fails
+    assert jobs.load("edgefleet.testing.compilers:gate_fails") is compilers.gate_fails
 
 
 def test_references_from_before_the_move_still_load() -> None:
@@ -56,7 +56,7 @@ def test_a_compiler_that_cannot_be_loaded_is_compiler_missing(reference: str, me
 
 def test_run_passes_the_accuracy_gate_failure_through_unchanged() -> None:
     with pytest.raises(errors.InvalidSpecError, match=r"int8 drop 0\.034") as info:
-        jobs.run("tests.support.compilers:gate_fails", jobs.CompileRequest({}, "x86"))
+        jobs.run("edgefleet.testing.compilers:gate_fails", jobs.CompileRequest({}, "x86"))
     assert info.value.reason is errors.Reason.ACCURACY_GATE_FAILED
 
 

@@ -8,8 +8,8 @@ import onnxruntime as ort
 from edgefleet.adapters import bundle
 from edgefleet.compiler import candidates, hardware, manifest, selection
 from edgefleet.core import tensors
-from tests.compiler.conftest import target
-from tests.support import models
+from edgefleet.testing import models
+from edgefleet.testing.compile_fixtures import target
 
 
 def build(model: bytes, feed: dict[str, np.ndarray]) -> dict[str, object]:

@@ -10,8 +10,8 @@ import pytest
 
 from edgefleet.compiler import jobs, packager
 from edgefleet.core import errors, tensors
-from tests.support import models
-from tests.support import rollout as sim
+from edgefleet.testing import models
+from edgefleet.testing import rollout as sim
 
 
 def request(url: str, data: bytes, task: str = "regression") -> jobs.CompileRequest:

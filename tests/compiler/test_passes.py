@@ -8,9 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgefleet.compiler import examples, passes, pipeline
+from edgefleet.compiler import passes, pipeline
 from edgefleet.core import errors
-from tests.compiler.conftest import FAST, target
+from edgefleet.testing import examples
+from edgefleet.testing.compile_fixtures import FAST, target
 
 
 def _exported_style_model() -> bytes:
@@ -99,7 +100,7 @@ def test_load_source_rejects_external_data() -> None:
 def test_opset_21_model_compiles() -> None:
     from onnx import version_converter
 
-    from tests.compiler.conftest import compile_example, load_example
+    from edgefleet.testing.compile_fixtures import compile_example, load_example
 
     example = load_example("digits-cnn")
     upgraded = version_converter.convert_version(onnx.load_model_from_string(example.model), 21)

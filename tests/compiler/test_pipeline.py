@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle
-from edgefleet.compiler import examples, jobs, pipeline, selection
+from edgefleet.compiler import jobs, pipeline, selection
 from edgefleet.core import errors
-from tests.compiler.conftest import TASKS, compile_example, load_example, publish, target
-from tests.support import models
-from tests.support import rollout as sim
+from edgefleet.testing import examples, models
+from edgefleet.testing import rollout as sim
+from edgefleet.testing.compile_fixtures import TASKS, compile_example, load_example, publish, target
 
 _cache: dict[tuple[str, str], jobs.CompiledModel] = {}
 

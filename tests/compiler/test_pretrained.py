@@ -14,8 +14,9 @@ import pathlib
 import onnx
 import pytest
 
-from edgefleet.compiler import examples, passes, pipeline, selection
-from tests.compiler.conftest import FAST, target
+from edgefleet.compiler import passes, pipeline, selection
+from edgefleet.testing import examples
+from edgefleet.testing.compile_fixtures import FAST, target
 
 pytest.importorskip("PIL", reason="Pillow decodes scikit-learn's sample photos")
 _spec = importlib.util.find_spec("rapidocr_onnxruntime")

@@ -9,7 +9,7 @@ import pytest
 
 from edgefleet.compiler import sources
 from edgefleet.core import errors
-from tests.support import models
+from edgefleet.testing import models
 
 
 def test_fetch_checks_the_pinned_digest(tmp_path: pathlib.Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.controlplane import ControlPlane
+from edgefleet.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

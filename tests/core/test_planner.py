@@ -8,8 +8,8 @@ import pytest
 
 from edgefleet.api import common
 from edgefleet.core import planner, revisions
-from tests.support import rollout
-from tests.support.rollout import Fleet
+from edgefleet.testing import rollout
+from edgefleet.testing.rollout import Fleet
 
 
 def promoted_fleet(n: int = 20, **kwargs: object) -> Fleet:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from edgefleet.api import common
 from edgefleet.core import canary, planner, revisions
-from tests.support import rollout
-from tests.support.rollout import Fleet
+from edgefleet.testing import rollout
+from edgefleet.testing.rollout import Fleet
 
 BEHAVIOURS = ("Healthy", "Healthy", "Healthy", "Unhealthy", "RolledBack", "Silent", None)
 

@@ -7,8 +7,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle
-from tests.edge_reconciler.harness import Harness
-from tests.support import artifact_server
+from edgefleet.testing import artifact_server
+from edgefleet.testing.agent_harness import Harness
 
 
 @pytest.fixture(scope="session")

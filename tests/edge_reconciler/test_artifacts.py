@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from edgefleet.adapters import bundle
-from tests.edge_reconciler.harness import FAST, Harness, desired, eventually
-from tests.support import onnx_models
+from edgefleet.testing import onnx_models
+from edgefleet.testing.agent_harness import FAST, Harness, desired, eventually
 
 
 def _flip(data: bytes) -> bytes:

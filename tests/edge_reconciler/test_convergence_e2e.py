@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.edge_reconciler.harness import Harness, desired, eventually
-from tests.support import onnx_models
+from edgefleet.testing import onnx_models
+from edgefleet.testing.agent_harness import Harness, desired, eventually
 
 
 async def test_converges_replaces_and_removes(harness: Harness) -> None:

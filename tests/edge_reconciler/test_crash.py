@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import bundle
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.edge_reconciler import faults
-from tests.edge_reconciler.harness import desired, eventually, spec_json
-from tests.support import onnx_models
-from tests.support.artifact_server import ArtifactServer
+from edgefleet.testing import onnx_models
+from edgefleet.testing.agent_harness import desired, eventually, spec_json
+from edgefleet.testing.artifact_server import ArtifactServer
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 pytestmark = pytest.mark.chaos

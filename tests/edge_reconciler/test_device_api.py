@@ -9,60 +9,19 @@ import base64
 import dataclasses
 import json
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 import pytest
 
 from edgefleet.adapters import bundle, kube
-from edgefleet.api import common
-from edgefleet.api.edgedevice import DesiredModel
-from edgefleet.edge_reconciler import control
-from tests.edge_reconciler.harness import FAST, Harness, Traffic, desired, eventually
-from tests.support.apiproxy import ApiProxy
-from tests.support.controlplane import ControlPlane
-from tests.support.tcpproxy import TcpProxy
+from edgefleet.testing.agent_harness import Harness, Traffic, desired, eventually
+from edgefleet.testing.apiproxy import ApiProxy
+from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.device_api import LABELS, SETTINGS, Api, api_for, kube_control
+from edgefleet.testing.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.controlplane
-LABELS = {"edgefleet.io/site": "plant-a", "edgefleet.io/hardware-class": "x86-avx2"}
-SETTINGS = dataclasses.replace(FAST, labels=LABELS, lease_duration_seconds=5)
-
-
-class Api:
-    """The test's own view of the API server (direct TLS, admin), polled from async tests."""
-
-    def __init__(self, client: kube.Client, namespace: str, name: str) -> None:
-        self.client = client
-        self.path = kube.custom_path(common.GROUP, common.VERSION, "edgedevices", namespace, name)
-        self.namespace = namespace
-        self.name = name
-        self.last: dict[str, Any] = {}
-
-    async def refresh(self) -> dict[str, Any]:
-        try:
-            self.last = await self.client.get(self.path)
-        except kube.NotFoundError:
-            self.last = {}
-        return self.last
-
-    async def want(self, *models: DesiredModel) -> None:
-        await self.client.merge_patch(self.path, {"spec": {"models": [m.to_wire() for m in models]}})
-
-    def model(self, name: str = "demo") -> dict[str, Any]:
-        models = (self.last.get("status") or {}).get("models") or []
-        return next((m for m in models if m["name"] == name), {})
-
-    async def until(self, check: Any, timeout: float = 20.0) -> None:
-        async def poll() -> None:
-            while True:
-                await self.refresh()
-                if check():
-                    return
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(poll(), timeout)
 
 
 async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
@@ -74,31 +33,6 @@ async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def api_for(control_plane: ControlPlane, namespace: str, name: str) -> AsyncIterator[Api]:
-    session = kube.new_session()
-    try:
-        yield Api(kube.Client(kube.from_kubeconfig(control_plane.kubeconfig), session), namespace, name)
-    finally:
-        await kube.close_session(session)
-
-
-@asynccontextmanager
-async def kube_control(connection: kube.Connection, namespace: str, name: str) -> AsyncIterator[control.KubeControl]:
-    session = kube.new_session()
-    try:
-        yield control.KubeControl(
-            kube.Client(connection, session, timeout_seconds=5.0),
-            namespace,
-            name,
-            lease_duration_seconds=5,
-            retry_initial_seconds=0.1,
-            retry_max_seconds=0.5,
-        )
-    finally:
-        await kube.close_session(session)
 
 
 async def test_device_registers_converges_and_reports(

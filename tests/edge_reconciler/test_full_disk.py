@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgefleet.edge_reconciler import state
-from tests.edge_reconciler.harness import Harness, Traffic, desired, eventually
+from edgefleet.testing.agent_harness import Harness, Traffic, desired, eventually
 
 pytestmark = pytest.mark.chaos
 

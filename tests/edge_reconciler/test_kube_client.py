@@ -14,8 +14,8 @@ import yaml
 from edgefleet.adapters import kube
 from edgefleet.api import common
 from edgefleet.core.errors import TransientError
-from tests.support.apiproxy import ApiProxy
-from tests.support.controlplane import ControlPlane
+from edgefleet.testing.apiproxy import ApiProxy
+from edgefleet.testing.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

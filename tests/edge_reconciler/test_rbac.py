@@ -10,9 +10,9 @@ import pytest
 
 from edgefleet.adapters import kube
 from edgefleet.api import common
-from tests.edge_reconciler.harness import Harness, desired
-from tests.edge_reconciler.test_device_api import SETTINGS, api_for, kube_control
-from tests.support.controlplane import ControlPlane
+from edgefleet.testing.agent_harness import Harness, desired
+from edgefleet.testing.controlplane import ControlPlane
+from edgefleet.testing.device_api import SETTINGS, api_for, kube_control
 
 pytestmark = pytest.mark.controlplane
 ROLE = Path(__file__).resolve().parents[2] / "edge_reconciler" / "rbac-device.yaml"

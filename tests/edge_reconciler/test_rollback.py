@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.edge_reconciler.harness import LATENCY_HEALTH, TEST_HEALTH, Harness, Traffic, desired, eventually
-from tests.support import onnx_models
+from edgefleet.testing import onnx_models
+from edgefleet.testing.agent_harness import LATENCY_HEALTH, TEST_HEALTH, Harness, Traffic, desired, eventually
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import numpy as np
 from edgefleet.adapters import bundle, inference_server, onnx_session
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.edge_reconciler import serving
-from tests.edge_reconciler.harness import Harness, Traffic, desired, eventually
-from tests.support import onnx_models
+from edgefleet.testing import onnx_models
+from edgefleet.testing.agent_harness import Harness, Traffic, desired, eventually
 
 
 def _loaded(version: str = "1.0.0", variant: onnx_models.Variant = "good") -> serving.Loaded:

@@ -18,8 +18,8 @@ from edgefleet.api import modeldeployment
 from edgefleet.compiler import jobs
 from edgefleet.core import errors
 from edgefleet.operator import compilation
-from tests.support import models
-from tests.support import rollout as sim
+from edgefleet.testing import models
+from edgefleet.testing import rollout as sim
 
 PASSTHROUGH = jobs.PACKAGER
 
@@ -87,7 +87,7 @@ async def test_a_failed_accuracy_gate_is_reported_with_its_numbers(
         pool,
         store.LocalStore(tmp_path, "http://s"),
         bundle.generate_key(),
-        "tests.support.compilers:gate_fails",
+        "edgefleet.testing.compilers:gate_fails",
     )
     with pytest.raises(errors.InvalidSpecError, match=r"int8 drop 0\.034") as caught:
         await stage.compile(sim.spec())

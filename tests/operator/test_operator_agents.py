@@ -22,13 +22,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from edgefleet.adapters import bundle
-from edgefleet.adapters import controlplane as cp_adapter
-from tests.operator.test_operator_controlplane import events, manifest, md_status, wait_for
-from tests.support import controlplane, models, operatorproc
-from tests.support.operatorproc import OperatorProcess
+from edgefleet.testing import controlplane, models, operatorproc
+from edgefleet.testing.adder import agent_config, events, manifest, md_status, wait_for
+from edgefleet.testing.operatorproc import OperatorProcess
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -63,33 +61,6 @@ class Traffic:
         await asyncio.gather(*(self._one(s) for s in self.sockets))
 
 
-def agent_config(root: Path, name: str, namespace: str, kubeconfig: Path, line: int) -> Path:
-    config = root / f"{name}.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "deviceName": name,
-                "namespace": namespace,
-                "labels": {
-                    "app": "adder",
-                    "edgefleet.io/site": "site-0",
-                    "edgefleet.io/line": f"line-{line}",
-                    "edgefleet.io/hardware-class": "x86",
-                },
-                "stateDir": str(root / name),
-                "trustKeys": [str(root / "trust.pem")],
-                "api": {"mode": "kubeconfig", "kubeconfig": str(kubeconfig)},
-                "server": {"unixSocket": str(root / f"{name}.sock")},
-                "retryInitialSeconds": 0.1,
-                "retryMaxSeconds": 1.0,
-                "statusIntervalSeconds": 0.5,
-                "healthTickSeconds": 0.02,
-            }
-        )
-    )
-    return config
-
-
 @pytest.fixture
 def real_fleet(
     control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
@@ -106,7 +77,7 @@ def real_fleet(
     pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
     agents: list[subprocess.Popen[bytes]] = []
     with models.served(store_dir) as url:
-        env = operatorproc.operator_env(cp, namespace, tmp_path / "store", cp_adapter.free_port())
+        env = operatorproc.operator_env(cp, namespace, tmp_path / "store", controlplane.free_port())
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
         sockets = []

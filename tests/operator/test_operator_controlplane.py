@@ -1,6 +1,6 @@
 """The real operator process (``kopf run -m edgefleet.operator``) against the real kube-apiserver.
 
-Devices are simulated by :mod:`tests.support.devices` (they write the status an edge agent would write); the source
+Devices are simulated by :mod:`edgefleet.testing.devices` (they write the status an edge agent would write); the source
 models are real ONNX files served over HTTP on 127.0.0.1, compiled by the fp32 packager in the operator's process pool,
 signed with a key from a Secret and served by the operator's artifact store.
 """
@@ -16,27 +16,21 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edgefleet.adapters import bundle
-from edgefleet.adapters import controlplane as cp_adapter
-from tests.support import controlplane, models, operatorproc
-from tests.support.devices import SimulatedFleet
-from tests.support.operatorproc import OperatorProcess
+from edgefleet.testing import controlplane, models, operatorproc
+from edgefleet.testing.adder import DEFAULT_STEPS, events, manifest, md_status, wait_for
+from edgefleet.testing.devices import SimulatedFleet
+from edgefleet.testing.operatorproc import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
 REPO = Path(__file__).resolve().parents[2]
 N_DEVICES = 20
-DEFAULT_STEPS: list[dict[str, Any]] = [
-    {"setWeight": 10},
-    {"analysis": {"durationSeconds": 2, "minSamples": 100}},
-    {"setWeight": 50},
-    {"setWeight": 100},
-]
 
 
 onnx_model = models.adder
@@ -59,7 +53,7 @@ def setup(
     with model_server(models) as url:
         extra = {k: v.format(namespace=namespace) for k, v in getattr(request, "param", {}).items()}
         env = operatorproc.operator_env(
-            control_plane, namespace, tmp_path / "store", cp_adapter.free_port(), extra=extra
+            control_plane, namespace, tmp_path / "store", controlplane.free_port(), extra=extra
         )
         operator = OperatorProcess(env, namespace, tmp_path / "operator.log")
         operator.start()
@@ -67,75 +61,6 @@ def setup(
             yield control_plane, namespace, url, tmp_path, operator
         finally:
             operator.stop()
-
-
-def manifest(namespace: str, url: str, version: str, models: Path, steps: list[dict[str, Any]] | None = None) -> str:
-    sha = hashlib.sha256((models / f"{version}.onnx").read_bytes()).hexdigest()
-    body = {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "adder", "namespace": namespace},
-        "spec": {
-            "model": {
-                "name": "adder",
-                "version": version,
-                "uri": f"{url}/{version}.onnx",
-                "sha256": sha,
-                "task": "regression",
-            },
-            "compile": {
-                "targets": [
-                    {
-                        "name": "x86",
-                        "evaluation": {
-                            "uri": f"{url}/eval.npz",
-                            "sha256": hashlib.sha256((models / "eval.npz").read_bytes()).hexdigest(),
-                        },
-                    }
-                ]
-            },
-            "selector": {"matchLabels": {"app": "adder"}},
-            "rollout": {
-                "steps": steps or DEFAULT_STEPS,
-                "maxUnavailable": "50%",
-                "progressDeadlineSeconds": 120,
-            },
-        },
-    }
-    return json.dumps(body)
-
-
-def md_status(cp: controlplane.ControlPlane, namespace: str) -> dict[str, Any]:
-    out = cp.kubectl("-n", namespace, "get", "md", "adder", "-o", "json").stdout
-    status: dict[str, Any] = json.loads(out).get("status") or {}
-    return status
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], dict[str, Any]],
-    done: Callable[[dict[str, Any]], bool],
-    timeout: float,
-    log: Path,
-    trail: list[tuple[Any, ...]] | None = None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        last = probe()
-        if trail is not None:
-            point = (
-                last.get("phase"),
-                last.get("currentStepIndex"),
-                (last.get("devices") or {}).get("updated"),
-            )
-            if not trail or trail[-1] != point:
-                trail.append(point)
-        if done(last):
-            return last
-        time.sleep(0.3)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; last status {json.dumps(last)[:2000]}\n{tail}")
 
 
 def create_devices(fleet: SimulatedFleet) -> None:
@@ -149,11 +74,6 @@ def create_devices(fleet: SimulatedFleet) -> None:
                 "edgefleet.io/hardware-class": "x86",
             },
         )
-
-
-def events(cp: controlplane.ControlPlane, namespace: str) -> list[str]:
-    out = cp.kubectl("-n", namespace, "get", "events", "-o", "json").stdout
-    return [e.get("reason", "") for e in json.loads(out)["items"]]
 
 
 def test_canary_waves_full_then_failing_canary_rolls_back(
@@ -467,7 +387,7 @@ def test_deployables_validate_and_the_operator_works_with_only_its_rbac(
     (models / "1.0.0.onnx").write_bytes(onnx_model(1.0))
     (models / "eval.npz").write_bytes(models_support.evaluation_set(4))
     with model_server(models) as url:
-        port = cp_adapter.free_port()
+        port = controlplane.free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),

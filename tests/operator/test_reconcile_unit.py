@@ -9,7 +9,7 @@ import pytest
 from edgefleet.api import common, modeldeployment
 from edgefleet.core import errors
 from edgefleet.operator import reconcile
-from tests.support import rollout as sim
+from edgefleet.testing import rollout as sim
 
 NOW = dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
 

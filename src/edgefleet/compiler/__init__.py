@@ -1,6 +1,7 @@
 """The model compiler: hardware-aware ONNX optimisation under an accuracy gate, into unsigned bundle members.
 
-The whole compile pipeline lives here, one concept per module:
+The whole compile pipeline lives here, one concept per module (the example models are built by
+:mod:`edgefleet.testing.examples`):
 
 - :mod:`~edgefleet.compiler.jobs`: what goes in (``CompileRequest``) and comes out (``CompiledModel``: model bytes,
   manifest, candidate table), and compilers named by ``module:function`` for the operator's worker processes;

@@ -12,9 +12,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import bundle
-from tests.support import controlplane
+from edgefleet.testing import controlplane
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = controlplane.REPO
 
 
 def create_signing_secret(cp: controlplane.ControlPlane, namespace: str, key: ed25519.Ed25519PrivateKey) -> None:

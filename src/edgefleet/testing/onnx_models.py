@@ -91,7 +91,8 @@ def model_bytes(variant: Variant = "good", version: str = "1.0.0", slow_size: in
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgefleet-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def reference(x: np.ndarray[Any, Any], version: str = "1.0.0") -> np.ndarray[Any, Any]:

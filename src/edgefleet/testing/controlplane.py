@@ -38,7 +38,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-# Only meaningful in a source checkout (hack/ and crds/ are not installed with the package).
+from edgefleet.api import crd
+
+# Only meaningful in a source checkout (hack/ is not installed with the package; the CRDs are rendered from the API
+# models, see crd_directory).
 REPO = Path(__file__).resolve().parents[3]
 KUBE_VERSION = os.environ.get("EDGEFLEET_KUBE_VERSION", "v1.36.3")
 ETCD_VERSION = os.environ.get("EDGEFLEET_ETCD_VERSION", "v3.6.8")
@@ -69,6 +72,11 @@ def find_binaries(build: bool = True) -> Path:
     if not build:
         raise ControlPlaneError(f"no kube-apiserver/etcd in {', '.join(map(str, candidates))}; run make controlplane")
     script = REPO / "hack" / "build-control-plane.sh"
+    if not script.is_file():  # an installed package: no source checkout to build from
+        raise ControlPlaneError(
+            f"no kube-apiserver/etcd in {', '.join(map(str, candidates))}; set KUBEBUILDER_ASSETS to a directory "
+            "holding both, or build them with `make controlplane` in a source checkout"
+        )
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ControlPlaneError(
@@ -439,9 +447,18 @@ def _wait_namespace(cp: ControlPlane, name: str, deadline: float) -> None:
     raise ControlPlaneError(f"namespace {name} did not appear")
 
 
+def crd_directory(workdir: Path) -> Path:
+    """Write the CRDs into ``workdir/crds`` and return it. They are rendered from the API models
+    (:mod:`edgefleet.api.crd`), byte for byte what ``crds/`` holds (``tests/api/test_crd.py`` fails on drift), so the
+    harness installs the same CRDs from a source checkout and from an installed wheel, which has no ``crds/``."""
+    directory = workdir / "crds"
+    crd.write(directory)
+    return directory
+
+
 def install(cp: ControlPlane) -> None:
-    """Server-side apply ``crds/`` with the real kubectl and wait until discovery serves both kinds."""
-    cp.kubectl("apply", "--server-side", "--field-manager=edgefleet-tests", "-f", str(REPO / "crds"))
+    """Server-side apply the CRDs with the real kubectl and wait until discovery serves both kinds."""
+    cp.kubectl("apply", "--server-side", "--field-manager=edgefleet-tests", "-f", str(crd_directory(cp.workdir)))
     cp.kubectl(
         "wait",
         "--for=condition=Established",

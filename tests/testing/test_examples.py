@@ -8,8 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from edgefleet.compiler import datasets, examples
-from tests.compiler.conftest import EXAMPLES
+from edgefleet.compiler import datasets
+from edgefleet.testing import examples
+from edgefleet.testing.compile_fixtures import EXAMPLES
 
 
 @pytest.mark.slow  # trains both models with numpy: ~10 s on an idle 2-core machine

@@ -1,6 +1,6 @@
-"""``python -m edgefleet.fleetsim``: run a simulated fleet of real edge agents against an API server.
+"""``python -m edgefleet.testing.fleetsim``: run a simulated fleet of real edge agents against an API server.
 
-    python -m edgefleet.fleetsim run --kubeconfig ~/.kube/config --namespace fleet --devices 1000 \\
+    python -m edgefleet.testing.fleetsim run --kubeconfig ~/.kube/config --namespace fleet --devices 1000 \\
         --processes 2 --trust-key release.pub --load-rps 0.5
 
 prints the fleet's state every few seconds until Ctrl-C, then stops every device and removes its state.
@@ -16,12 +16,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgefleet.fleetsim import fleet, layout, worker
+from edgefleet.testing.fleetsim import fleet, layout, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (pure)."""
-    p = argparse.ArgumentParser(prog="python -m edgefleet.fleetsim", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m edgefleet.testing.fleetsim", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a fleet until Ctrl-C")
     run.add_argument("--kubeconfig", type=Path, required=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.fleetsim import fleet, layout
-from tests.fleetsim import alive
-from tests.support import controlplane, fleetstack
+from edgefleet.testing import controlplane, fleetstack
+from edgefleet.testing.fleetsim import fleet, layout
+from edgefleet.testing.processes import alive
 
 pytestmark = pytest.mark.controlplane
 DEVICES = 60

@@ -1,4 +1,4 @@
-"""Launching a simulated fleet: K worker processes (:mod:`edgefleet.fleetsim.worker`), their statistics, a clean
+"""Launching a simulated fleet: K worker processes (:mod:`edgefleet.testing.fleetsim.worker`), their statistics, a clean
 stop.
 
     with fleet.Fleet(spec).start() as sim:
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from edgefleet.fleetsim import layout
+from edgefleet.testing.fleetsim import layout
 
-SRC = Path(__file__).resolve().parents[2]
+SRC = Path(__file__).resolve().parents[3]
 
 
 class FleetError(RuntimeError):
@@ -39,7 +39,7 @@ def temp_root() -> Path:
 
 
 class Fleet:
-    """The worker processes of one :class:`~edgefleet.fleetsim.layout.FleetSpec`."""
+    """The worker processes of one :class:`~edgefleet.testing.fleetsim.layout.FleetSpec`."""
 
     def __init__(self, spec: layout.FleetSpec, *, remove_root: bool = True) -> None:
         self.spec = spec
@@ -62,7 +62,7 @@ class Fleet:
                 with (self.root / f"worker-{k}.log").open("ab") as log:
                     args = ["--spec", str(spec_file), "--first", str(shard.start), "--count", str(len(shard))]
                     args += ["--stats", str(stats)]
-                    command = [sys.executable, "-m", "edgefleet.fleetsim", "--log-level", self.spec.log_level]
+                    command = [sys.executable, "-m", "edgefleet.testing.fleetsim", "--log-level", self.spec.log_level]
                     self.procs.append(
                         subprocess.Popen(
                             [*command, "worker", *args],

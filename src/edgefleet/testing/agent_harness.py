@@ -20,8 +20,8 @@ from edgefleet.adapters import artifacts, inference_server
 from edgefleet.api.edgedevice import ArtifactRef, DesiredModel
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.edge_reconciler import capabilities, control, device, serving, state
-from tests.support import onnx_models
-from tests.support.artifact_server import ArtifactServer
+from edgefleet.testing import onnx_models
+from edgefleet.testing.artifact_server import ArtifactServer
 
 FAST = device.Settings(
     retry_initial_seconds=0.1, retry_max_seconds=0.5, status_interval_seconds=0.5, health_tick_seconds=0.02

@@ -2,8 +2,8 @@
 
 What runs, all on this machine and all real: kube-apiserver + etcd (built once, cached), the kopf operator process
 (compiler in a process pool, signed artifact store), a fleet repository in a local Git repo, and ``--devices`` (50)
-real edge agents in ``--processes`` (3) worker processes of the fleet simulator (:mod:`edgefleet.fleetsim`), each
-device with its own state directory, A/B slots, serving registry and the agent's inference server on its own UNIX
+real edge agents in ``--processes`` (3) worker processes of the fleet simulator (:mod:`edgefleet.testing.fleetsim`),
+each device with its own state directory, A/B slots, serving registry and the agent's inference server on its own UNIX
 socket, under live traffic. The devices of one process share the API connection pool, the artifact download pool,
 a two-thread inference pool and one onnxruntime session per model digest; each still downloads, verifies and
 smoke-tests its own copy of every version.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -36,146 +35,25 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import onnx
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from onnx import helper, numpy_helper
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from edgefleet import fleetsim
-from edgefleet.adapters import bundle, controlplane, fileserver, gitrepo
+from edgefleet.adapters import bundle, gitrepo
 from edgefleet.cli import main as cli
+from edgefleet.testing import controlplane, demo_deployment, fileserver, fleetsim
 
 REPO = controlplane.REPO
-EXAMPLE = REPO / "examples" / "models" / "digits-cnn"
-NAMESPACE = "edgefleet-demo"
+NAMESPACE = demo_deployment.NAMESPACE
 TRAFFIC_INTERVAL_SECONDS = 0.1  # about 10 requests per second to every device (500 per second for 50)
 POLL_SECONDS = 1.0  # each poll of the live view is one kubectl process (~0.1 CPU-seconds)
 STATUS_INTERVAL_SECONDS = 5.0  # the agents' statusIntervalSeconds; a changed verdict is reported within 0.25 s
-# What every device judges a new version by, and the too-slow 1.2.0. The margins, measured on the 2-core machine
-# this demo was tuned on (50 devices in 3 processes, ~500 requests/s, another fleet benchmark sharing the cores):
-# - 1.0.0 and 1.1.0 take ~0.02 ms of onnxruntime time. A device measures more (Python around the call, a GIL shared
-#   with 16 other devices, preemption on busy cores): a window's p95 is typically 2-3 ms, and the worst window of at
-#   least minSamples seen on a device on probation was 11 ms (three runs). 20 ms leaves room for a busier machine.
-# - 1.2.0 is SLOW_DEPTH dense layers slower: ~48 ms per call on an idle core of that machine (2.4x the threshold),
-#   300-600 ms on the loaded devices. Load only slows it further, so its rejection does not depend on the load.
-# - minSamples 40 makes p95 the 38th of 40 samples: a good version fails only on three slow samples, not on one
-#   stall (the first calls after a switch are the slowest: up to 19 ms over fewer than 40 samples).
-# - windowSeconds 40: a device whose window passes with fewer than minSamples samples confirms the version (a device
-#   without traffic cannot prove it bad), so 40 calls of 1.2.0 must fit in it even at ~900 ms each.
-HEALTH = {"latencyP95Ms": 20.0, "maxErrorRate": 0.01, "minSamples": 40, "windowSeconds": 40}
-SLOW_DEPTH = 270
+HEALTH = demo_deployment.HEALTH  # what every device judges each version by
 console = Console()
-
-
-# -- models ------------------------------------------------------------------------------------------------------
-
-
-def retrained(model: bytes, seed: int) -> bytes:
-    """A "retrained" model: the same network with its weights nudged by 0.1 % noise (predictions unchanged)."""
-    proto = onnx.load_from_string(model)
-    rng = np.random.default_rng(seed)
-    for init in proto.graph.initializer:
-        array = numpy_helper.to_array(init)
-        if array.dtype == np.float32 and array.size > 16:
-            noisy = array * (1 + 0.001 * rng.standard_normal(array.shape).astype(np.float32))
-            init.CopyFrom(numpy_helper.from_array(noisy.astype(np.float32), init.name))
-    data: bytes = proto.SerializeToString()
-    return data
-
-
-def too_slow(model: bytes, depth: int, width: int = 1024) -> bytes:
-    """The same predictions plus a dead branch: ``depth`` dense ``width`` x ``width`` layers (about 0.18 ms each on one
-    x86 core) on the batch's sum, multiplied by zero and added to the logits. Accurate, but slow on every call; its
-    cost does not grow with the batch, so the compiler's accuracy check over the evaluation set stays quick."""
-    proto = onnx.load_from_string(model)
-    graph = proto.graph
-    out = graph.output[0].name
-    for node in graph.node:
-        node.output[:] = [f"{out}_fast" if o == out else o for o in node.output]
-    rng = np.random.default_rng(7)
-    # Orthogonal weights keep the branch's values at the input's scale: random ones would shrink them into
-    # denormals (which made the latency depend on the CPU's denormal handling) or grow them into Inf (NaN * 0).
-    orthogonal, _ = np.linalg.qr(rng.standard_normal((width, width)))
-    graph.initializer.extend(
-        [
-            numpy_helper.from_array(np.zeros(1, np.int64), "slow_batch_axis"),
-            numpy_helper.from_array((rng.standard_normal((64, width)) / 8).astype(np.float32), "slow_in"),
-            numpy_helper.from_array(orthogonal.astype(np.float32), "slow_w"),
-            numpy_helper.from_array(np.ones((width, 1), np.float32), "slow_sum"),
-            numpy_helper.from_array(np.zeros((1,), np.float32), "slow_zero"),
-        ]
-    )
-    nodes = [helper.make_node("Flatten", [graph.input[0].name], ["slow_flat"]),
-             helper.make_node("ReduceSum", ["slow_flat", "slow_batch_axis"], ["slow_batch"], keepdims=1),
-             helper.make_node("MatMul", ["slow_batch", "slow_in"], ["slow_0"])]  # fmt: skip
-    for i in range(depth):
-        nodes.append(helper.make_node("MatMul", [f"slow_{i}", "slow_w"], [f"slow_{i + 1}"]))
-    nodes += [
-        helper.make_node("MatMul", [f"slow_{depth}", "slow_sum"], ["slow_total"]),
-        helper.make_node("Mul", ["slow_total", "slow_zero"], ["slow_nothing"]),
-        helper.make_node("Add", [f"{out}_fast", "slow_nothing"], [out]),
-    ]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(proto)
-    data: bytes = proto.SerializeToString()
-    return data
-
-
-# -- manifests ---------------------------------------------------------------------------------------------------
-
-
-def deployment(url: str, version: str, models: Path, precision: str) -> dict[str, Any]:
-    digest = hashlib.sha256((models / f"digits-{version}.onnx").read_bytes()).hexdigest()
-    dataset = {
-        "uri": f"{url}/evaluation.npz",
-        "sha256": hashlib.sha256((models / "evaluation.npz").read_bytes()).hexdigest(),
-    }
-    return {
-        "apiVersion": "edgefleet.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "digits", "namespace": NAMESPACE},
-        "spec": {
-            "model": {
-                "name": "digits",
-                "version": version,
-                "uri": f"{url}/digits-{version}.onnx",
-                "sha256": digest,
-                "task": "classification",
-            },
-            "compile": {
-                "targets": [
-                    {
-                        "name": "x86-avx2",
-                        "selector": {"matchLabels": {"edgefleet.io/hardware-class": "x86-avx2"}},
-                        "precision": precision,
-                        "calibration": {
-                            "uri": f"{url}/calibration.npz",
-                            "sha256": hashlib.sha256((models / "calibration.npz").read_bytes()).hexdigest(),
-                        },
-                        "evaluation": dataset,
-                        "accuracyBudget": {"maxAccuracyDrop": 0.01},
-                    }
-                ]
-            },
-            "selector": {"matchLabels": {"app": "digit-reader"}},
-            "rollout": {
-                "steps": [
-                    {"setWeight": 10},
-                    {"analysis": {"durationSeconds": 5, "minSamples": 100}},
-                    {"setWeight": 50},
-                    {"setWeight": 100},
-                ],
-                "maxUnavailable": "34%",
-                "progressDeadlineSeconds": 90,
-            },
-            "health": HEALTH,
-        },
-    }
 
 
 # -- the fleet ---------------------------------------------------------------------------------------------------
@@ -220,8 +98,8 @@ class Fleet:
             )
 
     def start_devices(self, trust: Path) -> None:
-        """``devices`` real agents in ``processes`` worker processes (:mod:`edgefleet.fleetsim`), each with its own
-        state directory and its own inference server on ``sockets/<device>.sock``."""
+        """``devices`` real agents in ``processes`` worker processes (:mod:`edgefleet.testing.fleetsim`), each with its
+        own state directory and its own inference server on ``sockets/<device>.sock``."""
         spec = fleetsim.layout.FleetSpec(
             kubeconfig=str(self.cp.kubeconfig),
             namespace=NAMESPACE,
@@ -448,12 +326,15 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
     )
     models = root / "models"
     models.mkdir()
-    source = (EXAMPLE / "model.onnx").read_bytes()
+    example = demo_deployment.example_model(root / "example")
+    source = (example / "model.onnx").read_bytes()
     (models / "digits-1.0.0.onnx").write_bytes(source)
-    (models / "digits-1.1.0.onnx").write_bytes(retrained(source, seed=1))
-    (models / "digits-1.2.0.onnx").write_bytes(too_slow(retrained(source, seed=2), SLOW_DEPTH))
+    (models / "digits-1.1.0.onnx").write_bytes(demo_deployment.retrained(source, seed=1))
+    (models / "digits-1.2.0.onnx").write_bytes(
+        demo_deployment.too_slow(demo_deployment.retrained(source, seed=2), demo_deployment.SLOW_DEPTH)
+    )
     for name in ("calibration.npz", "evaluation.npz"):
-        shutil.copy(EXAMPLE / name, models / name)
+        shutil.copy(example / name, models / name)
     images = np.load(models / "evaluation.npz")["image"]
     key = bundle.generate_key()
     trust = root / "trust.pem"
@@ -471,7 +352,7 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
             repo_dir = root / "fleet-repo"
             (repo_dir / "fleet").mkdir(parents=True)
             (repo_dir / "fleet" / "digits.yaml").write_text(
-                yaml.safe_dump(deployment(url, "1.0.0", models, "auto"), sort_keys=False)
+                yaml.safe_dump(demo_deployment.deployment(url, "1.0.0", models, "auto"), sort_keys=False)
             )
             gitrepo.init(repo_dir, "digits-cnn 1.0.0 on the digit readers")
             cache = root / "git-cache"
@@ -481,7 +362,11 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
                 300,
             )  # fmt: skip
             _pull_request(
-                cp, repo_dir, "digits-1.1.0", deployment(url, "1.1.0", models, "auto"), "Roll out digits 1.1.0"
+                cp,
+                repo_dir,
+                "digits-1.1.0",
+                demo_deployment.deployment(url, "1.1.0", models, "auto"),
+                "Roll out digits 1.1.0",
             )
             _sync(cp, repo_dir, cache)
             times["update to 1.1.0: merge to 100 % healthy (s)"] = watch(
@@ -500,7 +385,11 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
             if p95 := device_p95(cp):
                 times["on-device inference p95 of 1.1.0, worst device (ms)"] = max(p95)
             _pull_request(
-                cp, repo_dir, "digits-1.2.0", deployment(url, "1.2.0", models, "fp32"), "Roll out digits 1.2.0"
+                cp,
+                repo_dir,
+                "digits-1.2.0",
+                demo_deployment.deployment(url, "1.2.0", models, "fp32"),
+                "Roll out digits 1.2.0",
             )
             _sync(cp, repo_dir, cache)
             times["compile of 1.2.0 (s)"] = watch(
@@ -541,7 +430,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgefleet.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgefleet.testing.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     parser.add_argument("--processes", type=int, default=3, help="worker processes they run in (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and its logs")

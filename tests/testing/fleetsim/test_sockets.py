@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from edgefleet.adapters import bundle
-from edgefleet.fleetsim import fleet, layout
-from tests.edge_reconciler.harness import desired
-from tests.fleetsim import alive
-from tests.support import artifact_server, controlplane, onnx_models
+from edgefleet.testing import artifact_server, controlplane, onnx_models
+from edgefleet.testing.agent_harness import desired
+from edgefleet.testing.fleetsim import fleet, layout
+from edgefleet.testing.processes import alive
 
 pytestmark = pytest.mark.controlplane
 DEVICES = 6

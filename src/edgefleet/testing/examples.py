@@ -20,7 +20,7 @@ fixed zip timestamps, so rebuilding on the same kind of machine gives the same b
 almost
 all parameters, so weights dominate the file size (INT8 can approach 4x smaller).
 
-Build them with ``python -m edgefleet.compiler.examples examples/models``.
+Build them with ``python -m edgefleet.testing.examples examples/models``.
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ def write_example(example: ExampleModel, root: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgefleet.compiler.examples [ROOT] [--only NAME]``."""
+    """``python -m edgefleet.testing.examples [ROOT] [--only NAME]``."""
     parser = argparse.ArgumentParser(description="Build the example models and their datasets.")
     parser.add_argument("root", nargs="?", default="examples/models", type=pathlib.Path)
     parser.add_argument("--only", choices=sorted(BUILDERS), action="append")

@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from edgefleet.fleetsim import layout
+from edgefleet.testing.fleetsim import layout
 
 SPEC = layout.FleetSpec("kubeconfig", "ns", 1000, 3, "/tmp/x", ("trust.pem",))
 

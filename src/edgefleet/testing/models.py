@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgefleet.adapters import fileserver
+from edgefleet.testing import fileserver
 
 
 def adder(offset: float) -> bytes:

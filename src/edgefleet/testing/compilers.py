@@ -1,4 +1,4 @@
-"""Compilers for tests, referenced as ``tests.support.compilers:NAME`` through ``EDGEFLEET_COMPILER``."""
+"""Compilers for tests, referenced as ``edgefleet.testing.compilers:NAME`` through ``EDGEFLEET_COMPILER``."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from edgefleet.adapters import bundle
-from tests.support import controlplane
+from edgefleet.testing import controlplane
 
 COUNTS: collections.Counter[str] = collections.Counter()
 

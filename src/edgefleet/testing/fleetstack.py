@@ -1,5 +1,5 @@
 """The pieces around a simulated fleet: source models served over HTTP, a signing key Secret, the trusted public key
-and the real operator process (``kopf run -m edgefleet.operator``). Used by ``tests/fleetsim`` and
+and the real operator process (``kopf run -m edgefleet.operator``). Used by ``tests/testing/fleetsim`` and
 ``benchmarks/fleet_scale.py``."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.adapters import bundle
-from edgefleet.adapters import controlplane as cp_adapter
-from tests.operator.test_operator_controlplane import manifest
-from tests.support import controlplane, models, operatorproc
-from tests.support.operatorproc import OperatorProcess
+from edgefleet.testing import controlplane, models, operatorproc
+from edgefleet.testing.adder import manifest
+from edgefleet.testing.operatorproc import OperatorProcess
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = controlplane.REPO
 VERSIONS = (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0))
 
 
@@ -70,7 +69,7 @@ def running(
     trust.write_bytes(bundle.public_key_pem(key.public_key()))
     operatorproc.create_signing_secret(cp, namespace, key)
     with models.served(store_dir) as url:
-        env = operatorproc.operator_env(cp, namespace, root / "store", cp_adapter.free_port(), extra=extra_env)
+        env = operatorproc.operator_env(cp, namespace, root / "store", controlplane.free_port(), extra=extra_env)
         operator = OperatorProcess(env, namespace, root / "operator.log")
         operator.start()
         try:

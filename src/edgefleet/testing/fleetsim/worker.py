@@ -9,7 +9,7 @@ and one onnxruntime session per model digest (:class:`SharedSessionInstaller`; e
 verifies and smoke-tests its own copy). With ``FleetSpec.sockets_dir`` each device also serves its registry over
 the agent's own inference server (:class:`edgefleet.adapters.inference_server.Server`) on its own UNIX socket, as
 ``edgefleet-agent`` does. Every API request is counted (:class:`CountingClient`), and the process writes its
-statistics to a JSON file every second for :class:`edgefleet.fleetsim.fleet.Fleet`.
+statistics to a JSON file every second for :class:`edgefleet.testing.fleetsim.fleet.Fleet`.
 
 With ``FleetSpec.watch == "hub"`` the devices of a process do not open a watch each: one list-and-watch of the
 process's shard (:class:`HubControl`) hands every device its own EdgeDevice, as KubeEdge's cloudcore does for the
@@ -45,7 +45,7 @@ from edgefleet.api import common
 from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import capabilities, control, device, installer, serving, state
-from edgefleet.fleetsim import layout
+from edgefleet.testing.fleetsim import layout
 
 log = logging.getLogger(__name__)
 

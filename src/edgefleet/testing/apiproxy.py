@@ -56,7 +56,7 @@ class ApiProxy:
                 self.upstream.server + request.path_qs,
                 data=body or None,
                 headers=headers,
-                ssl=self.upstream.ssl_context,
+                ssl=self.upstream.ssl_context or True,
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
             ) as upstream:
                 resp = web.StreamResponse(status=upstream.status)

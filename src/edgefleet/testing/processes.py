@@ -1,4 +1,4 @@
-"""Tests of the fleet simulator; :func:`alive` is shared by its process-cleanup checks."""
+"""Process checks for the harness's cleanup tests (every child the fleet simulator started is gone afterwards)."""
 
 from __future__ import annotations
 

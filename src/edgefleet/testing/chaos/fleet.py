@@ -21,14 +21,12 @@ import aiohttp
 import yaml
 
 from edgefleet.adapters import bundle
-from edgefleet.adapters import controlplane as cp_adapter
-from tests.operator.test_operator_agents import agent_config
-from tests.operator.test_operator_controlplane import manifest, md_status
-from tests.support import controlplane, models, operatorproc
-from tests.support.operatorproc import OperatorProcess
-from tests.support.tcpproxy import TcpProxy
+from edgefleet.testing import controlplane, models, operatorproc
+from edgefleet.testing.adder import agent_config, manifest, md_status
+from edgefleet.testing.operatorproc import OperatorProcess
+from edgefleet.testing.tcpproxy import TcpProxy
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = controlplane.REPO
 VERSIONS = [f"{major}.0.0" for major in range(1, 10)]
 T = TypeVar("T")
 
@@ -236,7 +234,7 @@ def running(
         (root / "trust.pem").write_bytes(bundle.public_key_pem(fleet.trust_key))
         operatorproc.create_signing_secret(cp, namespace, fleet.key)
         pythonpath = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
-        store_port = cp_adapter.free_port()
+        store_port = controlplane.free_port()
         fleet.store_proxy = ThrottlingProxy("127.0.0.1", store_port)
         fleet.loop.run(fleet.store_proxy.up())
         env = operatorproc.operator_env(
