@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgefleet import __version__
-from edgefleet.adapters import artifacts, bundle, inference_server, kube
+from edgefleet.adapters import artifacts, bundle, inference_server, kube, protocols
 from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 
@@ -60,7 +60,7 @@ def load_config(args: argparse.Namespace) -> config.AgentConfig:
     return config.load(args.config, overrides, extra_labels=labels, extra_trust_keys=list(args.trust_key))
 
 
-def make_control(cfg: config.AgentConfig, session: kube.Session) -> control.Control:
+def make_control(cfg: config.AgentConfig, session: kube.Session) -> protocols.DeviceControl:
     api = cfg.api
     if api.mode == "file":
         if api.desired_file is None:
@@ -102,16 +102,7 @@ async def run(cfg: config.AgentConfig) -> None:
         registry=registry,
         fetch=fetch,
         trusted_keys=keys,
-        settings=device.Settings(
-            labels=dict(cfg.labels),
-            max_bundle_bytes=cfg.max_bundle_bytes,
-            lease_duration_seconds=cfg.lease_duration_seconds,
-            status_interval_seconds=cfg.status_interval_seconds,
-            health_tick_seconds=cfg.health_tick_seconds,
-            retry_initial_seconds=cfg.retry_initial_seconds,
-            retry_max_seconds=cfg.retry_max_seconds,
-            intra_op_threads=cfg.intra_op_threads,
-        ),
+        settings=cfg.agent_settings(),
         capabilities=capabilities.detect(),
     )
     await server.start()
