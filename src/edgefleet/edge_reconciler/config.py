@@ -24,7 +24,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from edgefleet.api.common import DNS_LABEL, ApiModel
-from edgefleet.core.errors import InvalidSpecError
+from edgefleet.core.errors import InvalidSpecError, Reason
 
 ApiMode = Literal["kubeconfig", "in-cluster", "plain", "file"]
 
@@ -121,9 +121,9 @@ def load(
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise InvalidSpecError(f"{path}: cannot read the agent config: {exc}", "InvalidConfig") from exc
+            raise InvalidSpecError(f"{path}: cannot read the agent config: {exc}", Reason.INVALID_CONFIG) from exc
         if not isinstance(loaded, dict):
-            raise InvalidSpecError(f"{path}: the agent config must be a YAML mapping", "InvalidConfig")
+            raise InvalidSpecError(f"{path}: the agent config must be a YAML mapping", Reason.INVALID_CONFIG)
         doc = loaded
     for key, value in overrides.items():
         if value is None:
@@ -142,7 +142,7 @@ def load(
     except ValidationError as exc:
         where = str(path) if path else "flags"
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise InvalidSpecError(f"{where}: invalid agent config: {problems}", "InvalidConfig") from exc
+        raise InvalidSpecError(f"{where}: invalid agent config: {problems}", Reason.INVALID_CONFIG) from exc
 
 
 __all__ = ["AgentConfig", "AgentSettings", "ApiConfig", "ServerConfig", "load"]

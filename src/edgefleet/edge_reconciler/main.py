@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgefleet import __version__
 from edgefleet.adapters import artifacts, bundle, inference_server, kube, protocols
-from edgefleet.core.errors import EdgefleetError
+from edgefleet.core.errors import EdgefleetError, InvalidSpecError, Reason
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 
 log = logging.getLogger("edgefleet.agent")
@@ -56,7 +56,7 @@ def load_config(args: argparse.Namespace) -> config.AgentConfig:
     try:
         labels = dict(item.split("=", 1) for item in args.label)
     except ValueError as exc:
-        raise EdgefleetError(f"--label takes KEY=VALUE (got {args.label})") from exc
+        raise InvalidSpecError(f"--label takes KEY=VALUE (got {args.label})", Reason.INVALID_CONFIG) from exc
     return config.load(args.config, overrides, extra_labels=labels, extra_trust_keys=list(args.trust_key))
 
 
@@ -64,11 +64,13 @@ def make_control(cfg: config.AgentConfig, session: kube.Session) -> protocols.De
     api = cfg.api
     if api.mode == "file":
         if api.desired_file is None:
-            raise EdgefleetError("api.mode file needs api.desiredFile (and api.statusFile)")
+            raise InvalidSpecError("api.mode file needs api.desiredFile (and api.statusFile)", Reason.INVALID_CONFIG)
         return control.FileControl(api.desired_file, api.status_file or cfg.state_dir / "status.json")
     if api.mode == "kubeconfig":
         if api.kubeconfig is None:
-            raise EdgefleetError("api.mode kubeconfig needs api.kubeconfig (--kubeconfig PATH)")
+            raise InvalidSpecError(
+                "api.mode kubeconfig needs api.kubeconfig (--kubeconfig PATH)", Reason.INVALID_CONFIG
+            )
         connection = kube.from_kubeconfig(api.kubeconfig, api.context)
     elif api.mode == "in-cluster":
         connection = kube.in_cluster()

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgefleet.api.edgedevice import DesiredModel, EdgeDeviceSpec
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core import convergence
-from edgefleet.core.errors import EdgefleetError
+from edgefleet.core.errors import IntegrityError
 
 SlotName = Literal["a", "b"]
 InstallStep = Literal["downloading", "verifying", "installing", "testing", "switching"]
@@ -231,7 +231,7 @@ class Store:
         try:
             return Journal.model_validate_json(raw)
         except ValidationError as exc:
-            raise EdgefleetError(
+            raise IntegrityError(
                 f"{self.journal_path}: the install journal is damaged ({exc.error_count()} errors, first: "
                 f"{exc.errors(include_url=False)[0]['msg']}); move it aside to start fresh "
                 "(the device then downloads its desired models again)"
