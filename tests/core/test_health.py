@@ -50,16 +50,6 @@ def test_non_finite_ignored_when_disabled() -> None:
     assert health.evaluate([S(1, 10, non_finite=True)], spec, 5).verdict == "Pending"
 
 
-@pytest.mark.parametrize(
-    ("verdict", "switched", "now", "outcome"),
-    [("Unhealthy", 0, 1, "rollback"), ("Healthy", 0, 30, "watch"), ("Healthy", 0, 60, "confirm"),
-     ("Pending", 0, 61, "confirm"), ("Unhealthy", 0, 1000, "rollback")],
-)  # fmt: skip
-def test_probation_table(verdict: health.VerdictName, switched: float, now: float, outcome: str) -> None:
-    v = health.Verdict(verdict, 0, 0, 0, None, None)
-    assert health.probation_outcome(v, switched, now, SPEC) == outcome
-
-
 samples_st = st.lists(
     st.builds(
         health.Sample,

@@ -7,7 +7,8 @@ oversized, so a hostile server cannot fill the disk. Integrity is not judged her
 are checked by the caller); this module only guarantees "exactly ``size`` bytes were written, or an error".
 
 Errors: network trouble, timeouts and 5xx/429 are :class:`~edgefleet.core.errors.TransientError` (retry with
-backoff, keeping the partial file); everything else is :class:`ArtifactError` (the artifact cannot be used).
+backoff, keeping the partial file); everything else is :class:`~edgefleet.core.errors.InvalidSpecError` with the
+reason ``DownloadFailed``, ``Truncated`` or ``Oversized``: the artifact cannot be used as the spec names it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,9 @@ from pathlib import Path
 
 import aiohttp
 
-from edgefleet.core.errors import EdgefleetError, TransientError
+from edgefleet.core.errors import InvalidSpecError, Reason, TransientError
 
 CHUNK = 64 * 1024
-
-
-class ArtifactError(EdgefleetError):
-    """The artifact cannot be used as published; ``reason`` is a CamelCase code for status."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 async def download(
@@ -58,23 +51,23 @@ async def download(
                 dest.unlink(missing_ok=True)
                 raise TransientError(f"range request for {uri} was refused; restarting the download", delay=0.1)
             if resp.status not in (200, 206):
-                raise ArtifactError(
+                raise InvalidSpecError(
                     f"artifact server answered {resp.status} for {uri}; check the artifact URI in the spec",
-                    "DownloadFailed",
+                    Reason.DOWNLOAD_FAILED,
                 )
             if resp.status == 200:
                 have = 0
             declared = resp.content_length
             total = _total_size(resp.headers.get("Content-Range"), have + declared if declared is not None else None)
             if total is not None and total < size:
-                raise ArtifactError(
+                raise InvalidSpecError(
                     f"{uri} is {total} bytes, shorter than the declared sizeBytes {size} (truncated artifact)",
-                    "Truncated",
+                    Reason.TRUNCATED,
                 )
             if total is not None and total > size:
-                raise ArtifactError(
+                raise InvalidSpecError(
                     f"{uri} is {total} bytes, over the declared sizeBytes {size}; not downloading it",
-                    "Oversized",
+                    Reason.OVERSIZED,
                 )
             mode = "ab" if have else "wb"
             with open(dest, mode) as fh:
@@ -83,8 +76,8 @@ async def download(
                     if have > size:
                         fh.close()
                         dest.unlink(missing_ok=True)
-                        raise ArtifactError(
-                            f"{uri} sent more than the declared sizeBytes {size}; download cut off", "Oversized"
+                        raise InvalidSpecError(
+                            f"{uri} sent more than the declared sizeBytes {size}; download cut off", Reason.OVERSIZED
                         )
                     fh.write(chunk)
                     if on_progress is not None:
@@ -120,4 +113,4 @@ def new_session(limit: int = 16) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit), auto_decompress=False)
 
 
-__all__ = ["ArtifactError", "download", "new_session"]
+__all__ = ["download", "new_session"]

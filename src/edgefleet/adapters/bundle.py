@@ -48,7 +48,7 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_BUNDLE_BYTES = 2 * 1024**3
 
 
-class BundleError(Exception):
+class BundleError(errors.IntegrityError):
     """A bundle is malformed, tampered with, or signed by an untrusted key. The message says which."""
 
 

@@ -1,7 +1,9 @@
 """ONNX Runtime sessions for the device: load verified model bytes, run them, check golden samples.
 
 This is the only place the edge reconciler touches onnxruntime. Vendor exceptions become :class:`InferenceError`
-(bad inputs from a caller, or a model that cannot run) so nothing above this module catches an onnxruntime type.
+(bad inputs from a caller, or a model that cannot run), an :class:`~edgefleet.core.errors.IntegrityError`: so nothing
+above this module catches an onnxruntime type, and a caller that only needs "this model or input failed a check"
+catches the core error.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgefleet.adapters import bundle
-from edgefleet.core.errors import EdgefleetError
+from edgefleet.core.errors import IntegrityError
 
 _ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -29,8 +31,9 @@ _ORT_DTYPES: dict[str, Any] = {
 }
 
 
-class InferenceError(EdgefleetError):
-    """An inference could not run; ``kind`` is an error class safe to report (never carries tensor values)."""
+class InferenceError(IntegrityError):
+    """A model could not be loaded or an inference could not run; ``kind`` is an error class safe to report (never
+    carries tensor values). A subclass because the inference server and the serving metrics tell kinds apart."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)

@@ -1,8 +1,8 @@
 """Convergence plan: what a device must do to run exactly its desired models (pure).
 
 Input is the desired ``spec.models`` of the device's EdgeDevice and a view of what is installed locally
-(:class:`Installed`, one per model name). Output is a :class:`Plan`: one step per model name, removals first, so a
-device frees its memory before it loads anything new.
+(:class:`Installed`, one per model name). Output is a :class:`ConvergencePlan`: one step per model name, removals
+first, so a device frees its memory before it loads anything new.
 
 Per model, the first rule that applies wins:
 
@@ -19,6 +19,9 @@ anything else                          ``install``
 Worked example: desired ``[a@sha256:11.., b@sha256:22..]``, installed ``a`` active ``sha256:11..``, ``c`` active
 ``sha256:33..`` and ``b`` with ``sha256:22..`` rejected (rolled back) gives
 ``remove c, in-sync a, blocked b`` (``remove`` first, then desired order).
+
+An install ends in a *switch* to the prepared version, which :func:`still_desired` allows only while the spec still
+names that digest (the spec may move on during a long download).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Step:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class ConvergencePlan:
     """Ordered steps; :attr:`converged` is true when nothing is left to do."""
 
     steps: tuple[Step, ...]
@@ -69,8 +72,21 @@ class Plan:
         return [s for s in self.steps if s.kind == kind]
 
 
-def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) -> Plan:
-    """The convergence plan for ``desired`` given ``installed`` (pure; see the module table and example)."""
+def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) -> ConvergencePlan:
+    """The convergence plan for ``desired`` given ``installed`` (pure; see the module table).
+
+    The module's worked example:
+
+    >>> from edgefleet.api.edgedevice import ArtifactRef
+    >>> def want(name: str, digest: str) -> DesiredModel:
+    ...     ref = ArtifactRef(uri=f"http://store/{name}", digest=digest, size_bytes=1, precision="fp32")
+    ...     return DesiredModel(name=name, deployment=name, version="1.0.0", revision="r", artifact=ref)
+    >>> d1, d2, d3 = (f"sha256:{i * 64}" for i in "123")
+    >>> installed = {"a": Installed("a", d1), "c": Installed("c", d3), "b": Installed("b", rejected={d2: "RolledBack"})}
+    >>> result = plan([want("a", d1), want("b", d2)], installed)
+    >>> [(s.kind, s.name) for s in result.steps], result.converged
+    ([('remove', 'c'), ('in-sync', 'a'), ('blocked', 'b')], False)
+    """
     wanted = {m.name for m in desired}
     steps: list[Step] = [
         Step("remove", name, None, "no longer in spec.models")
@@ -90,7 +106,18 @@ def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) ->
             steps.append(Step("wait", model.name, model, "the active version is still on probation"))
         else:
             steps.append(Step("install", model.name, model))
-    return Plan(tuple(steps))
+    return ConvergencePlan(tuple(steps))
 
 
-__all__ = ["Installed", "Plan", "Step", "StepKind", "plan"]
+def still_desired(desired: Sequence[DesiredModel], name: str, digest: str) -> bool:
+    """Whether a version of ``name`` prepared for ``digest`` may be switched to: only while the spec still names that
+    digest, so a device never switches to a version the spec has moved on from (pure).
+
+    >>> still_desired([], "a", "sha256:" + "1" * 64)
+    False
+    """
+    current = next((m for m in desired if m.name == name), None)
+    return current is not None and current.artifact.digest == digest
+
+
+__all__ = ["ConvergencePlan", "Installed", "Step", "StepKind", "plan", "still_desired"]

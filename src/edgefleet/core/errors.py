@@ -55,6 +55,10 @@ class Reason(enum.StrEnum):
     SOURCE_TOO_LARGE = "SourceTooLarge"
     INVALID_MODEL = "InvalidModel"
     UNSUPPORTED_MODEL = "UnsupportedModel"
+    # Artifacts a device cannot install as the spec names them (the device rejects the digest until it changes)
+    DOWNLOAD_FAILED = "DownloadFailed"
+    TRUNCATED = "Truncated"
+    OVERSIZED = "Oversized"
 
     @property
     def is_compile_failure(self) -> bool:

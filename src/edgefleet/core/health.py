@@ -15,10 +15,11 @@ Rules, in order:
 
 Worked example: spec ``latencyP95Ms=50, minSamples=4, maxErrorRate=0.25, windowSeconds=60`` and samples
 ``(t=1, 10 ms), (t=2, 12 ms), (t=3, 11 ms), (t=4, 90 ms, error)`` at ``now=5``: 4 samples, 1 error (rate 0.25, not
-above the limit), nearest-rank p95 = 90 ms > 50 ms, so the verdict is ``Unhealthy`` with code ``LatencyP95``.
+above the limit); a failed inference's latency does not count, so the nearest-rank p95 is 12 ms and the verdict is
+``Healthy``. The same fourth sample without the error makes the p95 90 ms > 50 ms: ``Unhealthy`` (``LatencyP95``).
 
-A switched model is on *probation* for one window: :func:`probation_outcome` says whether to keep watching,
-confirm it, or roll it back.
+A switched model is on *probation* for one window; what the verdict means for it is decided in
+:mod:`edgefleet.core.probation`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Literal
 from edgefleet.api.modeldeployment import HealthSpec
 
 VerdictName = Literal["Pending", "Healthy", "Unhealthy"]
-Outcome = Literal["watch", "confirm", "rollback"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Sample:
 
 
 @dataclasses.dataclass(frozen=True)
-class Verdict:
+class HealthVerdict:
     """The aggregate of one window. ``code`` is a CamelCase reason, ``reason`` the sentence a person reads."""
 
     verdict: VerdictName
@@ -78,8 +78,19 @@ def in_window(samples: Sequence[Sample], spec: HealthSpec, now: float) -> list[S
     return [s for s in samples if start < s.at <= now]
 
 
-def evaluate(samples: Sequence[Sample], spec: HealthSpec, now: float) -> Verdict:
-    """Verdict of ``spec`` over the samples of the window ending at ``now`` (pure; see the module example)."""
+def evaluate(samples: Sequence[Sample], spec: HealthSpec, now: float) -> HealthVerdict:
+    """Verdict of ``spec`` over the samples of the window ending at ``now`` (pure).
+
+    The module's worked example:
+
+    >>> spec = HealthSpec(latency_p95_ms=50, min_samples=4, max_error_rate=0.25, window_seconds=60)
+    >>> samples = [Sample(1, 10), Sample(2, 12), Sample(3, 11), Sample(4, 90, error=True)]
+    >>> v = evaluate(samples, spec, now=5)
+    >>> v.verdict, v.samples, v.errors, v.latency_p95_ms
+    ('Healthy', 4, 1, 12)
+    >>> evaluate([Sample(1, 10), Sample(2, 12), Sample(3, 11), Sample(4, 90)], spec, now=5).code
+    'LatencyP95'
+    """
     window = in_window(samples, spec, now)
     count = len(window)
     errors = sum(1 for s in window if s.error)
@@ -88,8 +99,8 @@ def evaluate(samples: Sequence[Sample], spec: HealthSpec, now: float) -> Verdict
     p50 = percentile(latencies, 0.50)
     p95 = percentile(latencies, 0.95)
 
-    def verdict(name: VerdictName, code: str | None = None, reason: str | None = None) -> Verdict:
-        return Verdict(name, count, errors, non_finite, p50, p95, code, reason)
+    def verdict(name: VerdictName, code: str | None = None, reason: str | None = None) -> HealthVerdict:
+        return HealthVerdict(name, count, errors, non_finite, p50, p95, code, reason)
 
     if spec.fail_on_non_finite and non_finite:
         return verdict(
@@ -111,23 +122,4 @@ def evaluate(samples: Sequence[Sample], spec: HealthSpec, now: float) -> Verdict
     return verdict("Healthy")
 
 
-def probation_outcome(verdict: Verdict, switched_at: float, now: float, spec: HealthSpec) -> Outcome:
-    """What to do with a model on probation since ``switched_at`` (pure).
-
-    ``rollback`` as soon as the verdict is Unhealthy; ``confirm`` once a whole window has passed without that
-    (a device without traffic cannot prove a model bad, and must not hold updates back forever); else ``watch``.
-
-    >>> v = Verdict("Pending", 0, 0, 0, None, None)
-    >>> probation_outcome(v, switched_at=0.0, now=30.0, spec=HealthSpec(window_seconds=60))
-    'watch'
-    >>> probation_outcome(v, switched_at=0.0, now=61.0, spec=HealthSpec(window_seconds=60))
-    'confirm'
-    """
-    if verdict.verdict == "Unhealthy":
-        return "rollback"
-    if now - switched_at >= spec.window_seconds:
-        return "confirm"
-    return "watch"
-
-
-__all__ = ["Outcome", "Sample", "Verdict", "VerdictName", "evaluate", "in_window", "percentile", "probation_outcome"]
+__all__ = ["HealthVerdict", "Sample", "VerdictName", "evaluate", "in_window", "percentile"]

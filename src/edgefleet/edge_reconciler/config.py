@@ -9,10 +9,14 @@ Sample (``edge_reconciler/config.sample.yaml``)::
     trustKeys: [/etc/edgefleet/trust/release.pub]
     api: {mode: plain, url: "http://127.0.0.1:10550"}      # KubeEdge MetaServer
     server: {port: 8181}
+
+:class:`AgentConfig` is the file; :class:`AgentSettings` the device loop's knobs taken from it
+(:meth:`AgentConfig.agent_settings`), which tests and the fleet simulator also build directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,9 +24,29 @@ import yaml
 from pydantic import Field, ValidationError
 
 from edgefleet.api.common import DNS_LABEL, ApiModel
-from edgefleet.core.errors import InvalidSpecError
+from edgefleet.core.errors import InvalidSpecError, Reason
 
 ApiMode = Literal["kubeconfig", "in-cluster", "plain", "file"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """The device loop's knobs (:class:`edgefleet.edge_reconciler.device.Agent` and its parts)."""
+
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    max_bundle_bytes: int = 512 * 1024**2
+    lease_duration_seconds: int = 600
+    status_interval_seconds: float = 300.0
+    health_tick_seconds: float = 0.05
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    intra_op_threads: int = 1
+    resync_seconds: float = 30.0
+    report_coalesce_seconds: float = 0.1
+    """Changes are gathered this long before a status write (an install's quick phases become one write)."""
+    verdict_check_seconds: float = 1.0
+    """How often the report loop looks for a changed health *verdict* (reported at once); mere health numbers are
+    coalesced to one write per ``status_interval_seconds``."""
 
 
 class ApiConfig(ApiModel):
@@ -69,6 +93,19 @@ class AgentConfig(ApiModel):
     inference_workers: int = Field(default=2, ge=1, le=64)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
 
+    def agent_settings(self) -> AgentSettings:
+        """The device loop's knobs from this file (pure); the rest keep their defaults."""
+        return AgentSettings(
+            labels=dict(self.labels),
+            max_bundle_bytes=self.max_bundle_bytes,
+            lease_duration_seconds=self.lease_duration_seconds,
+            status_interval_seconds=self.status_interval_seconds,
+            health_tick_seconds=self.health_tick_seconds,
+            retry_initial_seconds=self.retry_initial_seconds,
+            retry_max_seconds=self.retry_max_seconds,
+            intra_op_threads=self.intra_op_threads,
+        )
+
 
 def load(
     path: Path | None,
@@ -84,9 +121,9 @@ def load(
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise InvalidSpecError(f"{path}: cannot read the agent config: {exc}", "InvalidConfig") from exc
+            raise InvalidSpecError(f"{path}: cannot read the agent config: {exc}", Reason.INVALID_CONFIG) from exc
         if not isinstance(loaded, dict):
-            raise InvalidSpecError(f"{path}: the agent config must be a YAML mapping", "InvalidConfig")
+            raise InvalidSpecError(f"{path}: the agent config must be a YAML mapping", Reason.INVALID_CONFIG)
         doc = loaded
     for key, value in overrides.items():
         if value is None:
@@ -105,7 +142,7 @@ def load(
     except ValidationError as exc:
         where = str(path) if path else "flags"
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise InvalidSpecError(f"{where}: invalid agent config: {problems}", "InvalidConfig") from exc
+        raise InvalidSpecError(f"{where}: invalid agent config: {problems}", Reason.INVALID_CONFIG) from exc
 
 
-__all__ = ["AgentConfig", "ApiConfig", "ServerConfig", "load"]
+__all__ = ["AgentConfig", "AgentSettings", "ApiConfig", "ServerConfig", "load"]

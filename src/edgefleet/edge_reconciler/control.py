@@ -1,6 +1,7 @@
 """Where the desired state comes from and where status goes: the device's own EdgeDevice, or local files.
 
-:class:`Control` is the small Protocol the device loop talks to. :class:`KubeControl` registers the device's
+:class:`~edgefleet.adapters.protocols.DeviceControl` is the small Protocol the device loop talks to; two kinds
+implement it. :class:`KubeControl` registers the device's
 EdgeDevice, heartbeats with a ``coordination.k8s.io`` Lease (the EdgeDevice is only rewritten when its status
 changes, so thousands of devices do not flood the API server), watches *only its own* EdgeDevice (field selector on
 its name, resourceVersion + bookmarks, relist on 410) and patches the status subresource. :class:`FileControl`
@@ -15,7 +16,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -27,18 +27,6 @@ from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import state, telemetry
 
 log = logging.getLogger(__name__)
-
-
-class Control(Protocol):
-    """The API side of the device loop."""
-
-    async def register(self, labels: Mapping[str, str]) -> None: ...
-
-    async def heartbeat(self, now: dt.datetime) -> None: ...
-
-    def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]: ...
-
-    async def report(self, status: EdgeDeviceStatus) -> None: ...
 
 
 class KubeControl:
@@ -181,4 +169,4 @@ class FileControl:
         state.write_atomic(self.status_file, payload)
 
 
-__all__ = ["Control", "FileControl", "KubeControl"]
+__all__ = ["FileControl", "KubeControl"]

@@ -11,7 +11,7 @@
 4. smoke test: the model is opened in onnxruntime and the manifest's golden samples must reproduce.
 
 Transient failures (network, server errors) are retried with exponential backoff; anything else rejects the digest
-(``Failed``) until the desired digest changes. The caller (:mod:`edgefleet.edge_reconciler.device`) commits the
+(``Failed``) until the desired digest changes. The caller (:mod:`edgefleet.edge_reconciler.switching`) commits the
 switch. Slow work (hashing, signature, session creation) runs on the inference pool, off the event loop.
 """
 
@@ -22,30 +22,18 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import artifacts, bundle, onnx_session
-from edgefleet.api.edgedevice import DesiredModel, ModelState
+from edgefleet.adapters import bundle, onnx_session, protocols
+from edgefleet.api.edgedevice import DesiredModel
 from edgefleet.api.modeldeployment import HealthSpec
-from edgefleet.core.errors import TransientError
-from edgefleet.edge_reconciler import faults, serving, state
+from edgefleet.core.errors import IntegrityError, InvalidSpecError, Reason, TransientError
+from edgefleet.edge_reconciler import faults, serving, state, telemetry
 
 log = logging.getLogger(__name__)
-
-
-class Fetch(Protocol):
-    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:mod:`edgefleet.adapters.artifacts`)."""
-
-    def __call__(
-        self, uri: str, dest: Path, size: int, *, on_progress: Callable[[int], None] | None = None
-    ) -> Awaitable[Path]: ...
-
-
-PhaseSink = Callable[[str, ModelState, str | None], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,16 +46,20 @@ class Prepared:
 
 
 class Installer:
-    """Runs installs for the device loop; owns the retry backoff per digest."""
+    """Runs installs for the device loop; owns the retry backoff per digest.
+
+    :class:`edgefleet.edge_reconciler.device.Agent` builds it from its settings (``installer_type``); the fleet
+    simulator passes a subclass that shares onnxruntime sessions between devices (:meth:`_runtime`).
+    """
 
     def __init__(
         self,
         *,
         store: state.Store,
         registry: serving.Registry,
-        fetch: Fetch,
+        fetch: protocols.ArtifactFetch,
         trusted_keys: Sequence[ed25519.Ed25519PublicKey],
-        phase: PhaseSink,
+        phase: telemetry.PhaseSink,
         clock: Callable[[], float] = time.monotonic,
         max_bundle_bytes: int = 512 * 1024**2,
         retry_initial_seconds: float = 1.0,
@@ -116,17 +108,9 @@ class Installer:
         log.info("Abandoned stale install model=%s digest=%s", desired.name, desired.artifact.digest)
 
     def _fail(self, desired: DesiredModel, reason: str, message: str) -> None:
-        rec = self.store.model(desired.name)
         digest = desired.artifact.digest
-        self.store.update_model(
-            rec.model_copy(
-                update={
-                    "rejected": rec.rejected | {digest: "Failed"},
-                    "rejected_reason": rec.rejected_reason | {digest: f"{reason}: {message}"},
-                    "install": None,
-                }
-            )
-        )
+        rejected = self.store.model(desired.name).rejecting(digest, "Failed", f"{reason}: {message}")
+        self.store.update_model(rejected.model_copy(update={"install": None}))
         self.store.part_path(digest).unlink(missing_ok=True)
         self.phase(desired.name, "Failed", f"{reason}: {message}")
         log.error("Rejected artifact model=%s digest=%s reason=%s message=%s", desired.name, digest, reason, message)
@@ -172,7 +156,7 @@ class Installer:
         if art.size_bytes > self.max_bundle_bytes:
             self._fail(
                 desired,
-                "Oversized",
+                Reason.OVERSIZED,
                 f"artifact is {art.size_bytes} bytes, over this device's maxBundleBytes "
                 f"{self.max_bundle_bytes}; publish a smaller variant or raise the limit",
             )
@@ -193,7 +177,7 @@ class Installer:
         except TransientError as exc:
             self._retry_later(desired, exc)
             return None
-        except artifacts.ArtifactError as exc:
+        except InvalidSpecError as exc:  # the artifact cannot be used as the spec names it
             self._fail(desired, exc.reason, str(exc))
             return None
 
@@ -205,10 +189,10 @@ class Installer:
             opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
             meta = opened.manifest.get("model") or {}
             if meta.get("name") != name or meta.get("version") != desired.version:
-                raise bundle.BundleError(
+                raise IntegrityError(
                     f"manifest is {meta.get('name')}@{meta.get('version')}, spec wants {name}@{desired.version}"
                 )
-        except bundle.BundleError as exc:
+        except IntegrityError as exc:
             self._fail(desired, "VerificationFailed", str(exc))
             return None
 
@@ -222,7 +206,7 @@ class Installer:
         try:
             runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)
             problem = await self._offload(runtime.check_golden, opened.manifest.get("golden") or {})
-        except onnx_session.InferenceError as exc:
+        except IntegrityError as exc:  # onnxruntime could not load the model
             problem = str(exc)
         if problem is not None:
             self._fail(desired, "SmokeTestFailed", problem)
@@ -232,4 +216,4 @@ class Installer:
         return Prepared(slot, record, loaded)
 
 
-__all__ = ["Fetch", "Installer", "PhaseSink", "Prepared"]
+__all__ = ["Installer", "Prepared"]

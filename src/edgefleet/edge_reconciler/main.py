@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgefleet import __version__
-from edgefleet.adapters import artifacts, bundle, inference_server, kube
-from edgefleet.core.errors import EdgefleetError
+from edgefleet.adapters import artifacts, bundle, inference_server, kube, protocols
+from edgefleet.core.errors import EdgefleetError, InvalidSpecError, Reason
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 
 log = logging.getLogger("edgefleet.agent")
@@ -56,19 +56,21 @@ def load_config(args: argparse.Namespace) -> config.AgentConfig:
     try:
         labels = dict(item.split("=", 1) for item in args.label)
     except ValueError as exc:
-        raise EdgefleetError(f"--label takes KEY=VALUE (got {args.label})") from exc
+        raise InvalidSpecError(f"--label takes KEY=VALUE (got {args.label})", Reason.INVALID_CONFIG) from exc
     return config.load(args.config, overrides, extra_labels=labels, extra_trust_keys=list(args.trust_key))
 
 
-def make_control(cfg: config.AgentConfig, session: kube.Session) -> control.Control:
+def make_control(cfg: config.AgentConfig, session: kube.Session) -> protocols.DeviceControl:
     api = cfg.api
     if api.mode == "file":
         if api.desired_file is None:
-            raise EdgefleetError("api.mode file needs api.desiredFile (and api.statusFile)")
+            raise InvalidSpecError("api.mode file needs api.desiredFile (and api.statusFile)", Reason.INVALID_CONFIG)
         return control.FileControl(api.desired_file, api.status_file or cfg.state_dir / "status.json")
     if api.mode == "kubeconfig":
         if api.kubeconfig is None:
-            raise EdgefleetError("api.mode kubeconfig needs api.kubeconfig (--kubeconfig PATH)")
+            raise InvalidSpecError(
+                "api.mode kubeconfig needs api.kubeconfig (--kubeconfig PATH)", Reason.INVALID_CONFIG
+            )
         connection = kube.from_kubeconfig(api.kubeconfig, api.context)
     elif api.mode == "in-cluster":
         connection = kube.in_cluster()
@@ -102,16 +104,7 @@ async def run(cfg: config.AgentConfig) -> None:
         registry=registry,
         fetch=fetch,
         trusted_keys=keys,
-        settings=device.Settings(
-            labels=dict(cfg.labels),
-            max_bundle_bytes=cfg.max_bundle_bytes,
-            lease_duration_seconds=cfg.lease_duration_seconds,
-            status_interval_seconds=cfg.status_interval_seconds,
-            health_tick_seconds=cfg.health_tick_seconds,
-            retry_initial_seconds=cfg.retry_initial_seconds,
-            retry_max_seconds=cfg.retry_max_seconds,
-            intra_op_threads=cfg.intra_op_threads,
-        ),
+        settings=cfg.agent_settings(),
         capabilities=capabilities.detect(),
     )
     await server.start()

@@ -13,6 +13,9 @@ point: a slot is only *active* once the journal says so, and the journal only na
 written before. After a power cut the device loads what the journal names, re-verifies it with
 :func:`edgefleet.adapters.bundle.open_bundle` and resumes whatever install was in flight; leftovers (``*.tmp``,
 unreferenced slots and downloads) are deleted by :meth:`Store.collect_garbage`.
+
+The records are frozen; every change of a model's record is one of the pure transitions of :class:`ModelRecord`
+(``switched``, ``rolled_back``, ``rejecting`` ...), built in that one place and committed by the caller.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgefleet.api.edgedevice import DesiredModel, EdgeDeviceSpec
+from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core import convergence
-from edgefleet.core.errors import EdgefleetError
+from edgefleet.core.errors import IntegrityError
 
 SlotName = Literal["a", "b"]
 InstallStep = Literal["downloading", "verifying", "installing", "testing", "switching"]
+RejectedAs = Literal["RolledBack", "Failed"]
 
 
 class _Record(BaseModel):
@@ -82,6 +87,49 @@ class ModelRecord(_Record):
         """Where the next install goes."""
         return "b" if self.active == "a" else "a"
 
+    # --- transitions (pure): the one place each change of a record is built --------------------------------------
+
+    def rejecting(self, digest: str, as_: RejectedAs, message: str) -> ModelRecord:
+        """``digest`` refused until the desired digest changes, with the sentence status shows for it."""
+        rejected, reasons = self.rejected | {digest: as_}, self.rejected_reason | {digest: message}
+        return self.model_copy(update={"rejected": rejected, "rejected_reason": reasons})
+
+    def switched(self, slot: SlotName, record: SlotRecord, probation_since: float | None) -> ModelRecord:
+        """``record`` serves from ``slot``; the install that prepared it is over."""
+        return self.model_copy(
+            update={
+                "slots": self.slots | {slot: record},
+                "active": slot,
+                "probation_since": probation_since,
+                "install": None,
+            }
+        )
+
+    def rolled_back(self, message: str) -> ModelRecord:
+        """The previous slot serves again, off probation; the active digest is rejected as ``RolledBack``."""
+        bad, previous = self.active_slot, self.previous
+        if bad is None or previous is None:
+            raise ValueError(f"model {self.name} has no previous slot to roll back to")
+        rejected = self.rejecting(bad.digest, "RolledBack", message)
+        return rejected.model_copy(update={"active": previous, "probation_since": None})
+
+    def off_probation(self) -> ModelRecord:
+        """Probation is over (passed, or impossible without a rollback target)."""
+        return self.model_copy(update={"probation_since": None})
+
+    def with_restarts(self, restarts: int) -> ModelRecord:
+        """The count of agent starts during this probation."""
+        return self.model_copy(update={"probation_restarts": restarts})
+
+    def serving(self, slot: SlotName) -> ModelRecord:
+        """``slot`` serves because the active one was found damaged at start-up (off probation: no fallback left)."""
+        return self.model_copy(update={"active": slot, "probation_since": None})
+
+    def without_slot(self, slot: SlotName) -> ModelRecord:
+        """``slot`` forgotten (its bundle was damaged); nothing is active if it was the active one."""
+        slots = {k: v for k, v in self.slots.items() if k != slot}
+        return self.model_copy(update={"slots": slots, "active": self.active if self.active != slot else None})
+
 
 class Journal(_Record):
     """The whole device state: last spec seen (so an offline restart keeps converging) and every model."""
@@ -90,6 +138,27 @@ class Journal(_Record):
     spec: EdgeDeviceSpec = Field(default_factory=EdgeDeviceSpec)
     observed_generation: int | None = None
     models: dict[str, ModelRecord] = Field(default_factory=dict)
+
+    def desired(self, name: str) -> DesiredModel | None:
+        """The spec's entry for ``name``."""
+        return next((m for m in self.spec.models if m.name == name), None)
+
+    def health_spec(self, name: str) -> HealthSpec:
+        """The health thresholds the spec sets for ``name`` (the defaults once it left the spec)."""
+        desired = self.desired(name)
+        return desired.health if desired is not None else HealthSpec()
+
+    def with_spec(self, spec: EdgeDeviceSpec, generation: int | None) -> Journal:
+        """The journal after the desired spec ``spec`` of ``generation`` was observed."""
+        return self.model_copy(update={"spec": spec, "observed_generation": generation})
+
+    def with_model(self, record: ModelRecord) -> Journal:
+        """The journal with ``record`` in place of the model's old record."""
+        return self.model_copy(update={"models": {**self.models, record.name: record}})
+
+    def without_model(self, name: str) -> Journal:
+        """The journal without the model ``name``."""
+        return self.model_copy(update={"models": {k: v for k, v in self.models.items() if k != name}})
 
     def view(self) -> dict[str, convergence.Installed]:
         """The convergence planner's view of the installed models (pure)."""
@@ -162,7 +231,7 @@ class Store:
         try:
             return Journal.model_validate_json(raw)
         except ValidationError as exc:
-            raise EdgefleetError(
+            raise IntegrityError(
                 f"{self.journal_path}: the install journal is damaged ({exc.error_count()} errors, first: "
                 f"{exc.errors(include_url=False)[0]['msg']}); move it aside to start fresh "
                 "(the device then downloads its desired models again)"
@@ -180,14 +249,11 @@ class Store:
 
     def update_model(self, record: ModelRecord) -> None:
         """Commit one model's record."""
-        models = dict(self.journal.models)
-        models[record.name] = record
-        self.commit(self.journal.model_copy(update={"models": models}))
+        self.commit(self.journal.with_model(record))
 
     def drop_model(self, name: str) -> None:
         """Forget a model entirely (after it was unloaded) and delete its slots."""
-        models = {k: v for k, v in self.journal.models.items() if k != name}
-        self.commit(self.journal.model_copy(update={"models": models}))
+        self.commit(self.journal.without_model(name))
         directory = self.slots / name
         if directory.is_dir():
             for f in directory.iterdir():
@@ -230,4 +296,14 @@ class Store:
         return removed
 
 
-__all__ = ["InstallRecord", "InstallStep", "Journal", "ModelRecord", "SlotName", "SlotRecord", "Store", "write_atomic"]
+__all__ = [
+    "InstallRecord",
+    "InstallStep",
+    "Journal",
+    "ModelRecord",
+    "RejectedAs",
+    "SlotName",
+    "SlotRecord",
+    "Store",
+    "write_atomic",
+]

@@ -2,8 +2,9 @@
 
 The only payloads the agent sends are the EdgeDevice status (this module), the EdgeDevice registration (name,
 labels) and the heartbeat Lease (holder, timestamps). Status is an :class:`~edgefleet.api.edgedevice.EdgeDeviceStatus`
-built from the install journal, the per-model phase and :class:`~edgefleet.core.health.Verdict` aggregates: none of
-the builders below receives a tensor, so no input or output value can reach them. :func:`outbound` is the gate:
+built from the install journal, the per-model phase and :class:`~edgefleet.core.health.HealthVerdict` aggregates
+(conditions: :mod:`edgefleet.core.deviceconditions`): none of the builders below receives a tensor, so no input or
+output value can reach them. :func:`outbound` is the gate:
 it re-validates the status and refuses any key outside :data:`ALLOWED_KEYS` (the allow-list: latency
 percentiles, counts, error classes, versions, digests, verdicts, states, capabilities).
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from edgefleet.api.common import Condition, ConditionStatus
+from edgefleet.api.common import Condition
 from edgefleet.api.edgedevice import (
     Capabilities,
     DesiredModel,
@@ -24,7 +25,8 @@ from edgefleet.api.edgedevice import (
     ModelState,
     ModelStatus,
 )
-from edgefleet.core import health
+from edgefleet.core import deviceconditions, health
+from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import state
 
 ALLOWED_KEYS = frozenset(
@@ -41,11 +43,12 @@ ALLOWED_KEYS = frozenset(
         "type", "status",
     }
 )  # fmt: skip
-MAX_MESSAGE = 1024
+MAX_MESSAGE = deviceconditions.MAX_MESSAGE  # one limit for every message the device sends
 
 
-class TelemetryError(Exception):
-    """An outbound payload carried a field outside the allow-list (a programming error; nothing is sent)."""
+class TelemetryError(EdgefleetError):
+    """An outbound payload carried a field outside the allow-list (a programming error; nothing is sent). A subclass
+    because the report loop must tell it from an unreachable API: it stops instead of retrying."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +60,11 @@ class Phase:
     since: dt.datetime
 
 
-def summary(verdict: health.Verdict, now: dt.datetime) -> HealthSummary:
+PhaseSink = Callable[[str, ModelState, str | None], None]
+"""Where the device's parts say a model's phase changed: ``(name, state, message)``."""
+
+
+def summary(verdict: health.HealthVerdict, now: dt.datetime) -> HealthSummary:
     """Health aggregates for status (pure): counts and percentiles, rounded to microseconds of a millisecond."""
     return HealthSummary(
         verdict=verdict.verdict,
@@ -76,7 +83,7 @@ def model_status(
     record: state.ModelRecord | None,
     desired: DesiredModel | None,
     phase: Phase,
-    verdict: health.Verdict | None,
+    verdict: health.HealthVerdict | None,
     now: dt.datetime,
 ) -> ModelStatus:
     """Status of one model from the journal record, its phase and its last verdict (pure)."""
@@ -97,79 +104,11 @@ def model_status(
     )
 
 
-def set_condition(
-    conditions: Sequence[Condition],
-    type_: str,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: dt.datetime,
-) -> list[Condition]:
-    """Upsert a condition; ``lastTransitionTime`` only moves when ``status`` changes (pure).
-
-    >>> t0, t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
-    >>> c = set_condition([], "Ready", "True", "Converged", "", 1, t0)
-    >>> set_condition(c, "Ready", "True", "Converged", "still", 2, t1)[0].last_transition_time == t0
-    True
-    """
-    old = next((c for c in conditions if c.type == type_), None)
-    since = old.last_transition_time if old is not None and old.status == status else now
-    new = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message[:MAX_MESSAGE],
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-    return [c for c in conditions if c.type != type_] + [new]
-
-
-def conditions(
-    previous: Sequence[Condition], models: Iterable[ModelStatus], generation: int | None, now: dt.datetime
-) -> list[Condition]:
-    """Ready (always), Healthy (always), Reconciling/Stalled (only while True), kstatus-style (pure)."""
-    models = list(models)
-    installing = [m.name for m in models if m.state in ("Pending", "Downloading", "Verifying", "Installing")]
-    stuck = [m.name for m in models if m.state in ("RolledBack", "Failed")]
-    unhealthy = [m.name for m in models if m.health is not None and m.health.verdict == "Unhealthy"]
-    conds = [c for c in previous if c.type not in ("Reconciling", "Stalled")]
-    if installing:
-        conds = set_condition(
-            conds, "Reconciling", "True", "Installing", f"installing {', '.join(installing)}", generation, now
-        )
-    if stuck:
-        conds = set_condition(
-            conds, "Stalled", "True", "DesiredVersionRejected",
-            f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
-        )  # fmt: skip
-    ready = not installing and not stuck
-    conds = set_condition(
-        conds,
-        "Ready",
-        "True" if ready else "False",
-        "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
-        "serving every desired model" if ready else "not serving every desired model at its desired digest",
-        generation,
-        now,
-    )
-    return set_condition(
-        conds,
-        "Healthy",
-        "False" if unhealthy else "True",
-        "HealthThresholdsBroken" if unhealthy else "WithinThresholds",
-        f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "",
-        generation,
-        now,
-    )
-
-
 def device_status(
     *,
     journal: state.Journal,
     phases: Mapping[str, Phase],
-    verdicts: Mapping[str, health.Verdict],
+    verdicts: Mapping[str, health.HealthVerdict],
     capabilities: Capabilities | None,
     agent_version: str,
     previous_conditions: Sequence[Condition],
@@ -195,7 +134,7 @@ def device_status(
         agent_version=agent_version,
         capabilities=capabilities,
         models=models,
-        conditions=conditions(previous_conditions, models, journal.observed_generation, now),
+        conditions=deviceconditions.conditions(previous_conditions, models, journal.observed_generation, now),
     )
 
 
@@ -217,4 +156,13 @@ def outbound(status: EdgeDeviceStatus) -> dict[str, Any]:
     return wire
 
 
-__all__ = ["ALLOWED_KEYS", "Phase", "TelemetryError", "conditions", "device_status", "model_status", "outbound"]
+__all__ = [
+    "ALLOWED_KEYS",
+    "Phase",
+    "PhaseSink",
+    "TelemetryError",
+    "device_status",
+    "model_status",
+    "outbound",
+    "summary",
+]

@@ -16,14 +16,14 @@ import aiohttp
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import artifacts, inference_server
+from edgefleet.adapters import artifacts, inference_server, protocols
 from edgefleet.api.edgedevice import ArtifactRef, DesiredModel
 from edgefleet.api.modeldeployment import HealthSpec
-from edgefleet.edge_reconciler import capabilities, control, device, serving, state
+from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 from edgefleet.testing import onnx_models
 from edgefleet.testing.artifact_server import ArtifactServer
 
-FAST = device.Settings(
+FAST = config.AgentSettings(
     retry_initial_seconds=0.1, retry_max_seconds=0.5, status_interval_seconds=0.5, health_tick_seconds=0.02
 )
 # Lenient on latency (a loaded CI machine must not roll a good version back); tests about latency set their own.
@@ -94,7 +94,7 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, settings: device.Settings = FAST, ctl: control.Control | None = None
+        self, settings: config.AgentSettings = FAST, ctl: protocols.DeviceControl | None = None
     ) -> AsyncIterator[device.Agent]:
         store = state.Store(self.root / "state")
         registry = serving.Registry(workers=2)

@@ -26,7 +26,7 @@ LABEL_LAYOUTS = ("spread", "plants")
 class FleetSpec:
     """One simulated fleet (written as JSON for the worker processes).
 
-    The heartbeat and status intervals are the agent's own defaults (``edge_reconciler.device.Settings``),
+    The heartbeat and status intervals are the agent's own defaults (``edge_reconciler.config.AgentSettings``),
     which keep steady-state API writes under one per device per minute: a Lease renewal every
     ``lease_duration_seconds / 4`` (150 s) and a status write when something changed, with mere health numbers
     coalesced to one write per ``status_interval_seconds`` (300 s); a changed verdict or state is written at once.

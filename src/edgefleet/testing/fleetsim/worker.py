@@ -44,7 +44,7 @@ from edgefleet.adapters import artifacts, bundle, inference_server, informer, ku
 from edgefleet.api import common
 from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core.errors import TransientError
-from edgefleet.edge_reconciler import capabilities, control, device, installer, serving, state
+from edgefleet.edge_reconciler import capabilities, config, control, device, installer, serving, state
 from edgefleet.testing.fleetsim import layout
 
 log = logging.getLogger(__name__)
@@ -208,20 +208,7 @@ class SimAgent(device.Agent):
     """:class:`device.Agent` with :class:`SharedSessionInstaller`."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        s = self.settings
-        self.installer = SharedSessionInstaller(
-            store=self.store,
-            registry=self.registry,
-            fetch=self.fetch,
-            trusted_keys=self.trusted_keys,
-            phase=self._phase,
-            clock=self.clock,
-            max_bundle_bytes=s.max_bundle_bytes,
-            retry_initial_seconds=s.retry_initial_seconds,
-            retry_max_seconds=s.retry_max_seconds,
-            intra_op_threads=s.intra_op_threads,
-        )
+        super().__init__(installer_type=SharedSessionInstaller, **kwargs)
 
 
 def _zeros(runtime: onnx_session.ModelRuntime) -> dict[str, np.ndarray[Any, Any]]:
@@ -298,7 +285,7 @@ class Worker:
         keys = [bundle.load_public_key(Path(p).read_bytes()) for p in spec.trust_keys]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=spec.inference_threads, thread_name_prefix="infer")
         caps = capabilities.detect()
-        settings = device.Settings(
+        settings = config.AgentSettings(
             max_bundle_bytes=64 * 1024**2,
             lease_duration_seconds=spec.lease_duration_seconds,
             status_interval_seconds=spec.status_interval_seconds,

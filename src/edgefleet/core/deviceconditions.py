@@ -1,0 +1,97 @@
+"""What an EdgeDevice's conditions say, from the state of its models (pure, kstatus style).
+
+The agent writes four condition types on its own EdgeDevice, read by the operator, ``kubectl wait``, Argo CD and Flux:
+
+===============  ==========================================================================================
+``Ready``        always present: True (``Converged``) when every desired model serves its desired digest;
+                 False with ``Installing`` while one is being installed, else ``DesiredVersionRejected``
+``Healthy``      always present: False (``HealthThresholdsBroken``) while a served model's verdict is Unhealthy
+``Reconciling``  only while True (``Installing``): a model is Pending, Downloading, Verifying or Installing
+``Stalled``      only while True (``DesiredVersionRejected``): a desired version was rolled back or failed
+===============  ==========================================================================================
+
+Conditions are upserted with :func:`edgefleet.core.conditions.set_condition`; a message is cut at
+:data:`MAX_MESSAGE` characters (a device's status stays small; the per-model messages carry the detail).
+``Reconciling`` and ``Stalled`` are dropped from the previous conditions before they are set again, so while True
+their ``lastTransitionTime`` is the time of the status that carries them.
+
+Worked example: a device installing ``b`` while ``a`` serves and is healthy says ``Ready=False/Installing``,
+``Reconciling=True/Installing`` ("installing b") and ``Healthy=True/WithinThresholds``; once ``b`` is Active,
+``Reconciling`` is gone and ``Ready=True/Converged``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from edgefleet.api.common import Condition, ConditionStatus
+from edgefleet.api.edgedevice import ModelStatus
+from edgefleet.core import conditions as kconditions
+
+MAX_MESSAGE = 1024
+INSTALLING = ("Pending", "Downloading", "Verifying", "Installing")
+REJECTED = ("RolledBack", "Failed")
+
+
+def _set(
+    conds: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> list[Condition]:
+    return kconditions.set_condition(conds, type_, status, reason, message[:MAX_MESSAGE], generation, now)
+
+
+def conditions(
+    previous: Sequence[Condition], models: Iterable[ModelStatus], generation: int | None, now: dt.datetime
+) -> list[Condition]:
+    """Ready and Healthy (always), Reconciling and Stalled (only while True) for ``models`` (pure).
+
+    The module's worked example:
+
+    >>> t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    >>> a = ModelStatus(name="a", state="Active")
+    >>> out = conditions([], [a, ModelStatus(name="b", state="Downloading")], 3, t0)
+    >>> [(c.type, c.status, c.reason) for c in out]
+    [('Ready', 'False', 'Installing'), ('Reconciling', 'True', 'Installing'), ('Healthy', 'True', 'WithinThresholds')]
+    >>> [(c.type, c.status) for c in conditions(out, [a, ModelStatus(name="b", state="Active")], 3, t0)]
+    [('Ready', 'True'), ('Healthy', 'True')]
+    """
+    models = list(models)
+    installing = [m.name for m in models if m.state in INSTALLING]
+    stuck = [m.name for m in models if m.state in REJECTED]
+    unhealthy = [m.name for m in models if m.health is not None and m.health.verdict == "Unhealthy"]
+    conds = [c for c in previous if c.type not in ("Reconciling", "Stalled")]
+    if installing:
+        conds = _set(conds, "Reconciling", "True", "Installing", f"installing {', '.join(installing)}", generation, now)
+    if stuck:
+        conds = _set(
+            conds, "Stalled", "True", "DesiredVersionRejected",
+            f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
+        )  # fmt: skip
+    ready = not installing and not stuck
+    conds = _set(
+        conds,
+        "Ready",
+        "True" if ready else "False",
+        "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
+        "serving every desired model" if ready else "not serving every desired model at its desired digest",
+        generation,
+        now,
+    )
+    return _set(
+        conds,
+        "Healthy",
+        "False" if unhealthy else "True",
+        "HealthThresholdsBroken" if unhealthy else "WithinThresholds",
+        f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "",
+        generation,
+        now,
+    )
+
+
+__all__ = ["MAX_MESSAGE", "conditions"]
