@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from edgefleet.adapters import bundle, kube
-from edgefleet.api import common
 from edgefleet.api.edgedevice import DesiredModel
+from edgefleet.core import errors
 from edgefleet.edge_reconciler import control
 from tests.edge_reconciler.harness import FAST, Harness, Traffic, desired, eventually
 from tests.support.apiproxy import ApiProxy
@@ -35,20 +35,20 @@ class Api:
 
     def __init__(self, client: kube.Client, namespace: str, name: str) -> None:
         self.client = client
-        self.path = kube.custom_path(common.GROUP, common.VERSION, "edgedevices", namespace, name)
         self.namespace = namespace
         self.name = name
         self.last: dict[str, Any] = {}
 
     async def refresh(self) -> dict[str, Any]:
         try:
-            self.last = await self.client.get(self.path)
-        except kube.NotFoundError:
+            self.last = await self.client.get(kube.EDGEDEVICES, self.namespace, self.name)
+        except errors.NotFoundError:
             self.last = {}
         return self.last
 
     async def want(self, *models: DesiredModel) -> None:
-        await self.client.merge_patch(self.path, {"spec": {"models": [m.to_wire() for m in models]}})
+        patch = {"spec": {"models": [m.to_wire() for m in models]}}
+        await self.client.merge_patch(kube.EDGEDEVICES, self.namespace, self.name, patch)
 
     def model(self, name: str = "demo") -> dict[str, Any]:
         models = (self.last.get("status") or {}).get("models") or []
@@ -69,8 +69,8 @@ async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await api.client.get(kube.lease_path(api.namespace, api.name))
-        except kube.NotFoundError:
+            return await api.client.get(kube.LEASES, api.namespace, api.name)
+        except errors.NotFoundError:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
@@ -132,10 +132,10 @@ async def test_device_registers_converges_and_reports(
         # Heartbeats renew the Lease; an idle device does not rewrite its EdgeDevice.
         await asyncio.sleep(1.5)  # let probation end and its report land
         before = (await api.refresh())["metadata"]["resourceVersion"]
-        renew_before = (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"]
+        renew_before = (await api.client.get(kube.LEASES, namespace, "dev-1"))["spec"]["renewTime"]
         await asyncio.sleep(2.6)
         assert (await api.refresh())["metadata"]["resourceVersion"] == before
-        assert (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"] != renew_before
+        assert (await api.client.get(kube.LEASES, namespace, "dev-1"))["spec"]["renewTime"] != renew_before
 
         await api.want()
         await api.until(lambda: api.last.get("status", {}).get("models") == [])
