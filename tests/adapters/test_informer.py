@@ -1,4 +1,5 @@
-"""The watch-backed cache against the real API server: initial list, changes, deletions, own writes, reconnects."""
+"""The watch-backed cache against the in-memory fake and the real API server: initial list, changes, deletions, own
+writes, reconnects."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from edgefleet.adapters import fleet, informer, kube
 from edgefleet.api import edgedevice
 from edgefleet.testing import controlplane
+from edgefleet.testing.fakekube import FakeKube
 
-pytestmark = pytest.mark.controlplane
 Cache = informer.Informer[edgedevice.EdgeDevice]
 
 
@@ -46,23 +47,39 @@ async def cached(
 ) -> AsyncIterator[tuple[Cache, kube.Client]]:
     """Device ``a`` created, then a started and filled cache of the namespace's EdgeDevices."""
     cp.kubectl("-n", namespace, "create", "-f", "-", input=device("a"))
-    session = kube.new_session()
-    client = kube.Client(kube.from_kubeconfig(cp.kubeconfig), session)
-    cache = informer.Informer(
-        client, fleet.EDGEDEVICES.path(namespace), fleet._parse_device, kind=edgedevice.KIND, on_change=on_change
-    ).start()
+    client = kube.connect(kube.from_kubeconfig(cp.kubeconfig))
+    cache = informer.Informer(client, kube.EDGEDEVICES, namespace, fleet._parse_device, on_change=on_change).start()
     try:
         await cache.wait_synced(20)
         yield cache, client
     finally:
         await cache.stop()
-        await kube.close_session(session)
+        await client.close()
 
 
 async def kubectl(cp: controlplane.ControlPlane, namespace: str, *args: str, body: str | None = None) -> None:
     await asyncio.to_thread(cp.kubectl, "-n", namespace, *args, input=body)
 
 
+async def test_the_cache_follows_the_fake_and_skips_invalid_objects() -> None:
+    api = FakeKube()
+    api.put(kube.EDGEDEVICES, "plant", json.loads(device("a")))
+    changes: list[str | None] = []
+    cache = informer.Informer(api, kube.EDGEDEVICES, "plant", fleet._parse_device, on_change=changes.append).start()
+    try:
+        await cache.wait_synced(5)
+        assert labels(cache) == {"a": "adder"} and changes == [None]
+        api.put(kube.EDGEDEVICES, "plant", json.loads(device("b", "other")))
+        api.put(kube.EDGEDEVICES, "elsewhere", json.loads(device("c")))
+        api.put(kube.EDGEDEVICES, "plant", {"metadata": {"name": "bad"}, "spec": {"models": "not a list"}})
+        await api.delete(kube.EDGEDEVICES, "plant", "a")
+        await eventually(lambda: labels(cache) == {"b": "other"}, timeout=5)
+        assert changes == [None, "b", "bad", "a"] and cache.relists == 1 and cache.events == 3
+    finally:
+        await cache.stop()
+
+
+@pytest.mark.controlplane
 async def test_the_cache_follows_creates_changes_and_deletes(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:
@@ -78,13 +95,13 @@ async def test_the_cache_follows_creates_changes_and_deletes(
         assert {"a", "b"} <= set(changes)
 
 
+@pytest.mark.controlplane
 async def test_an_own_write_is_seen_at_once_and_an_older_event_never_replaces_it(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:
     async with cached(control_plane, namespace) as (cache, client):
-        path = fleet.EDGEDEVICES.path(namespace, "a")
-        old: dict[str, Any] = await client.get(path, kind=edgedevice.KIND)
-        written = await client.merge_patch(path, {"metadata": {"labels": {"app": "mine"}}}, kind=edgedevice.KIND)
+        old: dict[str, Any] = await client.get(kube.EDGEDEVICES, namespace, "a")
+        written = await client.merge_patch(kube.EDGEDEVICES, namespace, "a", {"metadata": {"labels": {"app": "mine"}}})
         cache.observe(written)
         assert labels(cache) == {"a": "mine"}  # before the watch delivered it
         cache.observe(old)  # e.g. a late event of the previous version
@@ -93,6 +110,7 @@ async def test_an_own_write_is_seen_at_once_and_an_older_event_never_replaces_it
         assert labels(cache) == {"a": "mine"}
 
 
+@pytest.mark.controlplane
 async def test_the_cache_resumes_after_the_api_server_restarts(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:

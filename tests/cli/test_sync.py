@@ -97,9 +97,10 @@ def test_sync_applies_stamps_prunes_and_refuses_bad_commits(
 
 
 def test_sync_rejects_remote_helper_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edgefleet.adapters import gitrepo, gitsource
+    from edgefleet.adapters import gitsource
+    from edgefleet.core import errors
 
-    with pytest.raises(gitrepo.GitError, match="must be https"):
+    with pytest.raises(errors.InvalidSpecError, match="must be https"):
         gitsource.check_url("ext::sh -c touch% /tmp/pwned")
-    with pytest.raises(gitrepo.GitError, match="invalid branch"):
+    with pytest.raises(errors.InvalidSpecError, match="invalid branch"):
         gitsource.check_branch("--upload-pack=touch /tmp/x")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edgefleet.adapters import bundle, kube
+from edgefleet.core import errors
 from edgefleet.testing.agent_harness import Harness, Traffic, desired, eventually
 from edgefleet.testing.apiproxy import ApiProxy
 from edgefleet.testing.controlplane import ControlPlane
@@ -28,8 +29,8 @@ async def _lease(api: Api, timeout: float = 20.0) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            return await api.client.get(kube.lease_path(api.namespace, api.name))
-        except kube.NotFoundError:
+            return await api.client.get(kube.LEASES, api.namespace, api.name)
+        except errors.NotFoundError:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
@@ -66,10 +67,10 @@ async def test_device_registers_converges_and_reports(
         # Heartbeats renew the Lease; an idle device does not rewrite its EdgeDevice.
         await asyncio.sleep(1.5)  # let probation end and its report land
         before = (await api.refresh())["metadata"]["resourceVersion"]
-        renew_before = (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"]
+        renew_before = (await api.client.get(kube.LEASES, namespace, "dev-1"))["spec"]["renewTime"]
         await asyncio.sleep(2.6)
         assert (await api.refresh())["metadata"]["resourceVersion"] == before
-        assert (await api.client.get(kube.lease_path(namespace, "dev-1")))["spec"]["renewTime"] != renew_before
+        assert (await api.client.get(kube.LEASES, namespace, "dev-1"))["spec"]["renewTime"] != renew_before
 
         await api.want()
         await api.until(lambda: api.last.get("status", {}).get("models") == [])

@@ -10,6 +10,7 @@ import pytest
 
 from edgefleet.adapters import kube
 from edgefleet.api import common
+from edgefleet.core import errors
 from edgefleet.testing.agent_harness import Harness, desired
 from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.device_api import SETTINGS, api_for, kube_control
@@ -26,7 +27,6 @@ async def test_agent_runs_with_the_per_device_role_only(
     )
     admin = kube.from_kubeconfig(control_plane.kubeconfig)
     device = dataclasses.replace(admin, impersonate_user="edgefleet:device:dev-r")
-    coll = kube.custom_path(common.GROUP, common.VERSION, "edgedevices", namespace)
     v1, url1 = harness.publish("demo", "1.0.0")
     async with (
         api_for(control_plane, namespace, "dev-r") as api,
@@ -34,24 +34,25 @@ async def test_agent_runs_with_the_per_device_role_only(
         harness.running(SETTINGS, ctl),
     ):
         await api.client.create(
-            coll,
+            kube.EDGEDEVICES,
+            namespace,
             {"apiVersion": common.API_VERSION, "kind": "EdgeDevice", "metadata": {"name": "dev-other"}, "spec": {}},
         )
         await api.until(lambda: bool(api.last.get("status")))
         await api.want(desired(v1, url1))
         await api.until(lambda: api.model().get("activeDigest") == v1.digest and api.model()["state"] == "Active")
         assert api.last["metadata"]["labels"] == SETTINGS.labels
-        lease = await api.client.get(kube.lease_path(namespace, "dev-r"))
+        lease = await api.client.get(kube.LEASES, namespace, "dev-r")
         assert lease["spec"]["holderIdentity"] == "dev-r"
 
         client = ctl.client
         for forbidden in (
-            client.get(f"{coll}/dev-other"),
-            client.list(coll),
-            client.merge_patch(f"{coll}/dev-other", {"metadata": {"labels": {"x": "y"}}}),
-            client.get(kube.core_path("secrets", namespace)),
-            client.request("DELETE", f"{coll}/dev-r"),
+            client.get(kube.EDGEDEVICES, namespace, "dev-other"),
+            client.list(kube.EDGEDEVICES, namespace),
+            client.merge_patch(kube.EDGEDEVICES, namespace, "dev-other", {"metadata": {"labels": {"x": "y"}}}),
+            client.list(kube.SECRETS, namespace),
+            client.delete(kube.EDGEDEVICES, namespace, "dev-r"),
         ):
-            with pytest.raises(kube.KubeError) as info:
+            with pytest.raises(errors.InvalidSpecError, match=r": 403 ") as info:
                 await forbidden
-            assert info.value.status == 403
+            assert info.value.reason is errors.Reason.REJECTED

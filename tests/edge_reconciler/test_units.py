@@ -1,5 +1,4 @@
-"""Unit tests of the small pieces: journal store, config loading, capability detection, telemetry allow-list,
-kubeconfig parsing and kind repair."""
+"""Unit tests of the small pieces: journal store, config loading, capability detection, telemetry allow-list."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgefleet.adapters import kube
 from edgefleet.api.edgedevice import EdgeDeviceStatus
 from edgefleet.core.errors import EdgefleetError, InvalidSpecError
 from edgefleet.edge_reconciler import capabilities, config, main, state, telemetry
@@ -134,63 +132,7 @@ def test_outbound_refuses_keys_outside_the_allow_list() -> None:
         telemetry._check_keys({"models": [{"name": "a", "inputs": [1.0]}]}, "status")
 
 
-def test_kubeconfig_with_token_and_kind_repair(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "current-context": "edge",
-                "contexts": [{"name": "edge", "context": {"cluster": "c", "user": "u", "namespace": "factory-1"}}],
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:10550/"}}],
-                "users": [{"name": "u", "user": {"token": "t0ken"}}],
-            }
-        )
-    )
-    conn = kube.from_kubeconfig(path)
-    assert (conn.server, conn.namespace, conn.bearer(), conn.ssl_context) == (
-        "http://127.0.0.1:10550", "factory-1", "t0ken", None,
-    )  # fmt: skip
-    with pytest.raises(kube.KubeError, match="no entry named 'other'"):
-        kube.from_kubeconfig(path, "other")
-    assert kube.fix_kind({"kind": "Edgedevice"}, "EdgeDevice") == {"kind": "EdgeDevice"}
-    assert kube.fix_kind({"kind": "Lease"}, "EdgeDevice") == {"kind": "Lease"}
-
-
 def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "journal.json").write_text('{"models": {"demo": {"active": "c"}}}')
     with pytest.raises(EdgefleetError, match=r"journal.json: the install journal is damaged .* move it aside"):
         state.Store(tmp_path)
-
-
-def test_in_cluster_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "token").write_text("tok-1\n")
-    (tmp_path / "namespace").write_text("factory-1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
-    conn = kube.in_cluster(tmp_path)
-    assert (conn.server, conn.namespace, conn.bearer()) == ("https://10.0.0.1:6443", "factory-1", "tok-1")
-    (tmp_path / "token").write_text("tok-2")  # bound tokens rotate; every request reads the current one
-    assert conn.bearer() == "tok-2"
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    with pytest.raises(kube.KubeError, match="not running in a pod"):
-        kube.in_cluster(tmp_path)

@@ -1,7 +1,8 @@
-"""The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over :class:`KubeApi`.
+"""The fleet as the operator touches it: EdgeDevices, revision templates and the signing key, over
+:class:`~edgefleet.adapters.protocols.KubeClient`.
 
-* :class:`Fleet` reads a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
-  changes. With :meth:`Fleet.watch` enabled (the operator does), reads come from one watch-backed
+* :class:`Devices` reads a namespace's EdgeDevices (parsed at the boundary into frozen models) and applies planner
+  changes. With :meth:`Devices.watch` enabled (the operator does), reads come from one watch-backed
   :class:`~edgefleet.adapters.informer.Informer` per namespace instead of a LIST per reconcile, and every device
   change is reported to a callback so the operator reacts within a fraction of a second. Each write replaces only
   the entries one deployment owns, conditional on the ``resourceVersion`` it read; on a conflict (another
@@ -12,30 +13,25 @@
   ModelDeployment so garbage collection removes them with it. Compiled templates survive operator restarts this way, so
   nothing is recompiled and a rollback always knows the stable artifacts.
 * :func:`signing_key` reads the ed25519 key from a Secret.
-* :func:`record_event` posts a core/v1 Event about a ModelDeployment (what ``kubectl describe`` shows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import hashlib
 import json
 import logging
-import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pydantic
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import bundle, informer, kube, kubeapi
+from edgefleet.adapters import bundle, informer, kube, protocols
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import errors, planner, revisions
 
-EDGEDEVICES = kubeapi.Resource(common.GROUP, common.VERSION, edgedevice.PLURAL)
-MODELDEPLOYMENTS = kubeapi.Resource(common.GROUP, common.VERSION, modeldeployment.PLURAL)
 LABEL_DEPLOYMENT = "edgefleet.io/deployment"
 SIGNING_KEY_ITEM = "signing-key.pem"
 WRITE_CONCURRENCY = 32
@@ -45,20 +41,21 @@ CONFLICT_RETRIES = 4
 log = logging.getLogger(__name__)
 
 
-class Fleet:
-    """Reads and writes EdgeDevices."""
+class Devices:
+    """The operator's access to EdgeDevices: reads (from a watch-backed cache once :meth:`watch` is on) and
+    conflict-safe writes of planner changes."""
 
-    def __init__(self, api: kubeapi.KubeApi) -> None:
+    def __init__(self, api: protocols.KubeClient) -> None:
         self.api = api
-        self._client: kube.Client | None = None
+        self._watching = False
         self._on_change: Callable[[str], None] | None = None
         self._informers: dict[str, informer.Informer[edgedevice.EdgeDevice]] = {}
         self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
 
-    def watch(self, client: kube.Client, on_change: Callable[[str], None] | None = None) -> None:
+    def watch(self, on_change: Callable[[str], None] | None = None) -> None:
         """Serve reads from watch-backed caches (one per namespace, started on its first read); ``on_change(ns)``
         is called whenever an EdgeDevice of a cached namespace changes."""
-        self._client, self._on_change = client, on_change
+        self._watching, self._on_change = True, on_change
 
     async def close(self) -> None:
         """Stop every watch."""
@@ -67,15 +64,15 @@ class Fleet:
         self._informers.clear()
 
     def _informer(self, namespace: str) -> informer.Informer[edgedevice.EdgeDevice] | None:
-        if self._client is None:
+        if not self._watching:
             return None
         cache = self._informers.get(namespace)
         if cache is None:
             cache = self._informers[namespace] = informer.Informer(
-                self._client,
-                EDGEDEVICES.path(namespace),
+                self.api,
+                kube.EDGEDEVICES,
+                namespace,
                 _parse_device,
-                kind=edgedevice.KIND,
                 on_change=lambda name: self._changed(namespace, name),
             ).start()
         return cache
@@ -100,7 +97,7 @@ class Fleet:
             await cache.wait_synced(SYNC_TIMEOUT_SECONDS)
             return cache.items()
         out = []
-        for raw in await self.api.list(EDGEDEVICES, namespace):
+        for raw in (await self.api.list(kube.EDGEDEVICES, namespace)).items:
             parsed = _parse_device(raw)
             if parsed is not None:
                 out.append(parsed)
@@ -122,7 +119,7 @@ class Fleet:
             async with gate:
                 try:
                     await self._write(namespace, deployment, change, by_name.get(change.device))
-                except kubeapi.NotFound:
+                except errors.NotFoundError:
                     return  # the device was deleted meanwhile: nothing to converge
                 except errors.TransientError as exc:
                     failures.append(f"{change.device}: {exc}")
@@ -144,7 +141,7 @@ class Fleet:
     ) -> None:
         for attempt in range(CONFLICT_RETRIES):
             if device is None or attempt > 0:
-                device = _parse_device(await self.api.get(EDGEDEVICES, namespace, change.device))
+                device = _parse_device(await self.api.get(kube.EDGEDEVICES, namespace, change.device))
                 if device is None:
                     return
             updated = planner.apply_change(device, deployment, change.desired)
@@ -155,8 +152,8 @@ class Fleet:
                 "spec": {"models": [m.to_wire() for m in updated.spec.models]},
             }
             try:
-                written = await self.api.merge_patch(EDGEDEVICES, namespace, change.device, patch)
-            except kubeapi.Conflict:
+                written = await self.api.merge_patch(kube.EDGEDEVICES, namespace, change.device, patch)
+            except errors.ConflictError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
                 continue
@@ -203,7 +200,7 @@ def _parse_device(raw: dict[str, Any]) -> edgedevice.EdgeDevice | None:
 class Revisions:
     """Revision templates stored as ControllerRevisions."""
 
-    def __init__(self, api: kubeapi.KubeApi) -> None:
+    def __init__(self, api: protocols.KubeClient) -> None:
         self.api = api
 
     @staticmethod
@@ -213,8 +210,8 @@ class Revisions:
 
     async def get(self, namespace: str, deployment: str, revision: str) -> revisions.RevisionTemplate | None:
         try:
-            raw = await self.api.get(kubeapi.CONTROLLER_REVISIONS, namespace, self.name(deployment, revision))
-        except kubeapi.NotFound:
+            raw = await self.api.get(kube.CONTROLLER_REVISIONS, namespace, self.name(deployment, revision))
+        except errors.NotFoundError:
             return None
         try:
             template = revisions.RevisionTemplate.model_validate(raw.get("data") or {})
@@ -222,7 +219,7 @@ class Revisions:
             raise errors.InvalidSpecError(
                 f"ControllerRevision {namespace}/{self.name(deployment, revision)} does not hold a revision "
                 f"template ({exc.error_count()} errors); delete it so the operator compiles again",
-                reason="CorruptRevision",
+                reason=errors.Reason.CORRUPT_REVISION,
             ) from exc
         return template if template.revision == revision else None
 
@@ -252,8 +249,8 @@ class Revisions:
             "revision": md.metadata.generation or 1,
         }
         try:
-            await self.api.create(kubeapi.CONTROLLER_REVISIONS, namespace, body)
-        except kubeapi.Conflict:
+            await self.api.create(kube.CONTROLLER_REVISIONS, namespace, body)
+        except errors.ConflictError:
             existing = await self.get(namespace, md.metadata.name, template.revision)
             if existing != template:
                 # Same revision, different artifacts (a compiler that is not deterministic): keep the first,
@@ -264,68 +261,27 @@ class Revisions:
                 )
 
 
-async def signing_key(api: kubeapi.KubeApi, namespace: str, name: str) -> ed25519.Ed25519PrivateKey:
+async def signing_key(api: protocols.KubeClient, namespace: str, name: str) -> ed25519.Ed25519PrivateKey:
     """The ed25519 signing key stored under ``signing-key.pem`` in Secret ``namespace/name``."""
     try:
-        secret = await api.get(kubeapi.SECRETS, namespace, name)
-    except kubeapi.NotFound:
+        secret = await api.get(kube.SECRETS, namespace, name)
+    except errors.NotFoundError:
         raise errors.InvalidSpecError(
             f"Secret {namespace}/{name} with the artifact signing key does not exist; create it with "
             f"kubectl -n {namespace} create secret generic {name} --from-file={SIGNING_KEY_ITEM}=key.pem",
-            reason="SigningKeyMissing",
+            reason=errors.Reason.SIGNING_KEY_MISSING,
         ) from None
     encoded = (secret.get("data") or {}).get(SIGNING_KEY_ITEM)
     if not encoded:
         raise errors.InvalidSpecError(
-            f"Secret {namespace}/{name} has no {SIGNING_KEY_ITEM} item", reason="SigningKeyMissing"
+            f"Secret {namespace}/{name} has no {SIGNING_KEY_ITEM} item", reason=errors.Reason.SIGNING_KEY_MISSING
         )
     try:
         return bundle.load_private_key(base64.b64decode(encoded))
     except (bundle.BundleError, ValueError) as exc:
         raise errors.InvalidSpecError(
-            f"Secret {namespace}/{name} item {SIGNING_KEY_ITEM}: {exc}", reason="SigningKeyInvalid"
+            f"Secret {namespace}/{name} item {SIGNING_KEY_ITEM}: {exc}", reason=errors.Reason.SIGNING_KEY_INVALID
         ) from exc
 
 
-EVENT_COMPONENT = "edgefleet-operator"
-EVENT_MESSAGE_BYTES = 1024
-
-
-async def record_event(
-    api: kubeapi.KubeApi, involved: dict[str, Any], type_: str, reason: str, message: str, now: dt.datetime
-) -> None:
-    """Post an Event about ``involved`` (a ModelDeployment body or reference); failures are logged, not raised.
-
-    Events are best effort, as in client-go's recorder: a reconcile never fails because its Event could not be posted.
-    """
-    meta = involved.get("metadata") or {}
-    namespace = str(meta.get("namespace") or "default")
-    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'edgefleet')}.", "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": involved.get("apiVersion", common.API_VERSION),
-            "kind": involved.get("kind", modeldeployment.KIND),
-            "name": meta.get("name"),
-            "namespace": namespace,
-            "uid": meta.get("uid"),
-        },
-        "type": type_,
-        "reason": reason,
-        "message": message[:EVENT_MESSAGE_BYTES],
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-        "source": {"component": EVENT_COMPONENT},
-        "reportingComponent": EVENT_COMPONENT,
-        "reportingInstance": socket.gethostname()[:128],
-    }
-    try:
-        await api.create(kubeapi.EVENTS, namespace, body)
-    except errors.EdgefleetError as exc:
-        log.warning("Failed to post event reason=%s error=%s", reason, exc)
-
-
-__all__ = ["EDGEDEVICES", "MODELDEPLOYMENTS", "Fleet", "Revisions", "record_event", "signing_key", "trigger_key"]
+__all__ = ["Devices", "Revisions", "signing_key", "trigger_key"]

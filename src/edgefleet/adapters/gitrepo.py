@@ -2,7 +2,8 @@
 
 Repository content is untrusted: only regular blobs ending in .yaml/.yml are read (symlinks and submodules are
 skipped), each is size-checked before its bytes are loaded, and parsing goes through
-:mod:`edgefleet.adapters.manifests`. Git errors become :class:`GitError` with the repository and revision named.
+:mod:`edgefleet.adapters.manifests`. Git errors become :class:`~edgefleet.core.errors.InvalidSpecError` (reason
+``InvalidConfig``) with the repository and revision named.
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from pathlib import Path, PurePosixPath
 import git
 
 from edgefleet.adapters import manifests
+from edgefleet.core import errors
 from edgefleet.core.documents import Document
 
 MAX_FILES = 5_000
 _REGULAR_MODES = (0o100644, 0o100755)
 
 
-class GitError(Exception):
-    """The repository or revision cannot be read; the message names both."""
+def _invalid(message: str) -> errors.InvalidSpecError:
+    """The repository, revision or path cannot be read as asked; the message names them."""
+    return errors.InvalidSpecError(message, errors.Reason.INVALID_CONFIG)
 
 
 def open_repo(path: Path) -> git.Repo:
     try:
         return git.Repo(path, search_parent_directories=False)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise GitError(f"{path}: not a Git repository") from exc
+        raise _invalid(f"{path}: not a Git repository") from exc
 
 
 def init(path: Path, message: str, name: str = "Fleet Team", email: str = "fleet@example.com") -> git.Repo:
@@ -44,26 +47,26 @@ def resolve(repo: git.Repo, rev: str) -> git.Commit:
     try:
         return repo.commit(rev)
     except (git.BadName, ValueError, git.GitCommandError) as exc:
-        raise GitError(f"{repo.working_dir}: unknown revision {rev!r}") from exc
+        raise _invalid(f"{repo.working_dir}: unknown revision {rev!r}") from exc
 
 
 def read_documents(repo: git.Repo, rev: str, subpath: str = "") -> list[Document]:
     """Every YAML document under ``subpath`` at ``rev``; kustomization files are skipped.
 
-    Sources are reported as ``<rev>:<path>``. Raises :class:`GitError` or :class:`manifests.ManifestError`.
+    Sources are reported as ``<rev>:<path>``. Raises InvalidSpecError (:class:`manifests.ManifestError` for a file).
     """
     commit = resolve(repo, rev)
     tree = commit.tree
     clean = PurePosixPath(subpath.strip("/")) if subpath.strip("/") else None
     if clean is not None:
         if ".." in clean.parts:
-            raise GitError(f"path {subpath!r} must stay inside the repository")
+            raise _invalid(f"path {subpath!r} must stay inside the repository")
         try:
             tree = tree / str(clean)
         except KeyError as exc:
-            raise GitError(f"{rev}: path {subpath!r} does not exist") from exc
+            raise _invalid(f"{rev}: path {subpath!r} does not exist") from exc
     if not isinstance(tree, git.Tree):
-        raise GitError(f"{rev}: {subpath!r} is not a directory")
+        raise _invalid(f"{rev}: {subpath!r} is not a directory")
     documents: list[Document] = []
     files = 0
     for item in tree.traverse():
@@ -77,7 +80,7 @@ def read_documents(repo: git.Repo, rev: str, subpath: str = "") -> list[Document
         files += 1
         source = f"{rev}:{path}"
         if files > MAX_FILES:
-            raise GitError(f"{rev}: more than {MAX_FILES} manifest files under {subpath or '/'}")
+            raise _invalid(f"{rev}: more than {MAX_FILES} manifest files under {subpath or '/'}")
         if item.size > manifests.MAX_FILE_BYTES:
             raise manifests.ManifestError(
                 source,
@@ -88,4 +91,4 @@ def read_documents(repo: git.Repo, rev: str, subpath: str = "") -> list[Document
     return documents
 
 
-__all__ = ["GitError", "init", "open_repo", "read_documents", "resolve"]
+__all__ = ["init", "open_repo", "read_documents", "resolve"]

@@ -3,7 +3,8 @@
 The repository URL comes from configuration but its content is untrusted. Only ordinary transports are accepted
 (https, http, ssh, scp-style ``git@host:path``, file and local paths); git's remote helpers such as ``ext::``, which
 run commands, are refused before git sees the URL, and gitpython's own unsafe-protocol checks stay on. Fetches have
-a timeout. Git errors become :class:`edgefleet.adapters.gitrepo.GitError`.
+a timeout. A refused URL or branch is an :class:`~edgefleet.core.errors.InvalidSpecError` (``InvalidConfig``), a
+failed fetch a :class:`~edgefleet.core.errors.TransientError` (the next poll tries again).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import git
 
-from edgefleet.adapters.gitrepo import GitError
+from edgefleet.core import errors
 
 FETCH_TIMEOUT_SECONDS = 120
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
@@ -29,15 +30,16 @@ def check_url(url: str) -> str:
     """
     if url.startswith(("https://", "http://", "ssh://", "file://", "/")) or _SCP_LIKE.match(url):
         return url
-    raise GitError(
-        f"repository URL {url!r} must be https://, http://, ssh://, git@host:path, file:// or an absolute path"
+    raise errors.InvalidSpecError(
+        f"repository URL {url!r} must be https://, http://, ssh://, git@host:path, file:// or an absolute path",
+        errors.Reason.INVALID_CONFIG,
     )
 
 
 def check_branch(branch: str) -> str:
     """A plain branch name (pure); refuses option-like and malformed names."""
     if branch.startswith("-") or not _BRANCH.match(branch) or branch.endswith(".lock"):
-        raise GitError(f"invalid branch name {branch!r}")
+        raise errors.InvalidSpecError(f"invalid branch name {branch!r}", errors.Reason.INVALID_CONFIG)
     return branch
 
 
@@ -63,9 +65,11 @@ def fetch(url: str, branch: str, cache: Path) -> tuple[git.Repo, str]:
         return repo, repo.commit(f"refs/heads/{branch}").hexsha
     except git.GitCommandError as exc:
         stderr = (exc.stderr or "").strip().replace("\n", " ")
-        raise GitError(f"fetching {branch} from {url} failed: {stderr or exc}") from exc
+        raise errors.TransientError(f"fetching {branch} from {url} failed: {stderr or exc}") from exc
     except (git.InvalidGitRepositoryError, ValueError, OSError) as exc:
-        raise GitError(f"cache {dest} for {url} is unusable ({exc}); delete it") from exc
+        raise errors.InvalidSpecError(
+            f"cache {dest} for {url} is unusable ({exc}); delete it", errors.Reason.INVALID_CONFIG
+        ) from exc
 
 
 __all__ = ["check_branch", "check_url", "fetch"]

@@ -1,26 +1,23 @@
-"""Device inventories for ``edgefleet plan``: a YAML file of EdgeDevices, or the EdgeDevices of a live cluster."""
+"""Device inventories for ``edgefleet plan``: a YAML file of EdgeDevices, or the EdgeDevices of a live cluster.
+
+Errors are :class:`~edgefleet.core.errors.InvalidSpecError` (a file or an object that does not parse; the message
+says where) and whatever the Kubernetes client raises (:mod:`edgefleet.core.errors` types).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from edgefleet.adapters import kubeapply, manifests
-from edgefleet.api import common, edgedevice
-from edgefleet.core import validation
+from edgefleet.adapters import kube, manifests
+from edgefleet.api import edgedevice
+from edgefleet.core import errors, validation
 from edgefleet.core.documents import Document
-from edgefleet.core.errors import InvalidSpecError, TransientError
-
-
-class InventoryError(Exception):
-    """The inventory cannot be read; the message says where."""
 
 
 def from_file(path: Path) -> list[edgedevice.EdgeDevice]:
     """EdgeDevices from a multi-document YAML file or a ``kind: List`` / ``EdgeDeviceList``."""
-    try:
-        documents = manifests.load_file(path)
-    except manifests.ManifestError as exc:
-        raise InventoryError(str(exc)) from exc
+    documents = manifests.load_file(path)
     flat: list[Document] = []
     for doc in documents:
         items = doc.value.get("items") if isinstance(doc.value, dict) else None
@@ -33,9 +30,9 @@ def from_file(path: Path) -> list[edgedevice.EdgeDevice]:
     devices: list[edgedevice.EdgeDevice] = []
     for doc in flat:
         parsed, diagnostics = validation.parse_object(doc)
-        errors = [d for d in diagnostics if d.severity == "error"]
-        if errors:
-            raise InventoryError("\n".join(map(str, errors)))
+        problems = [d for d in diagnostics if d.severity == "error"]
+        if problems:
+            raise errors.InvalidSpecError("\n".join(map(str, problems)))
         if parsed is not None and isinstance(parsed.obj, edgedevice.EdgeDevice):
             devices.append(parsed.obj)
     return devices
@@ -43,22 +40,24 @@ def from_file(path: Path) -> list[edgedevice.EdgeDevice]:
 
 def from_cluster(kubeconfig: Path | None, context: str | None = None) -> list[edgedevice.EdgeDevice]:
     """EdgeDevices of every namespace of a live cluster (kubeconfig, or in-cluster credentials when None)."""
-    try:
-        cluster = kubeapply.Cluster(kubeconfig, context)
-        try:
-            items = cluster.list_objects(common.API_VERSION, edgedevice.KIND)
-        finally:
-            cluster.close()
-    except (TransientError, InvalidSpecError) as exc:
-        raise InventoryError(f"cannot list EdgeDevices: {exc}") from exc
+    connection = kube.from_kubeconfig(kubeconfig, context) if kubeconfig is not None else kube.in_cluster()
+    items = asyncio.run(_list(connection))
     devices = []
     for item in items:
         try:
             devices.append(edgedevice.EdgeDevice.model_validate(item))
         except ValueError as exc:
             name = item.get("metadata", {}).get("name", "?")
-            raise InventoryError(f"EdgeDevice {name} in the cluster does not parse: {exc}") from exc
+            raise errors.InvalidSpecError(f"EdgeDevice {name} in the cluster does not parse: {exc}") from exc
     return devices
 
 
-__all__ = ["InventoryError", "from_cluster", "from_file"]
+async def _list(connection: kube.Connection) -> list[kube.JsonObject]:
+    client = kube.connect(connection)
+    try:
+        return (await client.list(kube.EDGEDEVICES, None)).items
+    finally:
+        await client.close()
+
+
+__all__ = ["from_cluster", "from_file"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from edgefleet.core import errors
 from edgefleet.core.documents import Document, FieldPath, Position
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -27,14 +28,18 @@ _SAFE_TAGS = {
 }
 
 
-class ManifestError(Exception):
-    """A file cannot be read as YAML manifests. ``str()`` is ``file:line:column: message``."""
+class ManifestError(errors.InvalidSpecError):
+    """A file cannot be read as YAML manifests. ``str()`` is ``file:line:column: message``; the position stays
+    apart for callers that report it as a diagnostic (``edgefleet validate``)."""
 
     def __init__(self, source: str, position: Position, message: str) -> None:
-        super().__init__(f"{source}:{position.line}:{position.column}: {message}")
+        super().__init__(f"{source}:{position.line}:{position.column}: {message}", errors.Reason.INVALID_SPEC)
         self.source = source
         self.position = position
         self.message = message
+
+    def __reduce__(self) -> tuple[type[ManifestError], tuple[str, Position, str]]:  # type: ignore[override]
+        return (type(self), (self.source, self.position, self.message))
 
 
 class _Walker:

@@ -1,7 +1,6 @@
-"""Small Protocols for the external systems edgefleet talks to (STYLE rule 9).
+"""The small Protocols edgefleet's code is written against, one section per external system (STYLE rule 9).
 
-Each section belongs to the part of edgefleet that depends on the system; unit tests may pass an in-repo fake, and
-the same behaviour is also tested against the real thing.
+Unit tests use in-repo fakes of them (``edgefleet.testing``); the same contract tests also run against the real thing.
 """
 
 from __future__ import annotations
@@ -11,7 +10,86 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from edgefleet.adapters.kube import resources
 from edgefleet.api.edgedevice import EdgeDeviceSpec, EdgeDeviceStatus
+
+# --- Kubernetes API ------------------------------------------------------------------------------------------------
+# Implemented by edgefleet.adapters.kube.Client (the real API server) and edgefleet.testing.fakekube.FakeKube; the
+# contract is tests/adapters/test_kube.py, run against both.
+
+
+class KubeClient(Protocol):
+    """What edgefleet needs from the Kubernetes API. Raises only :mod:`edgefleet.core.errors` types."""
+
+    async def get(self, resource: resources.Resource, namespace: str | None, name: str) -> resources.JsonObject:
+        """One object; raises NotFoundError."""
+        ...
+
+    async def list(
+        self,
+        resource: resources.Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> resources.Listing:
+        """Every object of ``resource`` in ``namespace`` (None: all namespaces), each with its ``kind``."""
+        ...
+
+    async def create(
+        self, resource: resources.Resource, namespace: str | None, body: resources.JsonObject
+    ) -> resources.JsonObject:
+        """Create an object; raises ConflictError when it exists."""
+        ...
+
+    async def merge_patch(
+        self,
+        resource: resources.Resource,
+        namespace: str | None,
+        name: str,
+        patch: resources.JsonObject,
+        subresource: str | None = None,
+    ) -> resources.JsonObject:
+        """JSON merge patch (RFC 7386); a ``metadata.resourceVersion`` in ``patch`` makes it conditional
+        (ConflictError when stale); raises NotFoundError."""
+        ...
+
+    async def apply(
+        self,
+        resource: resources.Resource,
+        namespace: str | None,
+        body: resources.JsonObject,
+        *,
+        field_manager: str,
+        force: bool = False,
+    ) -> resources.JsonObject:
+        """Server-side apply of ``body`` as ``field_manager`` (creates the object when missing)."""
+        ...
+
+    async def delete(self, resource: resources.Resource, namespace: str | None, name: str) -> bool:
+        """Delete an object; False when it was already gone."""
+        ...
+
+    async def discover(self, api_version: str, kind: str) -> resources.Resource:
+        """The resource serving ``kind``; raises InvalidSpecError (UnknownKind) when the cluster serves none."""
+        ...
+
+    def watch(
+        self,
+        resource: resources.Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+        retry_initial_seconds: float = 0.5,
+        retry_max_seconds: float = 30.0,
+    ) -> AsyncIterator[resources.Change]:
+        """List (a :class:`~edgefleet.adapters.kube.Listing`), then every change; resumes after a dropped
+        connection and lists again after 410 Gone. Never ends by itself."""
+        ...
+
 
 # --- edge agent ------------------------------------------------------------------------------------------------------
 
@@ -45,4 +123,4 @@ class DeviceControl(Protocol):
         """Write the device's status (through :func:`edgefleet.edge_reconciler.telemetry.outbound`)."""
 
 
-__all__ = ["ArtifactFetch", "DeviceControl"]
+__all__ = ["ArtifactFetch", "DeviceControl", "KubeClient"]

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from edgefleet.adapters import fleet, kubeapi
+from edgefleet.adapters import fleet, kube
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import errors
 
@@ -24,13 +24,13 @@ class Cluster:
     """A connection to one namespace of a cluster."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.api = kubeapi.KubernetesApi(args.kubeconfig)
+        self.api = kube.connect(kube.default_connection(args.kubeconfig))
         self.namespace: str = args.namespace or self.api.connection.namespace
 
     async def deployments(self) -> list[modeldeployment.ModelDeployment]:
-        raw = await self.api.list(fleet.MODELDEPLOYMENTS, self.namespace)
+        listing = await self.api.list(kube.MODELDEPLOYMENTS, self.namespace)
         out = []
-        for item in raw:
+        for item in listing.items:
             try:
                 out.append(modeldeployment.ModelDeployment.model_validate(item))
             except ValueError:
@@ -39,17 +39,17 @@ class Cluster:
 
     async def deployment(self, name: str) -> modeldeployment.ModelDeployment:
         try:
-            raw = await self.api.get(fleet.MODELDEPLOYMENTS, self.namespace, name)
-        except kubeapi.NotFound:
+            raw = await self.api.get(kube.MODELDEPLOYMENTS, self.namespace, name)
+        except errors.NotFoundError:
             raise SystemExit(f"error: ModelDeployment {self.namespace}/{name} not found") from None
         return modeldeployment.ModelDeployment.model_validate(raw)
 
     async def devices(self) -> list[edgedevice.EdgeDevice]:
-        return await fleet.Fleet(self.api).devices(self.namespace)
+        return await fleet.Devices(self.api).devices(self.namespace)
 
     async def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
         patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
-        await self.api.merge_patch(fleet.MODELDEPLOYMENTS, self.namespace, name, patch)
+        await self.api.merge_patch(kube.MODELDEPLOYMENTS, self.namespace, name, patch)
 
     async def close(self) -> None:
         await self.api.close()

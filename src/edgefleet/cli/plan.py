@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgefleet.adapters import gitrepo, inventory, manifests
+from edgefleet.adapters import gitrepo, inventory
 from edgefleet.api import edgedevice
-from edgefleet.core import fleetplan, validation
+from edgefleet.core import errors, fleetplan, validation
 
 
 def register(sub: Any) -> None:
@@ -50,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
             devices = inventory.from_file(args.inventory)
         elif args.kubeconfig:
             devices = inventory.from_cluster(args.kubeconfig, args.context)
-    except (gitrepo.GitError, manifests.ManifestError, inventory.InventoryError) as exc:
+    except errors.EdgefleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    errors = [d for d in diagnostics if d.severity == "error"]
-    if errors:
-        for d in errors:
+    problems = [d for d in diagnostics if d.severity == "error"]
+    if problems:
+        for d in problems:
             print(d, file=sys.stderr)
-        print(f"error: {args.head} does not validate ({len(errors)} errors); no plan", file=sys.stderr)
+        print(f"error: {args.head} does not validate ({len(problems)} errors); no plan", file=sys.stderr)
         return 1
     if not devices:
         devices = [p.obj for p in head if isinstance(p.obj, edgedevice.EdgeDevice)]

@@ -9,15 +9,14 @@ not applied at all (the cluster keeps the last good commit); the error is printe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from edgefleet.adapters import gitrepo, gitsource, kubeapply, manifests
-from edgefleet.core import syncplan, validation
-from edgefleet.core.errors import InvalidSpecError, TransientError
+from edgefleet.adapters import gitrepo, gitsource, kube, protocols, synctarget
+from edgefleet.core import errors, syncplan, validation
 
 log = logging.getLogger("edgefleet.sync")
 
@@ -41,23 +40,24 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def sync_once(args: argparse.Namespace, cluster: kubeapply.Cluster) -> tuple[str, int, int]:
-    """One sync: returns (commit, applied, pruned). Raises GitError/ManifestError/InvalidSpecError/TransientError."""
+async def sync_once(args: argparse.Namespace, client: protocols.KubeClient) -> tuple[str, int, int]:
+    """One sync: returns (commit, applied, pruned). Raises InvalidSpecError/TransientError (Git, manifests, API)."""
     repo, commit = gitsource.fetch(args.repo, args.branch, args.cache)
     documents = gitrepo.read_documents(repo, commit, args.path)
     diagnostics = [d for d in validation.validate(documents) if d.severity == "error"]
     if diagnostics:
         details = "\n".join(str(d) for d in diagnostics)
-        raise InvalidSpecError(f"commit {commit[:12]} does not validate; nothing applied:\n{details}")
+        raise errors.InvalidSpecError(f"commit {commit[:12]} does not validate; nothing applied:\n{details}")
     sid = syncplan.source_id(args.repo, args.path)
     inventory_name = f"edgefleet-sync-{sid}"
-    inventory = cluster.read_inventory(inventory_name, args.inventory_namespace)
+    inventory = await synctarget.read_inventory(client, inventory_name, args.inventory_namespace)
     docs = [d for d in documents if isinstance(d.value, dict)]
+    namespaced = await synctarget.namespaced(client, (d.value for d in docs))
     try:
         result = syncplan.plan(
             [d.value for d in docs],
             inventory,
-            namespaced=cluster.is_namespaced,
+            namespaced=namespaced,
             default_namespace=args.namespace,
             commit=commit,
             repository=args.repo,
@@ -65,43 +65,49 @@ def sync_once(args: argparse.Namespace, cluster: kubeapply.Cluster) -> tuple[str
             sources=[d.source.split(":", 1)[-1] for d in docs],
         )
     except (KeyError, ValueError) as exc:
-        raise InvalidSpecError(f"commit {commit[:12]}: {exc}") from exc
+        raise errors.InvalidSpecError(f"commit {commit[:12]}: {exc}") from exc
     for body in result.apply:
-        cluster.apply(body)
+        await synctarget.apply(client, body)
         meta = body["metadata"]
         log.info("Applied %s %s/%s commit=%s", body["kind"], meta.get("namespace", ""), meta["name"], commit[:12])
     pruned = 0
     for ref in result.prune:
-        if cluster.delete(ref):
+        if await synctarget.prune(client, ref):
             pruned += 1
             log.info("Pruned %s commit=%s", ref, commit[:12])
-    cluster.write_inventory(inventory_name, args.inventory_namespace, result.inventory, commit, sid)
+    await synctarget.write_inventory(client, inventory_name, args.inventory_namespace, result.inventory, commit, sid)
     return commit, len(result.apply), pruned
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        cluster = kubeapply.Cluster(args.kubeconfig, args.context)
-    except (TransientError, InvalidSpecError) as exc:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    try:
+        connection = kube.from_kubeconfig(args.kubeconfig, args.context) if args.kubeconfig else kube.in_cluster()
+    except errors.EdgefleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    client = kube.connect(connection)
     last: str | None = None
     try:
         while True:
             try:
-                commit, applied, pruned = sync_once(args, cluster)
+                commit, applied, pruned = await sync_once(args, client)
                 if commit != last:
                     print(f"synced {args.repo}@{args.branch} {commit[:12]}: {applied} applied, {pruned} pruned")
                 last = commit
                 if args.once:
                     return 0
-            except (gitrepo.GitError, manifests.ManifestError, InvalidSpecError, TransientError) as exc:
+            except errors.EdgefleetError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 if args.once:
                     return 1
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        return 130
+            await asyncio.sleep(args.interval)
     finally:
-        cluster.close()
+        await client.close()

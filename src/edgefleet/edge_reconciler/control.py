@@ -4,7 +4,8 @@
 implement it. :class:`KubeControl` registers the device's
 EdgeDevice, heartbeats with a ``coordination.k8s.io`` Lease (the EdgeDevice is only rewritten when its status
 changes, so thousands of devices do not flood the API server), watches *only its own* EdgeDevice (field selector on
-its name, resourceVersion + bookmarks, relist on 410) and patches the status subresource. :class:`FileControl`
+its name, through the client's one list-and-watch loop: bookmarks, resume after a reconnect, relist on 410) and
+patches the status subresource. :class:`FileControl`
 serves plain Linux boxes without a cluster and tests: the spec is a YAML file, status a JSON file.
 """
 
@@ -22,8 +23,8 @@ from pydantic import ValidationError
 
 from edgefleet.adapters import kube
 from edgefleet.api import common
-from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
-from edgefleet.core.errors import TransientError
+from edgefleet.api.edgedevice import KIND, EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
+from edgefleet.core import errors
 from edgefleet.edge_reconciler import state, telemetry
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,14 @@ class KubeControl:
         self.lease_duration_seconds = lease_duration_seconds
         self.retry_initial = retry_initial_seconds
         self.retry_max = retry_max_seconds
-        self.path = kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace, name)
-        self.collection = kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace)
         self._labels: dict[str, str] = {}
 
     async def register(self, labels: Mapping[str, str]) -> None:
         """Create the EdgeDevice if missing, else bring its labels up to date (only the agent's own keys)."""
         self._labels = dict(labels)
         try:
-            current = await self.client.get(self.path, kind=KIND)
-        except kube.NotFoundError:
+            current = await self.client.get(kube.EDGEDEVICES, self.namespace, self.name)
+        except errors.NotFoundError:
             body = {
                 "apiVersion": common.API_VERSION,
                 "kind": KIND,
@@ -65,50 +64,52 @@ class KubeControl:
                 "spec": {"models": []},
             }
             try:
-                await self.client.create(self.collection, body, kind=KIND)
+                await self.client.create(kube.EDGEDEVICES, self.namespace, body)
                 log.info("Registered EdgeDevice namespace=%s name=%s", self.namespace, self.name)
-            except kube.ConflictError:
+            except errors.ConflictError:
                 pass
             return
         have = (current.get("metadata") or {}).get("labels") or {}
         if any(have.get(k) != v for k, v in labels.items()):
-            await self.client.merge_patch(self.path, {"metadata": {"labels": dict(labels)}}, kind=KIND)
+            patch = {"metadata": {"labels": dict(labels)}}
+            await self.client.merge_patch(kube.EDGEDEVICES, self.namespace, self.name, patch)
             log.info("Updated EdgeDevice labels namespace=%s name=%s", self.namespace, self.name)
 
     async def heartbeat(self, now: dt.datetime) -> None:
         await self.client.renew_lease(self.namespace, self.name, self.name, self.lease_duration_seconds, now)
 
     async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
-        """Level-triggered stream of the desired spec: list, then watch; reconnects and relists by itself."""
+        """Level-triggered stream of the desired spec, from the client's list-and-watch loop (which reconnects and
+        lists again by itself); a missing or deleted EdgeDevice is registered again."""
+        async for change in self.client.watch(
+            kube.EDGEDEVICES,
+            self.namespace,
+            field_selector=f"metadata.name={self.name}",
+            retry_initial_seconds=self.retry_initial,
+            retry_max_seconds=self.retry_max,
+        ):
+            if isinstance(change, kube.Listing):
+                if not change.items:
+                    await self._register_again()  # its ADDED event follows
+                    continue
+                obj = change.items[0]
+            elif change.type == "DELETED":
+                await self._register_again()
+                continue
+            else:
+                obj = change.object
+            parsed = self._parse(obj)
+            if parsed is not None:
+                yield parsed
+
+    async def _register_again(self) -> None:
         delay = self.retry_initial
-        selector = f"metadata.name={self.name}"
         while True:
             try:
-                listing = await self.client.list(self.collection, field_selector=selector, kind=KIND)
-                rv = (listing.get("metadata") or {}).get("resourceVersion")
-                items = listing.get("items") or []
-                if not items:
-                    await self.register(self._labels)
-                    continue
-                parsed = self._parse(items[0])
-                if parsed is not None:
-                    yield parsed
-                delay = self.retry_initial
-                while True:
-                    async for event in self.client.watch(
-                        self.collection, resource_version=rv, field_selector=selector, kind=KIND
-                    ):
-                        rv = (event.object.get("metadata") or {}).get("resourceVersion") or rv
-                        if event.type == "DELETED":
-                            await self.register(self._labels)
-                        elif event.type in ("ADDED", "MODIFIED"):
-                            parsed = self._parse(event.object)
-                            if parsed is not None:
-                                yield parsed
-            except kube.GoneError:
-                continue
-            except (TransientError, kube.KubeError) as exc:
-                log.warning("Lost EdgeDevice watch name=%s error=%s retry_in=%.1fs", self.name, exc, delay)
+                await self.register(self._labels)
+                return
+            except errors.EdgefleetError as exc:
+                log.warning("Failed to register EdgeDevice name=%s error=%s retry_in=%.1fs", self.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
 
@@ -121,12 +122,13 @@ class KubeControl:
         return device.spec, device.metadata.generation
 
     async def report(self, status: EdgeDeviceStatus) -> None:
+        patch = {"status": telemetry.outbound(status)}
         try:
-            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
-        except kube.NotFoundError:
+            await self.client.merge_patch(kube.EDGEDEVICES, self.namespace, self.name, patch, "status")
+        except errors.NotFoundError:
             # Not registered yet (or deleted): register, then report.
             await self.register(self._labels)
-            await self.client.patch_status(self.path, telemetry.outbound(status), kind=KIND)
+            await self.client.merge_patch(kube.EDGEDEVICES, self.namespace, self.name, patch, "status")
 
 
 class FileControl:

@@ -32,7 +32,7 @@ from typing import Any
 
 import kopf
 
-from edgefleet.adapters import fleet, kubeapi, store
+from edgefleet.adapters import fleet, kube, store
 from edgefleet.api import common, modeldeployment
 from edgefleet.core import errors
 from edgefleet.operator import compilation, metrics, reconcile
@@ -92,7 +92,7 @@ CONFIG = Config.from_env()
 @dataclasses.dataclass
 class _State:
     config: Config
-    api: kubeapi.KubernetesApi
+    api: kube.Client
     artifacts: store.LocalStore
     runner: Any
     pool: concurrent.futures.ProcessPoolExecutor
@@ -193,17 +193,17 @@ async def startup(settings: kopf.OperatorSettings, logger: Log, **_: Any) -> Non
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
     config = CONFIG
-    api = kubeapi.KubernetesApi(config.kubeconfig)
+    api = kube.connect(kube.default_connection(config.kubeconfig))
     artifacts = store.LocalStore(config.store_dir, config.store_url)
     runner = await store.serve(artifacts, config.store_host, config.store_port, metrics=True)
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=config.compile_workers, mp_context=multiprocessing.get_context("spawn")
     )
-    deps = reconcile.Deps(api=api, devices=fleet.Fleet(api), templates=fleet.Revisions(api), compiler=None)
+    deps = reconcile.Deps(api=api, devices=fleet.Devices(api), templates=fleet.Revisions(api), compiler=None)
     state = _State(config, api, artifacts, runner, pool, deps)
     if config.watch_devices:
         triggers = Triggers(config.react_seconds, _triggered)
-        deps.devices.watch(api.client, triggers.devices_changed)
+        deps.devices.watch(triggers.devices_changed)
         state.triggers = triggers
         loop_task = asyncio.create_task(triggers.loop(), name="edgefleet triggers")
         triggers.tasks.add(loop_task)
@@ -283,17 +283,16 @@ async def _reconcile(body: Mapping[str, Any], logger: Log) -> float | None:
             result = "retry"
             await _report_failure(state, body, exc, logger)
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
-        except (errors.InvalidSpecError, kubeapi.ApiRejected) as exc:
+        except errors.InvalidSpecError as exc:
             result = "stalled"
-            classified = exc if isinstance(exc, errors.InvalidSpecError) else errors.InvalidSpecError(str(exc))
-            await _report_failure(state, body, classified, logger)
+            await _report_failure(state, body, exc, logger)
             raise kopf.PermanentError(str(exc)) from exc
         finally:
             metrics.RECONCILE_SECONDS.labels(result).observe(time.monotonic() - began)
     metrics.observe(namespace, name, outcome.status)
     for event in outcome.events:
         metrics.EVENTS.labels(event.reason).inc()
-        await fleet.record_event(state.api, dict(body), event.type, event.reason, event.message, state.deps.clock())
+        await state.api.record_event(dict(body), event.type, event.reason, event.message, state.deps.clock())
         log = logger.warning if event.type == "Warning" else logger.info
         log(
             "%s ModelDeployment %s",
@@ -318,7 +317,7 @@ async def _report_failure(state: _State, body: Mapping[str, Any], error: errors.
         md = reconcile.parse(body)
     except errors.InvalidSpecError:
         logger.error("Rejected ModelDeployment %s", _pairs(error=str(error)))
-        await fleet.record_event(state.api, dict(body), "Warning", "InvalidSpec", str(error), state.deps.clock())
+        await state.api.record_event(dict(body), "Warning", "InvalidSpec", str(error), state.deps.clock())
         return
     status = reconcile.failed_status(md, error, state.deps.clock())
     try:
@@ -326,7 +325,7 @@ async def _report_failure(state: _State, body: Mapping[str, Any], error: errors.
     except errors.EdgefleetError as exc:
         logger.warning("Failed to write status %s", _pairs(error=str(exc)))
     if isinstance(error, errors.InvalidSpecError):
-        await fleet.record_event(state.api, dict(body), "Warning", error.reason, str(error), state.deps.clock())
+        await state.api.record_event(dict(body), "Warning", error.reason, str(error), state.deps.clock())
         metrics.observe(md.metadata.namespace or "default", md.metadata.name, status)
         logger.error("Stalled ModelDeployment %s", _pairs(reason=error.reason, message=str(error)))
     elif isinstance(error, errors.TransientError):

@@ -19,7 +19,7 @@ from typing import Any
 
 import pydantic
 
-from edgefleet.adapters import fleet, kubeapi
+from edgefleet.adapters import fleet, kube, protocols
 from edgefleet.api import modeldeployment
 from edgefleet.core import conditions, errors, planner, revisions
 from edgefleet.operator import compilation, metrics
@@ -42,8 +42,8 @@ COMPILE_FAILURE_REASONS = {
 class Deps:
     """What reconciling needs from the outside world."""
 
-    api: kubeapi.KubeApi
-    devices: fleet.Fleet
+    api: protocols.KubeClient
+    devices: fleet.Devices
     templates: fleet.Revisions
     compiler: compilation.CompileStage | None
     compiler_missing: str = "the compile stage is not ready"
@@ -89,7 +89,7 @@ async def write_status(
     if status == md.status:
         return
     await deps.api.merge_patch(
-        fleet.MODELDEPLOYMENTS,
+        kube.MODELDEPLOYMENTS,
         md.metadata.namespace,
         md.metadata.name,
         {"status": status_patch(md.status, status)},
@@ -150,8 +150,8 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
     """
     meta = body.get("metadata") or {}
     try:
-        fresh = await deps.api.get(fleet.MODELDEPLOYMENTS, meta.get("namespace"), str(meta.get("name")))
-    except kubeapi.NotFound:
+        fresh = await deps.api.get(kube.MODELDEPLOYMENTS, meta.get("namespace"), str(meta.get("name")))
+    except errors.NotFoundError:
         return Outcome(modeldeployment.ModelDeploymentStatus(), (), None, 0)
     md = parse(fresh)
     if md.metadata.deletion_timestamp is not None:

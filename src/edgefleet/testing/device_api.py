@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from edgefleet.adapters import kube
-from edgefleet.api import common
 from edgefleet.api.edgedevice import DesiredModel
+from edgefleet.core import errors
 from edgefleet.edge_reconciler import control
 from edgefleet.testing.agent_harness import FAST
 from edgefleet.testing.controlplane import ControlPlane
@@ -28,20 +28,20 @@ class Api:
 
     def __init__(self, client: kube.Client, namespace: str, name: str) -> None:
         self.client = client
-        self.path = kube.custom_path(common.GROUP, common.VERSION, "edgedevices", namespace, name)
         self.namespace = namespace
         self.name = name
         self.last: dict[str, Any] = {}
 
     async def refresh(self) -> dict[str, Any]:
         try:
-            self.last = await self.client.get(self.path)
-        except kube.NotFoundError:
+            self.last = await self.client.get(kube.EDGEDEVICES, self.namespace, self.name)
+        except errors.NotFoundError:
             self.last = {}
         return self.last
 
     async def want(self, *models: DesiredModel) -> None:
-        await self.client.merge_patch(self.path, {"spec": {"models": [m.to_wire() for m in models]}})
+        patch = {"spec": {"models": [m.to_wire() for m in models]}}
+        await self.client.merge_patch(kube.EDGEDEVICES, self.namespace, self.name, patch)
 
     def model(self, name: str = "demo") -> dict[str, Any]:
         models = (self.last.get("status") or {}).get("models") or []

@@ -4,20 +4,25 @@ Each simulated device does what the edge agent reports, without running a model:
 reports a health verdict chosen by the test (per revision), through the real API server's status subresource. It also
 records every revision each device was ever asked to run, so a test can prove that devices outside the canary never
 received a bad version.
+
+The test thread and the background thread share one :class:`edgefleet.adapters.kube.Client`, which runs on an event
+loop of its own thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import kubernetes
+from edgefleet.adapters import kube
 
-GROUP, VERSION, PLURAL = "edgefleet.io", "v1alpha1", "edgedevices"
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -38,17 +43,26 @@ class SimulatedFleet:
     """The devices this fleet plays; others (real agents) in the namespace are left alone."""
 
     def __post_init__(self) -> None:
-        client = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-        self.api = kubernetes.client.CustomObjectsApi(client)
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="simulated-fleet-api", daemon=True)
+        self._loop_thread.start()
+        self._client = self._call(self._connect())
+
+    async def _connect(self) -> kube.Client:
+        return kube.connect(kube.from_kubeconfig(self.kubeconfig))  # its session belongs to the API thread's loop
+
+    def _call(self, call: Coroutine[Any, Any, T]) -> T:
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(call, self._loop)
+        return future.result(timeout=60)
 
     def create(self, name: str, labels: dict[str, str]) -> None:
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": kube.EDGEDEVICES.api_version,
             "kind": "EdgeDevice",
             "metadata": {"name": name, "labels": labels},
             "spec": {"models": []},
         }
-        self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        self._call(self._client.create(kube.EDGEDEVICES, self.namespace, body))
         self.created.add(name)
 
     def start(self) -> SimulatedFleet:
@@ -60,7 +74,10 @@ class SimulatedFleet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.api.api_client.close()  # its connection pool would otherwise be left to the garbage collector
+        self._call(self._client.close())  # its connection pool would otherwise be left to the garbage collector
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=10)
+        self._loop.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -71,10 +88,7 @@ class SimulatedFleet:
             self._stop.wait(self.interval)
 
     def devices(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)[
-            "items"
-        ]
-        return items
+        return self._call(self._client.list(kube.EDGEDEVICES, self.namespace)).items
 
     def desired(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -114,9 +128,8 @@ class SimulatedFleet:
             current = ((device.get("status") or {}).get("models")) or []
             if _strip(current) == _strip(reports) and not _stale(current, self.refresh_seconds):
                 continue
-            self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, name, {"status": {"models": reports}}
-            )
+            patch = {"status": {"models": reports}}
+            self._call(self._client.merge_patch(kube.EDGEDEVICES, self.namespace, name, patch, "status"))
 
 
 def _stale(reports: list[dict[str, Any]], seconds: float) -> bool:

@@ -41,9 +41,8 @@ import numpy as np
 import pydantic
 
 from edgefleet.adapters import artifacts, bundle, inference_server, informer, kube, onnx_session
-from edgefleet.api import common
-from edgefleet.api.edgedevice import KIND, PLURAL, EdgeDeviceSpec, EdgeDeviceStatus
-from edgefleet.core.errors import TransientError
+from edgefleet.api.edgedevice import EdgeDeviceSpec, EdgeDeviceStatus
+from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import capabilities, config, control, device, installer, serving, state
 from edgefleet.testing.fleetsim import layout
 
@@ -54,54 +53,7 @@ class CountingClient(kube.Client):
     """The real client, counting requests by verb (``LIST`` and ``WATCH`` apart from ``GET``)."""
 
     def __init__(self, connection: kube.Connection, session: kube.Session, counts: collections.Counter[str]) -> None:
-        super().__init__(connection, session)
-        self.counts = counts
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        kind: str | None = None,
-    ) -> kube.JsonObject:
-        self.counts[method] += 1
-        return await super().request(method, path, params=params, body=body, content_type=content_type, kind=kind)
-
-    async def list(
-        self,
-        path: str,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        kind: str | None = None,
-    ) -> kube.JsonObject:
-        self.counts["LIST"] += 1
-        self.counts["GET"] -= 1  # request() below counts it as a GET
-        return await super().list(path, label_selector=label_selector, field_selector=field_selector, kind=kind)
-
-    async def watch(
-        self,
-        path: str,
-        *,
-        resource_version: str | None = None,
-        field_selector: str | None = None,
-        label_selector: str | None = None,
-        timeout_seconds: int = 300,
-        kind: str | None = None,
-    ) -> AsyncIterator[kube.WatchEvent]:
-        self.counts["WATCH"] += 1
-        async for event in super().watch(
-            path,
-            resource_version=resource_version,
-            field_selector=field_selector,
-            label_selector=label_selector,
-            timeout_seconds=timeout_seconds,
-            kind=kind,
-        ):
-            yield event
+        super().__init__(connection, session, counts=counts)
 
 
 class RecordingControl(control.KubeControl):
@@ -140,9 +92,9 @@ class Hub:
         self.controls: dict[str, HubControl] = {}
         self.cache = informer.Informer(
             client,
-            kube.custom_path(common.GROUP, common.VERSION, PLURAL, namespace),
+            kube.EDGEDEVICES,
+            namespace,
             _desired,
-            kind=KIND,
             label_selector=f"{layout.SHARD_LABEL}={shard}",
             on_change=self._changed,
         )
@@ -173,7 +125,7 @@ class HubControl(RecordingControl):
                 if last is not None and self.hub.cache.synced.is_set():
                     # Deleted under the running device: register again, as the device's own watch would.
                     last = None
-                    with contextlib.suppress(kube.KubeError, TransientError):
+                    with contextlib.suppress(EdgefleetError):
                         await self.register(self._labels)
                 continue
             if desired == last:
