@@ -57,7 +57,7 @@ def test_the_pass_knows_the_templates_it_was_given_and_waits_for_the_next_window
     spec = sim.spec(windows=[{"days": ["Sat"], "start": "22:00", "end": "23:00"}])
     md = sim.Fleet.new(spec, []).md
     stable, candidate = sim.template(sim.spec(version="0.9.0")), sim.template(spec)
-    run = state.Pass.of(md, sim.layout(2), candidate, stable, sim.T0)
+    run = state.PlanningPass.of(md, sim.layout(2), candidate, stable, sim.T0)
     assert run.template(candidate.revision) is candidate and run.template(stable.revision) is stable
     assert run.template("other") is None and run.template(None) is None
     assert [d.name for d in run.targeted] == ["dev-00", "dev-01"]

@@ -26,10 +26,10 @@ def test_describe_step(step: dict[str, object], text: str) -> None:
     assert steps.describe_step(modeldeployment.RolloutStep.model_validate(step)) == text
 
 
-def pass_on(fleet: Fleet) -> tuple[state.Pass, state.RolloutState]:
+def pass_on(fleet: Fleet) -> tuple[state.PlanningPass, state.RolloutState]:
     """A pass over ``fleet`` whose spec asks for a new revision, with the canary started at step 0."""
     candidate = sim.template(fleet.md.spec)
-    run = state.Pass.of(fleet.md, list(fleet.devices.values()), candidate, fleet.stable, fleet.now)
+    run = state.PlanningPass.of(fleet.md, list(fleet.devices.values()), candidate, fleet.stable, fleet.now)
     assert fleet.md.status is not None
     memory = dataclasses.replace(
         state.RolloutState.of(fleet.md.status), canary_revision=candidate.revision, step=0, started=fleet.now

@@ -71,7 +71,7 @@ def plan(
         raise ValueError(f"candidate template is for revision {candidate.revision}, spec is {revision}")
     if old.stable_revision is not None and (stable is None or stable.revision != old.stable_revision):
         raise ValueError(f"the template of stable revision {old.stable_revision} is needed to plan")
-    run = state.Pass.of(md, observed, candidate, stable, now)
+    run = state.PlanningPass.of(md, observed, candidate, stable, now)
     run.ledger.release_untargeted(run.views)
     memory = _remembered(state.RolloutState.of(old), revision, md.metadata.generation, candidate)
     announced = old.rollout_failure
@@ -107,7 +107,7 @@ def _remembered(
 
 
 def _first_revision(
-    run: state.Pass, memory: state.RolloutState, revision: str
+    run: state.PlanningPass, memory: state.RolloutState, revision: str
 ) -> tuple[state.RolloutState, state.RolloutSummary]:
     """Without a stable revision there is nothing to canary against: the first one becomes stable at once."""
     if run.candidate is None:
@@ -123,7 +123,7 @@ def _first_revision(
 
 
 def _compiling(
-    run: state.Pass, memory: state.RolloutState, revision: str
+    run: state.PlanningPass, memory: state.RolloutState, revision: str
 ) -> tuple[state.RolloutState, state.RolloutSummary]:
     """The spec's template is missing: ask for the compile, or stall on the recorded failure of this spec."""
     if run.template(memory.stable_revision) is not None and not run.signals.held:
@@ -138,7 +138,7 @@ def _compiling(
     return memory, summary
 
 
-def _steady(run: state.Pass, memory: state.RolloutState) -> state.RolloutSummary:
+def _steady(run: state.PlanningPass, memory: state.RolloutState) -> state.RolloutSummary:
     """No canary: every device on stable."""
     stable = memory.stable_revision
     assert stable is not None
@@ -155,7 +155,7 @@ def _steady(run: state.Pass, memory: state.RolloutState) -> state.RolloutSummary
     return state.RolloutSummary.unknown("Progressing", "Progressing", message, run.device_wait())
 
 
-def _rolled_back_steady(run: state.Pass, memory: state.RolloutState) -> state.RolloutSummary:
+def _rolled_back_steady(run: state.PlanningPass, memory: state.RolloutState) -> state.RolloutSummary:
     """The spec still asks for the aborted revision: devices stay on stable, with the evidence of the abort."""
     failure = memory.rollout_failure
     if failure is not None and failure.message:
@@ -167,7 +167,7 @@ def _rolled_back_steady(run: state.Pass, memory: state.RolloutState) -> state.Ro
 
 
 def _rollout(
-    run: state.Pass,
+    run: state.PlanningPass,
     memory: state.RolloutState,
     revision: str,
     announced: modeldeployment.RolloutFailure | None,
@@ -200,14 +200,14 @@ def _rollout(
 # -- transitions ------------------------------------------------------------------------------------------------
 
 
-def _end_canary(run: state.Pass, memory: state.RolloutState, why: str) -> state.RolloutState:
+def _end_canary(run: state.PlanningPass, memory: state.RolloutState, why: str) -> state.RolloutState:
     if memory.canary_revision is None:
         return memory
     run.emit("Normal", "Superseded", f"Stopped rollout of revision {memory.canary_revision}: {why}")
     return memory.without_canary()
 
 
-def _promote(run: state.Pass, memory: state.RolloutState) -> state.RolloutState:
+def _promote(run: state.PlanningPass, memory: state.RolloutState) -> state.RolloutState:
     run.emit(
         "Normal",
         "Promoted",
@@ -217,7 +217,7 @@ def _promote(run: state.Pass, memory: state.RolloutState) -> state.RolloutState:
 
 
 def _fail(
-    run: state.Pass,
+    run: state.PlanningPass,
     memory: state.RolloutState,
     cause: str,
     evidence: str,
@@ -248,14 +248,14 @@ def _fail(
     return memory, state.RolloutSummary.stalled_by("Degraded", "RolloutFailed", message)
 
 
-def _rolled_back(run: state.Pass, memory: state.RolloutState, message: str) -> state.RolloutSummary:
+def _rolled_back(run: state.PlanningPass, memory: state.RolloutState, message: str) -> state.RolloutSummary:
     stable = memory.stable_revision
     assert stable is not None
     pending = [d for d in run.targeted if run.entry_for(stable, d) is not None and not run.ledger.converged(d, stable)]
     return state.RolloutSummary.stalled_by("RolledBack", "RolledBack", message, run.device_wait() if pending else None)
 
 
-def _converge_to_stable(run: state.Pass, memory: state.RolloutState) -> None:
+def _converge_to_stable(run: state.PlanningPass, memory: state.RolloutState) -> None:
     """Every targeted device to the stable entry; free changes first so they never wait for budget."""
     run.ledger.converge((d, run.entry_for(memory.stable_revision, d)) for d in run.targeted)
 
@@ -264,7 +264,7 @@ def _converge_to_stable(run: state.Pass, memory: state.RolloutState) -> None:
 
 
 def _result(
-    run: state.Pass,
+    run: state.PlanningPass,
     md: modeldeployment.ModelDeployment,
     old: modeldeployment.ModelDeploymentStatus,
     memory: state.RolloutState,

@@ -6,7 +6,7 @@
   back as memory: they are outputs, recomputed every pass.
 * :class:`RolloutSignals` are the manual signals on the deployment (``spec.paused`` and the annotations). Each names
   what it acts on, so a stale value is ignored and applying one twice changes nothing.
-* :class:`Pass` holds the inputs of one pass and its two accumulators: the
+* :class:`PlanningPass` holds the inputs of one pass and its two accumulators: the
   :class:`~edgefleet.core.planner.availability.Ledger` of device entries and the events.
 * :class:`RolloutSummary` is how the pass ends: phase, Ready/Stalled causes and when to look again.
 
@@ -148,7 +148,7 @@ class RolloutSummary:
 
 
 @dataclasses.dataclass(frozen=True)
-class Pass:
+class PlanningPass:
     """The inputs of one planning pass, with its two accumulators (the ledger and the events)."""
 
     deployment: str
@@ -172,7 +172,7 @@ class Pass:
         candidate: revisions.RevisionTemplate | None,
         stable: revisions.RevisionTemplate | None,
         now: dt.datetime,
-    ) -> Pass:
+    ) -> PlanningPass:
         views = tuple(devices.view(d, md, now) for d in sorted(observed, key=lambda d: d.metadata.name))
         targeted = tuple(d for d in views if d.targeted)
         limit = availability.resolve_max_unavailable(md.spec.rollout.max_unavailable, len(targeted))
@@ -220,7 +220,7 @@ __all__ = [
     "ANNOTATION_PROMOTE",
     "Event",
     "EventType",
-    "Pass",
+    "PlanningPass",
     "RolloutSignals",
     "RolloutState",
     "RolloutSummary",

@@ -97,7 +97,7 @@ class _Fail:
 _StepOutcome = _Advance | _Wait | _Fail
 
 
-def walk(run: state.Pass, rollout: state.RolloutState) -> WalkResult:
+def walk(run: state.PlanningPass, rollout: state.RolloutState) -> WalkResult:
     """Walk the steps of the canary in ``rollout`` from its current step as far as this pass allows."""
     steps = run.spec.rollout.steps
     threshold = run.spec.rollout.success_threshold
@@ -123,7 +123,7 @@ def walk(run: state.Pass, rollout: state.RolloutState) -> WalkResult:
 
 
 def _evaluate(
-    run: state.Pass, rollout: state.RolloutState, step: modeldeployment.RolloutStep, evidence: analysis.Evidence
+    run: state.PlanningPass, rollout: state.RolloutState, step: modeldeployment.RolloutStep, evidence: analysis.Evidence
 ) -> _StepOutcome:
     assert rollout.canary_revision is not None and rollout.step is not None and rollout.started is not None
     if step.set_weight is not None:
@@ -153,7 +153,7 @@ def _evaluate(
     return _Wait(_progressing(run, rollout, judgement.detail, judgement.wake_in))
 
 
-def _set_weight_step(run: state.Pass, rollout: state.RolloutState, weight: int) -> _StepOutcome:
+def _set_weight_step(run: state.PlanningPass, rollout: state.RolloutState, weight: int) -> _StepOutcome:
     assert rollout.canary_revision is not None and rollout.started is not None
     revision = rollout.canary_revision
     before = run.ledger.snapshot()
@@ -173,7 +173,7 @@ def _set_weight_step(run: state.Pass, rollout: state.RolloutState, weight: int) 
     return _Wait(_progressing(run, rollout, what, run.device_wait()), restart_clock=blocked)
 
 
-def set_weight(run: state.Pass, rollout: state.RolloutState, weight: int) -> bool:
+def set_weight(run: state.PlanningPass, rollout: state.RolloutState, weight: int) -> bool:
     """Move the canary towards ``weight`` percent of the devices it can run on; True when the step is complete."""
     assert rollout.canary_revision is not None and run.candidate is not None
     revision = rollout.canary_revision
@@ -210,7 +210,7 @@ def set_weight(run: state.Pass, rollout: state.RolloutState, weight: int) -> boo
     return len(on_canary) >= min(goal, capacity) and all(run.ledger.converged(d, revision) for d in on_canary)
 
 
-def _advance(run: state.Pass, rollout: state.RolloutState) -> state.RolloutState:
+def _advance(run: state.PlanningPass, rollout: state.RolloutState) -> state.RolloutState:
     assert rollout.step is not None
     steps = run.spec.rollout.steps
     run.emit(
@@ -223,7 +223,7 @@ def _advance(run: state.Pass, rollout: state.RolloutState) -> state.RolloutState
 
 
 def _progressing(
-    run: state.Pass, rollout: state.RolloutState, what: str, wake_in: float | None
+    run: state.PlanningPass, rollout: state.RolloutState, what: str, wake_in: float | None
 ) -> state.RolloutSummary:
     assert rollout.step is not None
     steps = run.spec.rollout.steps
