@@ -310,3 +310,16 @@ async def test_a_deployment_that_is_gone_is_not_patched() -> None:
     del cluster.kube.objects[(fleet.MODELDEPLOYMENTS, "plant", sim.NAME)]
     outcome = await cluster.reconcile()
     assert outcome.status is None and outcome.error is None and cluster.kube.status_patches == 0
+
+
+async def test_a_pass_that_fails_after_a_compile_ended_leaves_its_outcome_for_the_next_pass() -> None:
+    cluster = Cluster.new()
+    await cluster.reconcile()
+    await cluster.compiled()
+    cluster.kube.fail_device_writes = True
+    failed = await cluster.reconcile()
+    assert isinstance(failed.error, errors.TransientError) and cluster.status.artifacts == []
+    cluster.kube.fail_device_writes = False
+    recorded = await cluster.reconcile()
+    assert "Compiled" in [e.reason for e in recorded.events] and len(cluster.status.artifacts) == 2
+    assert cluster.stage.compiles == 1

@@ -268,30 +268,36 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
         return Outcome(md.status)
     now = deps.clock()
     seen: Observation | None = None
+    error: errors.TransientError | errors.InvalidSpecError | None = None
     try:
         seen = await observe(md, deps)
         decision = decide(seen, now)
         written = await act(seen, decision, deps)
+        outcome = Outcome(decision.status, decision.events, decision.plan.requeue_after, written)
     except errors.EdgefleetError as exc:
         error = classify(exc)
-        status = failed_status(md, error, now)
-        try:
-            await _write_status(deps, md, status)
-        except errors.EdgefleetError as write_error:
-            log.warning("Failed to write status error=%s", write_error)
-        else:
-            if seen is not None and isinstance(seen.job_state, jobs.Failed) and seen.job_state.error is exc:
-                _release(deps, seen)  # the job's failure is this pass's error: the next pass compiles again
-        return Outcome(status, error=error)
-    await _write_status(deps, md, decision.status)
-    _release(deps, seen)
-    return Outcome(decision.status, decision.events, decision.plan.requeue_after, written)
-
-
-def _release(deps: Deps, seen: Observation | None) -> None:
-    """The pass recorded the outcome of a finished job: forget it."""
-    if seen is not None and seen.job is not None and not isinstance(seen.job_state, jobs.Running):
+        outcome = Outcome(failed_status(md, error, now), error=error)
+    assert outcome.status is not None
+    try:
+        await _write_status(deps, md, outcome.status)  # the one status patch, failures included
+    except errors.EdgefleetError as write_error:
+        if error is None:
+            raise
+        log.warning("Failed to write status error=%s", write_error)  # report the pass's own failure
+        return outcome
+    if seen is not None and seen.job is not None and _recorded(seen.job_state, error):
         deps.compile_jobs.release(seen.job)
+    return outcome
+
+
+def _recorded(state: jobs.JobState | None, error: errors.EdgefleetError | None) -> bool:
+    """The status just written reports the outcome of the observed job: a completed pass recorded its success or its
+    compile failure; a failed pass reported its error if that was the job's (the next pass then compiles again)."""
+    if isinstance(state, jobs.Succeeded):
+        return error is None
+    if isinstance(state, jobs.Failed):
+        return error is None or state.error is error
+    return False
 
 
 async def _write_status(
