@@ -13,7 +13,7 @@ import pytest
 from edgefleet.adapters import fleet, kubeapi
 from edgefleet.api import common, modeldeployment
 from edgefleet.core import errors, revisions
-from edgefleet.operator import compilation, jobs, reconcile
+from edgefleet.operator import compilation, compilejobs, reconcile
 from tests.support import rollout as sim
 from tests.support.fakekube import FakeKube
 
@@ -157,14 +157,14 @@ class Cluster:
         wire["metadata"].update(uid="uid-1", generation=1)
         kube.put(fleet.MODELDEPLOYMENTS, "plant", wire)
 
-        async def compile_stage() -> jobs.Stage:
+        async def compile_stage() -> compilejobs.Stage:
             return stage
 
         deps = reconcile.Deps(
             api=kube,
             devices=fleet.Fleet(kube),
             templates=fleet.Revisions(kube),
-            compile_jobs=jobs.CompileJobs(),
+            compile_jobs=compilejobs.CompileJobs(),
             compile_stage=compile_stage,
             clock=lambda: NOW,
         )
@@ -217,7 +217,9 @@ async def test_a_pass_starts_the_compile_and_the_next_one_rolls_out_what_it_stor
     ]
     assert cluster.desired() == {revision} and second.devices_written == 4
     assert cluster.stage.compiles == 1
-    assert cluster.deps.compile_jobs.find(jobs.JobKey("plant", sim.NAME, revision)) is None, "the outcome is recorded"
+    assert cluster.deps.compile_jobs.find(compilejobs.JobKey("plant", sim.NAME, revision)) is None, (
+        "the outcome is recorded"
+    )
 
 
 async def test_a_running_compile_is_found_not_started_again() -> None:

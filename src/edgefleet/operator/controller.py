@@ -20,7 +20,7 @@ from typing import Any
 
 from edgefleet.adapters import fleet, kubeapi, store
 from edgefleet.core import errors
-from edgefleet.operator import compilation, jobs, metrics, reconcile, settings, triggers
+from edgefleet.operator import compilation, compilejobs, metrics, reconcile, settings, triggers
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
 TRIGGER_LOG = logging.getLogger("edgefleet.operator.triggers")
@@ -72,7 +72,7 @@ class Controller:
         self.runner = runner
         self.pool = pool
         self.triggers = triggers.Triggers(config.react_seconds, self._triggered)
-        self.compile_jobs = jobs.CompileJobs(
+        self.compile_jobs = compilejobs.CompileJobs(
             on_done=lambda key: self.triggers.deployment_changed(key.namespace, key.deployment)
         )
         self.deps = reconcile.Deps(
@@ -116,7 +116,7 @@ class Controller:
         self.pool.shutdown(wait=False, cancel_futures=True)
         await self.api.close()
 
-    async def _compile_stage(self) -> jobs.Stage:
+    async def _compile_stage(self) -> compilejobs.Stage:
         """The compile stage, made once the signing key can be read."""
         if self._stage is None:
             namespace, name = self.settings.signing_secret_ref

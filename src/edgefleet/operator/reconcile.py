@@ -4,7 +4,7 @@ One pass has one shape (STYLE rules 1, 2, 22):
 
 1. **Observe** everything once: the deployment (read fresh from the API server), the templates of its stable and its
    current revision, every EdgeDevice of the namespace (from the watch-backed cache) and the compile job of the
-   current revision, if one ran (:mod:`edgefleet.operator.jobs`).
+   current revision, if one ran (:mod:`edgefleet.operator.compilejobs`).
 2. **Plan** once (:func:`decide`, pure): record a finished compile's outcome in the status memory (the published
    artifacts, or ``lastAttemptedRevision`` + ``compileFailure``), then let the rollout planner decide.
 3. **Act**: write the devices' desired models, and start the compile the plan asks for (or find it running).
@@ -32,7 +32,7 @@ import pydantic
 from edgefleet.adapters import fleet, kubeapi
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import conditions, errors, planner, revisions
-from edgefleet.operator import compilation, jobs, metrics
+from edgefleet.operator import compilation, compilejobs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class Deps:
     api: kubeapi.KubeApi
     devices: fleet.Fleet
     templates: fleet.Revisions
-    compile_jobs: jobs.CompileJobs
-    compile_stage: Callable[[], Awaitable[jobs.Stage]]
+    compile_jobs: compilejobs.CompileJobs
+    compile_stage: Callable[[], Awaitable[compilejobs.Stage]]
     """The compile stage; raises an EdgefleetError saying why there is none (e.g. the signing key is missing)."""
     clock: Callable[[], dt.datetime] = dataclasses.field(default=lambda: dt.datetime.now(dt.UTC))
 
@@ -58,9 +58,9 @@ class Observation:
     stable: revisions.RevisionTemplate | None
     candidate: revisions.RevisionTemplate | None
     devices: tuple[edgedevice.EdgeDevice, ...]
-    job: jobs.CompileJob | None
+    job: compilejobs.CompileJob | None
     """The compile job of the spec's revision, if one runs or ended without being recorded."""
-    job_state: jobs.JobState | None
+    job_state: compilejobs.JobState | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +167,7 @@ async def observe(md: modeldeployment.ModelDeployment, deps: Deps) -> Observatio
     if candidate is None:
         candidate = await deps.templates.get(namespace, name, revision)
     deps.compile_jobs.prune(namespace, name, keep=revision)
-    job = deps.compile_jobs.find(jobs.JobKey(namespace, name, revision))
+    job = deps.compile_jobs.find(compilejobs.JobKey(namespace, name, revision))
     devices = tuple(await deps.devices.devices(namespace))
     return Observation(md, stable, candidate, devices, job, job.state() if job is not None else None)
 
@@ -185,7 +185,7 @@ def decide(seen: Observation, now: dt.datetime) -> Decision:
     status = md.status or modeldeployment.ModelDeploymentStatus()
     candidate, events = seen.candidate, []
     state = seen.job_state
-    if isinstance(state, jobs.Succeeded):
+    if isinstance(state, compilejobs.Succeeded):
         published = state.published
         candidate = candidate or published.template
         status = status.model_copy(update={"artifacts": list(published.artifacts)})
@@ -193,7 +193,7 @@ def decide(seen: Observation, now: dt.datetime) -> Decision:
         events.append(
             planner.Event("Normal", "Compiled", f"Compiled revision {revision} in {published.seconds:.1f}s ({sizes})")
         )
-    elif isinstance(state, jobs.Failed):
+    elif isinstance(state, compilejobs.Failed):
         error = state.error
         if not (isinstance(error, errors.InvalidSpecError) and error.reason.is_compile_failure):
             raise error
@@ -224,7 +224,7 @@ async def act(seen: Observation, decision: Decision, deps: Deps) -> int:
     written = await deps.devices.apply(namespace, md.metadata.name, decision.plan.changes, seen.devices)
     revision = decision.plan.compile
     if revision is not None:
-        key = jobs.JobKey(namespace, md.metadata.name, revision)
+        key = compilejobs.JobKey(namespace, md.metadata.name, revision)
         job = deps.compile_jobs.find(key)
         if job is None or job.task.done():
             try:
@@ -236,7 +236,7 @@ async def act(seen: Observation, decision: Decision, deps: Deps) -> int:
 
 
 async def _compile(
-    stage: jobs.Stage, templates: fleet.Revisions, md: modeldeployment.ModelDeployment
+    stage: compilejobs.Stage, templates: fleet.Revisions, md: modeldeployment.ModelDeployment
 ) -> compilation.Published:
     """The work of a compile job: compile, publish, and store the template the next pass observes."""
     published = await stage.compile(md.spec)
@@ -290,12 +290,12 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
     return outcome
 
 
-def _recorded(state: jobs.JobState | None, error: errors.EdgefleetError | None) -> bool:
+def _recorded(state: compilejobs.JobState | None, error: errors.EdgefleetError | None) -> bool:
     """The status just written reports the outcome of the observed job: a completed pass recorded its success or its
     compile failure; a failed pass reported its error if that was the job's (the next pass then compiles again)."""
-    if isinstance(state, jobs.Succeeded):
+    if isinstance(state, compilejobs.Succeeded):
         return error is None
-    if isinstance(state, jobs.Failed):
+    if isinstance(state, compilejobs.Failed):
         return error is None or state.error is error
     return False
 

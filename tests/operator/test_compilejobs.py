@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from edgefleet.core import errors
-from edgefleet.operator import compilation, jobs
+from edgefleet.operator import compilation, compilejobs
 from tests.support import rollout as sim
 
-KEY = jobs.JobKey("plant", "weld", "1.0.0-abc")
+KEY = compilejobs.JobKey("plant", "weld", "1.0.0-abc")
 
 
 def published() -> compilation.Published:
@@ -18,9 +18,9 @@ def published() -> compilation.Published:
 
 
 async def test_a_job_runs_once_reports_its_end_and_keeps_its_outcome_until_released() -> None:
-    ended: list[jobs.JobKey] = []
+    ended: list[compilejobs.JobKey] = []
     gate = asyncio.Event()
-    registry = jobs.CompileJobs(on_done=ended.append)
+    registry = compilejobs.CompileJobs(on_done=ended.append)
 
     async def work() -> compilation.Published:
         await gate.wait()
@@ -28,11 +28,11 @@ async def test_a_job_runs_once_reports_its_end_and_keeps_its_outcome_until_relea
 
     job = registry.start(KEY, 3, work)
     assert registry.start(KEY, 4, work) is job, "a running job is found, not started again"
-    assert isinstance(job.state(), jobs.Running) and job.generation == 3
+    assert isinstance(job.state(), compilejobs.Running) and job.generation == 3
     gate.set()
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert ended == [KEY] and isinstance(job.state(), jobs.Succeeded)
+    assert ended == [KEY] and isinstance(job.state(), compilejobs.Succeeded)
     assert registry.find(KEY) is job
     registry.release(job)
     assert registry.find(KEY) is None
@@ -48,7 +48,7 @@ async def test_a_job_runs_once_reports_its_end_and_keeps_its_outcome_until_relea
     ],
 )
 async def test_a_failed_job_carries_a_classified_error(raised: Exception, kind: type[Exception]) -> None:
-    registry = jobs.CompileJobs()
+    registry = compilejobs.CompileJobs()
 
     async def work() -> compilation.Published:
         raise raised
@@ -56,11 +56,11 @@ async def test_a_failed_job_carries_a_classified_error(raised: Exception, kind: 
     job = registry.start(KEY, 1, work)
     await asyncio.sleep(0)
     state = job.state()
-    assert isinstance(state, jobs.Failed) and isinstance(state.error, kind)
+    assert isinstance(state, compilejobs.Failed) and isinstance(state.error, kind)
 
 
 async def test_a_finished_job_is_replaced_and_releasing_the_old_one_keeps_the_new() -> None:
-    registry = jobs.CompileJobs()
+    registry = compilejobs.CompileJobs()
 
     async def fail() -> compilation.Published:
         raise errors.TransientError("once")
@@ -78,7 +78,7 @@ async def test_a_finished_job_is_replaced_and_releasing_the_old_one_keeps_the_ne
 
 
 async def test_other_revisions_are_pruned_once_finished_and_deletion_cancels() -> None:
-    registry = jobs.CompileJobs()
+    registry = compilejobs.CompileJobs()
     gate = asyncio.Event()
 
     async def work() -> compilation.Published:
@@ -88,11 +88,11 @@ async def test_other_revisions_are_pruned_once_finished_and_deletion_cancels() -
     async def quick() -> compilation.Published:
         return published()
 
-    running = registry.start(jobs.JobKey("plant", "weld", "2.0.0-def"), 1, work)
-    registry.start(jobs.JobKey("plant", "weld", "3.0.0-fed"), 1, quick)
+    running = registry.start(compilejobs.JobKey("plant", "weld", "2.0.0-def"), 1, work)
+    registry.start(compilejobs.JobKey("plant", "weld", "3.0.0-fed"), 1, quick)
     await asyncio.sleep(0)
     registry.prune("plant", "weld", keep=KEY.revision)
-    assert registry.find(jobs.JobKey("plant", "weld", "3.0.0-fed")) is None
+    assert registry.find(compilejobs.JobKey("plant", "weld", "3.0.0-fed")) is None
     assert registry.find(running.key) is running, "a running job of another revision is left to finish"
     await registry.cancel("plant", "weld")
     assert registry.find(running.key) is None and running.task.cancelled()
