@@ -8,13 +8,18 @@ import doctest
 import pytest
 
 from edgefleet.api import modeldeployment
-from edgefleet.core import canary, conditions, planner, revisions, windows
+from edgefleet.core import canary, conditions, revisions, windows
+from edgefleet.core.planner import analysis, availability, devices, rollout, state, steps
 
 T0 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
+PLANNER_MODULES = [analysis, availability, devices, rollout, state, steps]
 
 
-@pytest.mark.parametrize("module", [conditions, windows, canary, revisions, planner])
+@pytest.mark.parametrize(
+    "module",
+    [conditions, windows, canary, revisions, *PLANNER_MODULES],
+)
 def test_worked_examples_in_docstrings_hold(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0 and result.attempted > 0
@@ -24,9 +29,9 @@ def test_reconciling_and_stalled_exist_only_while_true() -> None:
     first = conditions.kstatus(
         [],
         ready="False",
-        ready_reason=conditions.Reason("RolledBack", "bad"),
-        reconciling=conditions.Reason("RollingBack", "reverting"),
-        stalled=conditions.Reason("RolledBack", "bad"),
+        ready_reason=conditions.Cause("RolledBack", "bad"),
+        reconciling=conditions.Cause("RollingBack", "reverting"),
+        stalled=conditions.Cause("RolledBack", "bad"),
         generation=3,
         now=T0,
     )
@@ -35,9 +40,9 @@ def test_reconciling_and_stalled_exist_only_while_true() -> None:
     second = conditions.kstatus(
         first,
         ready="False",
-        ready_reason=conditions.Reason("RolledBack", "evidence"),
+        ready_reason=conditions.Cause("RolledBack", "evidence"),
         reconciling=None,
-        stalled=conditions.Reason("RolledBack", "evidence"),
+        stalled=conditions.Cause("RolledBack", "evidence"),
         generation=4,
         now=T1,
     )
@@ -48,7 +53,7 @@ def test_reconciling_and_stalled_exist_only_while_true() -> None:
     third = conditions.kstatus(
         second,
         ready="True",
-        ready_reason=conditions.Reason("RolloutComplete"),
+        ready_reason=conditions.Cause("RolloutComplete"),
         reconciling=None,
         stalled=None,
         generation=4,
@@ -63,7 +68,7 @@ def test_foreign_conditions_are_kept_after_the_managed_ones() -> None:
     out = conditions.kstatus(
         other,
         ready="Unknown",
-        ready_reason=conditions.Reason("Progressing"),
+        ready_reason=conditions.Cause("Progressing"),
         reconciling=None,
         stalled=None,
         generation=1,

@@ -30,7 +30,7 @@ def devices() -> list[edgedevice.EdgeDevice]:
 
 def test_version_bump_is_one_change_with_waves() -> None:
     base, head = md(), md(spec__model__version="1.4.0")
-    result = fleetplan.plan([base], [head], devices())
+    result = fleetplan.compare([base], [head], devices())
     (change,) = result.changed
     assert change.action == "changed"
     assert [(c.path, c.before, c.after) for c in change.changes] == [("spec.model.version", "1.3.0", "1.4.0")]
@@ -47,14 +47,14 @@ def test_version_bump_is_one_change_with_waves() -> None:
 
 
 def test_unchanged_objects_produce_no_rollout() -> None:
-    result = fleetplan.plan([md()], [md()], devices())
+    result = fleetplan.compare([md()], [md()], devices())
     assert result.changed == () and result.rollouts == ()
 
 
 def test_added_and_removed() -> None:
     other = md()
     renamed = modeldeployment.ModelDeployment.model_validate({**other.to_wire(), "metadata": {"name": "weld-v2"}})
-    result = fleetplan.plan([other], [renamed], [])
+    result = fleetplan.compare([other], [renamed], [])
     assert [(o.name, o.action) for o in result.changed] == [
         ("weld-defect-classifier", "removed"),
         ("weld-v2", "added"),
@@ -64,6 +64,6 @@ def test_added_and_removed() -> None:
 
 
 def test_plan_is_deterministic() -> None:
-    a = fleetplan.plan([md()], [md(spec__model__version="2.0.0")], devices())
-    b = fleetplan.plan([md()], [md(spec__model__version="2.0.0")], list(reversed(devices())))
+    a = fleetplan.compare([md()], [md(spec__model__version="2.0.0")], devices())
+    b = fleetplan.compare([md()], [md(spec__model__version="2.0.0")], list(reversed(devices())))
     assert a == b

@@ -368,10 +368,33 @@ class CompiledArtifact(ApiModel):
     speedup: float | None = Field(default=None, description="Measured latency speedup against FP32.")
 
 
+class CompileFailure(ApiModel):
+    """Why the compile of ``status.lastAttemptedRevision`` failed: that spec is not compiled again until it changes."""
+
+    generation: int = Field(ge=0, description="The metadata.generation whose compile failed.")
+    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=common.CONDITION_REASON)] = Field(
+        description="CamelCase reason, e.g. AccuracyGateFailed or SourceDigestMismatch."
+    )
+    message: Annotated[str, Field(max_length=32768)] = Field(
+        default="", description="What failed, with the measured numbers."
+    )
+
+
+class RolloutFailure(ApiModel):
+    """The last failed rollout: kept while its revision is aborted (RolledBack) or failing in place (Degraded)."""
+
+    revision: Annotated[str, Field(max_length=256)] = Field(description="The revision that failed.")
+    message: Annotated[str, Field(max_length=32768)] = Field(
+        default="", description="What happened, with the evidence (devices, verdicts, samples)."
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment, written by the operator."""
 
-    observed_generation: int | None = Field(default=None, description="Generation the status reflects.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status describes (set when a reconcile completes)."
+    )
     conditions: Annotated[list[Condition], common.list_map("type", 16)] = Field(
         default_factory=list, description="Ready always; Reconciling/Stalled only when True."
     )
@@ -392,6 +415,15 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list,
         max_length=16,
         description="Compiled variants of the canary (or stable) revision.",
+    )
+    last_attempted_revision: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description="Revision the operator last started to compile."
+    )
+    compile_failure: CompileFailure | None = Field(
+        default=None, description="Why the compile of lastAttemptedRevision failed, for this generation of the spec."
+    )
+    rollout_failure: RolloutFailure | None = Field(
+        default=None, description="The failed rollout of abortedRevision, or of the canary while Degraded."
     )
     last_error: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Last error the operator met."

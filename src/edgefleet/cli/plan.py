@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not devices:
         devices = [p.obj for p in head if isinstance(p.obj, edgedevice.EdgeDevice)]
-    result = fleetplan.plan([p.obj for p in base], [p.obj for p in head], devices)
+    result = fleetplan.compare([p.obj for p in base], [p.obj for p in head], devices)
     if args.output == "json":
         json.dump({"base": args.base, "head": args.head, **result.to_json()}, sys.stdout, indent=2, default=str)
         print()

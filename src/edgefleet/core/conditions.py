@@ -7,8 +7,9 @@ The rules (Kubernetes API conventions plus kstatus):
 * Every condition carries the ``observedGeneration`` it was computed from.
 * ``lastTransitionTime`` changes only when ``status`` changes; a new reason or message keeps the old time.
 
-Conditions of other types (written by someone else) are kept as they are, after the three managed ones. Everything here
-is pure.
+Conditions of other types (written by someone else, or the agent's ``Healthy``) are kept, after the three managed ones.
+The operator (ModelDeployment status) and the edge agent (EdgeDevice status) both set conditions through
+:func:`set_condition`; the agent passes its smaller ``max_message``. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 MANAGED = (READY, RECONCILING, STALLED)
+MAX_MESSAGE = 32768
+"""The API's limit on ``Condition.message`` (``metav1.Condition``)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Reason:
-    """A reason and a human-readable message for one condition."""
+class Cause:
+    """Why a condition has its status: a CamelCase reason and a human-readable message (as ``metav1.StatusCause``)."""
 
     reason: str
     message: str = ""
@@ -41,11 +44,22 @@ def set_condition(
     message: str,
     generation: int | None,
     now: dt.datetime,
+    *,
+    max_message: int = MAX_MESSAGE,
 ) -> list[common.Condition]:
     """Return ``conditions`` with ``type_`` set, keeping its transition time when the status is unchanged (pure).
 
+    ``message`` is cut to ``max_message`` characters. The result is in a fixed order: Ready, Reconciling, Stalled,
+    then the other types by name.
+
     Worked example: Ready goes from ``False/Progressing`` (set at 10:00) to ``False/RolledBack`` at 10:05: the reason
     and message change but ``lastTransitionTime`` stays 10:00, because the status did not change.
+
+    >>> t0, t1 = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 10, 5, tzinfo=dt.UTC)
+    >>> first = set_condition([], READY, "False", "Progressing", "step 1/3", 1, t0)
+    >>> second = set_condition(first, READY, "False", "RolledBack", "x" * 2000, 1, t1, max_message=1024)
+    >>> second[0].reason, second[0].last_transition_time == t0, len(second[0].message)
+    ('RolledBack', True, 1024)
     """
     previous = find(conditions, type_)
     transition = previous.last_transition_time if previous is not None and previous.status == status else now
@@ -53,7 +67,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message[:32768],
+        message=message[:max_message],
         last_transition_time=transition,
         observed_generation=generation,
     )
@@ -76,9 +90,9 @@ def kstatus(
     conditions: Sequence[common.Condition],
     *,
     ready: common.ConditionStatus,
-    ready_reason: Reason,
-    reconciling: Reason | None,
-    stalled: Reason | None,
+    ready_reason: Cause,
+    reconciling: Cause | None,
+    stalled: Cause | None,
     generation: int | None,
     now: dt.datetime,
 ) -> list[common.Condition]:
@@ -88,8 +102,8 @@ def kstatus(
     rather than False.
 
     >>> t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    >>> out = kstatus([], ready="Unknown", ready_reason=Reason("Progressing", "step 1/3"),
-    ...               reconciling=Reason("Progressing", "step 1/3"), stalled=None, generation=2, now=t0)
+    >>> out = kstatus([], ready="Unknown", ready_reason=Cause("Progressing", "step 1/3"),
+    ...               reconciling=Cause("Progressing", "step 1/3"), stalled=None, generation=2, now=t0)
     >>> [(c.type, c.status, c.observed_generation) for c in out]
     [('Ready', 'Unknown', 2), ('Reconciling', 'True', 2)]
     """
@@ -110,10 +124,11 @@ def _ordered(conditions: list[common.Condition]) -> list[common.Condition]:
 
 __all__ = [
     "MANAGED",
+    "MAX_MESSAGE",
     "READY",
     "RECONCILING",
     "STALLED",
-    "Reason",
+    "Cause",
     "find",
     "kstatus",
     "remove_condition",

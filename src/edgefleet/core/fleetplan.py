@@ -1,9 +1,9 @@
 """What a merge would change in the fleet: the pure core of ``edgefleet plan``.
 
-Given the edgefleet objects at a base and a head revision, and optionally a device inventory, :func:`plan`
-returns which deployments and devices are added, removed or changed (with field-level diffs), and for each
-ModelDeployment that would roll out: the targeted devices, the compile target (variant) each gets, and the rollout
-wave (setWeight step) in which each is updated, using the same canary order as the operator
+Given the edgefleet objects at a base and a head revision, and optionally a device inventory, :func:`compare`
+returns a :class:`FleetPlan`: which deployments and devices are added, removed or changed (with field-level diffs),
+and for each ModelDeployment that would roll out: the targeted devices, the compile target (variant) each gets, and
+the rollout wave (setWeight step) in which each is updated, using the same canary order as the operator
 (:mod:`edgefleet.core.canary`).
 
 Namespaces: base manifests often carry none and are stamped by kustomize overlays. A ModelDeployment without a
@@ -69,7 +69,9 @@ class RolloutPreview:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class FleetPlan:
+    """What merging head into base would change: the objects, and the rollouts it would start."""
+
     objects: tuple[ObjectChange, ...]
     rollouts: tuple[RolloutPreview, ...]
 
@@ -157,7 +159,7 @@ def _preview(
     )
 
 
-def plan(base: Sequence[Obj], head: Sequence[Obj], inventory: Sequence[edgedevice.EdgeDevice] = ()) -> Plan:
+def compare(base: Sequence[Obj], head: Sequence[Obj], inventory: Sequence[edgedevice.EdgeDevice] = ()) -> FleetPlan:
     """Compare two revisions of a fleet repository (pure). See the module docstring for an example."""
     before = {_key(o): o for o in base}
     after = {_key(o): o for o in head}
@@ -176,7 +178,7 @@ def plan(base: Sequence[Obj], head: Sequence[Obj], inventory: Sequence[edgedevic
         if isinstance(new, modeldeployment.ModelDeployment) and (old is None or objects[-1].action == "changed"):
             previous = old if isinstance(old, modeldeployment.ModelDeployment) else None
             rollouts.append(_preview(new, previous, inventory))
-    return Plan(tuple(objects), tuple(rollouts))
+    return FleetPlan(tuple(objects), tuple(rollouts))
 
 
 def _fmt(value: Any) -> str:
@@ -186,7 +188,7 @@ def _fmt(value: Any) -> str:
     return f"`{text if len(text) <= 80 else text[:77] + '...'}`"
 
 
-def to_markdown(result: Plan, base: str, head: str, max_devices: int = 50) -> str:
+def to_markdown(result: FleetPlan, base: str, head: str, max_devices: int = 50) -> str:
     """Render a plan as a pull-request comment (pure)."""
     lines = [f"### edgefleet plan `{base}` → `{head}`", ""]
     changed = result.changed
@@ -226,10 +228,10 @@ def to_markdown(result: Plan, base: str, head: str, max_devices: int = 50) -> st
 __all__ = [
     "DeviceWave",
     "FieldChange",
+    "FleetPlan",
     "ObjectChange",
-    "Plan",
     "RolloutPreview",
+    "compare",
     "diff",
-    "plan",
     "to_markdown",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -105,16 +105,6 @@ def template_for(
     )
 
 
-def artifacts_from_status(
-    compiled: Sequence[modeldeployment.CompiledArtifact],
-) -> dict[str, edgedevice.ArtifactRef]:
-    """The device-facing references of the artifacts recorded in a status (pure)."""
-    return {
-        a.target: edgedevice.ArtifactRef(uri=a.uri, digest=a.digest, size_bytes=a.size_bytes, precision=a.precision)
-        for a in compiled
-    }
-
-
 def _example_spec(
     steps: list[dict[str, object]] | None = None, sha: str = "a" * 64
 ) -> modeldeployment.ModelDeploymentSpec:
@@ -142,4 +132,4 @@ def _example_spec(
     )
 
 
-__all__ = ["RevisionTemplate", "TargetArtifact", "artifacts_from_status", "revision_of", "template_for"]
+__all__ = ["RevisionTemplate", "TargetArtifact", "revision_of", "template_for"]

@@ -139,7 +139,7 @@ class Fleet:
     compiled: bool = True
     history: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     events: list[planner.Event] = dataclasses.field(default_factory=list)
-    last: planner.Plan | None = None
+    last: planner.RolloutPlan | None = None
 
     @classmethod
     def new(cls, s: modeldeployment.ModelDeploymentSpec, devices: Sequence[edgedevice.EdgeDevice]) -> Fleet:
@@ -148,11 +148,11 @@ class Fleet:
         )
         return cls(md=md, devices={d.metadata.name: d for d in devices})
 
-    def plan(self) -> planner.Plan:
+    def plan(self) -> planner.RolloutPlan:
         candidate = template(self.md.spec) if self.compiled else None
         return planner.plan(self.md, list(self.devices.values()), candidate, self.stable, self.now)
 
-    def apply(self, p: planner.Plan) -> None:
+    def apply(self, p: planner.RolloutPlan) -> None:
         for change in p.changes:
             self.devices[change.device] = planner.apply_change(self.devices[change.device], NAME, change.desired)
             if change.desired is not None:
@@ -162,7 +162,7 @@ class Fleet:
         self.events.extend(p.events)
         self.last = p
 
-    def reconcile(self) -> planner.Plan:
+    def reconcile(self) -> planner.RolloutPlan:
         p = self.plan()
         self.apply(p)
         return p

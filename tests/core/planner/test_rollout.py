@@ -1,4 +1,5 @@
-"""Rollout planner: scenario tests on an in-memory fleet, asserting the resulting desired state and status."""
+"""The rollout planner's pass (``core/planner/rollout.py``): scenario tests on an in-memory fleet, asserting the
+resulting desired state and status."""
 
 from __future__ import annotations
 
