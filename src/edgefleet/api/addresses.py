@@ -159,11 +159,15 @@ def _rules() -> tuple[Rule, ...]:
             unless=_SCHEME + _QUAD + _PORT + _END,
         ),
         Rule(_SCHEME + r"(?i:" + names + r")\.?" + _PORT + _END, False, "host {host} is a cloud metadata name"),
-        Rule(_SCHEME + r"\[(?i:[0:]*:ffff):", False, "host [{host}] is an IPv4-mapped IPv6 address; write the IPv4 one"),
+        Rule(
+            _SCHEME + r"\[(?i:[0:]*:ffff):", False, "host [{host}] is an IPv4-mapped IPv6 address; write the IPv4 one"
+        ),
     ]
     for category, network in NEVER:
         literal = _IPV6_LITERAL.get(network) or _ipv4_literal(network) + _PORT + _END
-        rules.append(Rule(_SCHEME + literal, False, f"host {{host}} is a {category} address ({network}), never fetched"))
+        rules.append(
+            Rule(_SCHEME + literal, False, f"host {{host}} is a {category} address ({network}), never fetched")
+        )
     return tuple(rules)
 
 
@@ -285,10 +289,10 @@ __all__ = [
     "ENV_ALLOW",
     "LOCAL",
     "NEVER",
+    "RULES",
     "AddressError",
     "FetchPolicy",
     "IPAddress",
-    "RULES",
     "Rule",
     "cel_rule",
     "check_uri",
