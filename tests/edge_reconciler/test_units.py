@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from edgefleet.api.edgedevice import EdgeDeviceStatus
-from edgefleet.core.errors import EdgefleetError, InvalidSpecError
+from edgefleet.core.errors import InvalidSpecError
 from edgefleet.edge_reconciler import capabilities, config, main, state, telemetry
 
 
@@ -132,7 +132,11 @@ def test_outbound_refuses_keys_outside_the_allow_list() -> None:
         telemetry._check_keys({"models": [{"name": "a", "inputs": [1.0]}]}, "status")
 
 
-def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
+def test_damaged_journal_is_moved_aside_and_the_device_starts_fresh(tmp_path: Path) -> None:
     (tmp_path / "journal.json").write_text('{"models": {"demo": {"active": "c"}}}')
-    with pytest.raises(EdgefleetError, match=r"journal.json: the install journal is damaged .* move it aside"):
-        state.Store(tmp_path)
+    store = state.Store(tmp_path)
+    assert store.journal == state.Journal()
+    assert store.damaged is not None and "the install journal was damaged" in store.damaged
+    kept = list(tmp_path.glob("journal.damaged-*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"models": {"demo": {"active": "c"}}}'
+    assert not (tmp_path / "journal.json").exists()

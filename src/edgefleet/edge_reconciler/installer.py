@@ -150,6 +150,15 @@ class Installer:
         except OSError as exc:
             self._storage_failed(desired, exc)
             return None
+        except Exception as exc:
+            # Whatever the artifact holds, it must not take the device down (and, journaled as in flight, down again
+            # at every start): an unforeseen error rejects this digest like any failed check, and is logged as a bug.
+            log.exception("Install failed unexpectedly model=%s digest=%s", desired.name, desired.artifact.digest)
+            try:
+                self._fail(desired, "InternalError", f"{type(exc).__name__} while installing; see the agent's log")
+            except OSError as storage:
+                self._storage_failed(desired, storage)
+            return None
 
     async def _prepare(self, desired: DesiredModel) -> Prepared | None:
         name, digest, art = desired.name, desired.artifact.digest, desired.artifact
