@@ -84,10 +84,10 @@ class FilePin(_Part):
 
 
 class ModelInfo(_Part):
-    """Which model and version a bundle holds."""
+    """Which model and version a bundle holds (a device installs a bundle only when both match its spec)."""
 
-    name: _Text
-    version: _Text
+    name: _Text | None = None
+    version: _Text | None = None
 
 
 class Tensor(_Part):

@@ -3,14 +3,20 @@
 The repository URL comes from configuration but its content is untrusted. Only ordinary transports are accepted
 (https, http, ssh, scp-style ``git@host:path``, file and local paths); git's remote helpers such as ``ext::``, which
 run commands, are refused before git sees the URL, and gitpython's own unsafe-protocol checks stay on. Fetches have
-a timeout. A refused URL or branch is an :class:`~edgefleet.core.errors.InvalidSpecError` (``InvalidConfig``), a
-failed fetch a :class:`~edgefleet.core.errors.TransientError` (the next poll tries again).
+a timeout, and a size cap (:data:`MAX_FETCH_BYTES`): the cache's object store may not grow by more than that in one
+fetch; past it git is stopped, its partial pack deleted, and the fetch refused. A refused URL or branch, or an
+oversized fetch, is an :class:`~edgefleet.core.errors.InvalidSpecError` (``InvalidConfig``), a failed fetch a
+:class:`~edgefleet.core.errors.TransientError` (the next poll tries again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import git
@@ -18,6 +24,7 @@ import git
 from edgefleet.core import errors
 
 FETCH_TIMEOUT_SECONDS = 120
+MAX_FETCH_BYTES = 64 * 1024 * 1024
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]")
 _BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/-]+(?<![./])$")
 
@@ -43,7 +50,58 @@ def check_branch(branch: str) -> str:
     return branch
 
 
-def fetch(url: str, branch: str, cache: Path) -> tuple[git.Repo, str]:
+def _store_bytes(objects: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(objects):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # a temporary file git just renamed or removed
+    return total
+
+
+def _fetch_bounded(repo: git.Repo, dest: Path, branch: str, max_bytes: int) -> None:
+    """``git fetch`` of one branch, stopped (and its partial pack removed) once the objects grow past ``max_bytes``."""
+    objects = dest / "objects"
+    before = _store_bytes(objects)
+    command = [
+        "git", "-c", "protocol.ext.allow=never", "--git-dir", str(dest),
+        "fetch", "--no-tags", "--prune", "origin", f"+refs/heads/{branch}:refs/heads/{branch}",
+    ]  # fmt: skip
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) as proc:
+        oversized = timed_out = False
+        while proc.poll() is None:
+            if _store_bytes(objects) - before > max_bytes:
+                oversized = True
+            elif time.monotonic() > deadline:
+                timed_out = True
+            if oversized or timed_out:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(0.05)
+        stderr = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip().replace("\n", " ")
+    if oversized:
+        for leftover in list((objects / "pack").glob("tmp_*")) + list(objects.glob("incoming-*")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        raise errors.InvalidSpecError(
+            f"fetching {branch} from {repo.remotes.origin.url} would store more than {max_bytes} bytes; refused "
+            "(keep large files out of the fleet repository, or raise --max-fetch-bytes)",
+            errors.Reason.INVALID_CONFIG,
+        )
+    if timed_out:
+        raise errors.TransientError(f"fetching {branch} took longer than {FETCH_TIMEOUT_SECONDS}s")
+    if proc.returncode != 0:
+        raise errors.TransientError(f"fetching {branch} from {repo.remotes.origin.url} failed: {stderr[-500:]}")
+
+
+def fetch(url: str, branch: str, cache: Path, max_bytes: int = MAX_FETCH_BYTES) -> tuple[git.Repo, str]:
     """Clone or update the bare cache of ``url`` and return it with the commit ``branch`` points at."""
     check_url(url)
     check_branch(branch)
@@ -55,13 +113,7 @@ def fetch(url: str, branch: str, cache: Path) -> tuple[git.Repo, str]:
             repo.create_remote("origin", url)
         else:
             repo = git.Repo(dest)
-        repo.git.fetch(
-            "--no-tags",
-            "--prune",
-            "origin",
-            f"+refs/heads/{branch}:refs/heads/{branch}",
-            kill_after_timeout=FETCH_TIMEOUT_SECONDS,
-        )
+        _fetch_bounded(repo, dest, branch, max_bytes)
         return repo, repo.commit(f"refs/heads/{branch}").hexsha
     except git.GitCommandError as exc:
         stderr = (exc.stderr or "").strip().replace("\n", " ")
@@ -72,4 +124,4 @@ def fetch(url: str, branch: str, cache: Path) -> tuple[git.Repo, str]:
         ) from exc
 
 
-__all__ = ["check_branch", "check_url", "fetch"]
+__all__ = ["MAX_FETCH_BYTES", "check_branch", "check_url", "fetch"]
