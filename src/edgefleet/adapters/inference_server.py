@@ -46,7 +46,9 @@ from edgefleet.core import errors, tensors
 
 BINARY = "application/octet-stream"
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_JSON_BYTES = 4 * 1024 * 1024
+# JSON is parsed by C code that holds the GIL for the whole document: the cap bounds how long one parse can keep
+# /healthz waiting (about 0.1 s for 1 MiB of nested lists). Large tensors go as application/octet-stream.
+MAX_JSON_BYTES = 1024 * 1024
 CLIENT_ERRORS = onnx_session.CLIENT_ERRORS
 INLINE_PARSE_BYTES = 64 * 1024
 _SHAPE_HEADER = re.compile(r"[0-9]{1,12}(,[0-9]{1,12}){0,15}", re.ASCII)
@@ -200,12 +202,15 @@ def build_app(backend: Backend, limits: Limits | None = None) -> web.Application
         try:
             async with budget.reserve(declared if declared is not None else cap, limits.body_timeout_seconds):
                 async with asyncio.timeout(limits.body_timeout_seconds):
-                    body = await request.content.read(cap + 1)
-                    while len(body) <= cap and not request.content.at_eof():
-                        more = await request.content.read(cap + 1 - len(body))
+                    chunks: list[bytes] = []
+                    have = 0
+                    while have <= cap:
+                        more = await request.content.read(cap + 1 - have)
                         if not more:
                             break
-                        body += more
+                        chunks.append(more)
+                        have += len(more)
+                    body = b"".join(chunks)
         except TimeoutError:
             raise _Timeout() from None
         if len(body) > cap:
@@ -264,9 +269,15 @@ def build_app(backend: Backend, limits: Limits | None = None) -> web.Application
                 "X-Edgefleet-Shape": ",".join(str(d) for d in out.shape),
             }
             return web.Response(body=little.tobytes(), content_type=BINARY, headers=headers)
-        outputs = {k: (v.tolist() if as_lists else bundle.encode_array(v)) for k, v in result.outputs.items()}
-        doc = {"model": {"name": served.name, "version": served.version, "digest": served.digest}, "outputs": outputs}
-        return web.json_response(doc, headers=headers)
+        model_doc = {"name": served.name, "version": served.version, "digest": served.digest}
+
+        def encode() -> bytes:
+            outputs = {k: (v.tolist() if as_lists else bundle.encode_array(v)) for k, v in result.outputs.items()}
+            return json.dumps({"model": model_doc, "outputs": outputs}).encode()
+
+        size = sum(int(v.nbytes) for v in result.outputs.values()) * (4 if as_lists else 1)
+        payload = await parse(encode, size)  # a large answer is encoded off the event loop too
+        return web.Response(body=payload, content_type="application/json", headers=headers)
 
     @web.middleware
     async def contained(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
@@ -356,7 +367,7 @@ def _binary_inputs(headers: Mapping[str, str], body: bytes, model: Served) -> di
     rt = model.runtime
     name = headers.get("X-Edgefleet-Input") or rt.inputs[0].name
     spec = rt.input_spec(name)
-    dtype_name = headers.get("X-Edgefleet-Dtype") or "float32"
+    dtype_name = headers.get("X-Edgefleet-Dtype", "float32")  # present but empty is malformed, not the default
     try:
         dtype = tensors.check_dtype(dtype_name)
     except errors.IntegrityError as exc:

@@ -72,7 +72,7 @@ class ServerConfig(ApiModel):
         default=15.0, gt=0, description="Close a connection that sends no complete request for this long."
     )
     body_timeout_seconds: float = Field(default=30.0, gt=0, description="A request body must arrive within this.")
-    max_json_bytes: int = Field(default=4 * 1024**2, ge=1024, description="Largest JSON request body (413 above).")
+    max_json_bytes: int = Field(default=1024**2, ge=1024, description="Largest JSON request body (413 above).")
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024, description="Largest binary request body (413).")
 
 

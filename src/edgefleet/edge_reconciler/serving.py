@@ -37,6 +37,7 @@ MAX_SAMPLES = 200_000
 # Models whose recent inferences take less than this run on the event loop itself: handing them to the pool
 # costs more (thread wake-up, future, callback) than the inference, and they cannot stall the loop noticeably.
 INLINE_BELOW_MS = 0.25
+INLINE_MAX_ELEMENTS = 4096  # ... and only for small inputs: a large batch goes to the pool whatever the model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +178,8 @@ class Registry:
         recorder = self._recorders.get((name, loaded.digest))
         recent = self._recent_ms.get(loaded.digest)
         try:
-            if recent is not None and recent < INLINE_BELOW_MS:
+            small = sum(int(np.size(v)) for v in raw.values()) <= INLINE_MAX_ELEMENTS
+            if small and recent is not None and recent < INLINE_BELOW_MS:
                 outputs, latency_ms, finite_in = self._infer(loaded, raw)
             else:
                 outputs, latency_ms, finite_in = await loop.run_in_executor(self._executor, self._infer, loaded, raw)
