@@ -11,6 +11,7 @@ oversized fetch, is an :class:`~edgefleet.core.errors.InvalidSpecError` (``Inval
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -50,31 +51,40 @@ def check_branch(branch: str) -> str:
     return branch
 
 
-def _store_bytes(objects: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(objects):
-        for name in files:
+def _store_files(objects: Path) -> dict[str, int]:
+    """Every file under the object store with its size (temporary files may vanish while this runs)."""
+    files: dict[str, int] = {}
+    for root, _, names in os.walk(objects):
+        for name in names:
+            path = os.path.join(root, name)
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                files[path] = os.lstat(path).st_size
             except OSError:
-                continue  # a temporary file git just renamed or removed
-    return total
+                continue
+    return files
 
 
 def _fetch_bounded(repo: git.Repo, dest: Path, branch: str, max_bytes: int) -> None:
-    """``git fetch`` of one branch, stopped (and its partial pack removed) once the objects grow past ``max_bytes``."""
+    """``git fetch`` of one branch, stopped once the object store grew by more than ``max_bytes``; then everything
+    the fetch wrote is removed again and the branch ref restored, so a refused fetch leaves the cache as it was."""
     objects = dest / "objects"
-    before = _store_bytes(objects)
+    ref = f"refs/heads/{branch}"
+    before = _store_files(objects)
+    base = sum(before.values())
+    try:
+        old_ref: str | None = repo.git.rev_parse("--verify", "--quiet", ref)
+    except git.GitCommandError:
+        old_ref = None
     command = [
         "git", "-c", "protocol.ext.allow=never", "--git-dir", str(dest),
-        "fetch", "--no-tags", "--prune", "origin", f"+refs/heads/{branch}:refs/heads/{branch}",
+        "fetch", "--no-tags", "--prune", "origin", f"+{ref}:{ref}",
     ]  # fmt: skip
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
     deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
+    oversized = timed_out = False
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) as proc:
-        oversized = timed_out = False
         while proc.poll() is None:
-            if _store_bytes(objects) - before > max_bytes:
+            if sum(_store_files(objects).values()) - base > max_bytes:
                 oversized = True
             elif time.monotonic() > deadline:
                 timed_out = True
@@ -84,12 +94,19 @@ def _fetch_bounded(repo: git.Repo, dest: Path, branch: str, max_bytes: int) -> N
                 break
             time.sleep(0.05)
         stderr = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip().replace("\n", " ")
+    after = _store_files(objects)
+    oversized = oversized or sum(after.values()) - base > max_bytes
     if oversized:
-        for leftover in list((objects / "pack").glob("tmp_*")) + list(objects.glob("incoming-*")):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
+        for path in set(after) - set(before):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for leftover in objects.glob("incoming-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        with contextlib.suppress(git.GitCommandError):
+            if old_ref:
+                repo.git.update_ref(ref, old_ref)
             else:
-                leftover.unlink(missing_ok=True)
+                repo.git.update_ref("-d", ref)
         raise errors.InvalidSpecError(
             f"fetching {branch} from {repo.remotes.origin.url} would store more than {max_bytes} bytes; refused "
             "(keep large files out of the fleet repository, or raise --max-fetch-bytes)",

@@ -132,6 +132,9 @@ def fetch(uri: str, sha256: str, limit: int = MAX_SOURCE_BYTES, policy: addresse
         raise errors.InvalidSpecError(f"{uri}: {exc}; not fetching it", errors.Reason.SOURCE_FORBIDDEN) from None
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the error response open
+        if 300 <= exc.code < 400:  # a redirect urllib refused to follow: another scheme, or a loop
+            message = f"{uri}: HTTP {exc.code}, redirect not followed ({exc.msg.split(' - ', 1)[-1]})"
+            raise errors.InvalidSpecError(message, errors.Reason.SOURCE_FORBIDDEN) from None
         if 400 <= exc.code < 500:
             message = f"{uri}: HTTP {exc.code}; check spec.model.uri"
             raise errors.InvalidSpecError(message, errors.Reason.SOURCE_MISSING) from exc
