@@ -3,7 +3,8 @@
 A device records one :class:`Sample` per inference the model is answerable for (when it finished, how long it took,
 whether it failed on a valid request, whether it made NaN/Inf out of finite inputs; a client's malformed request or
 NaN input is not the model's failure, see ``docs/rollouts.md``, "What health counts") and evaluates the spec's
-:class:`~edgefleet.api.modeldeployment.HealthSpec` over the samples of the sliding window. Only aggregates leave this module: counts, percentiles, a verdict and a reason code.
+:class:`~edgefleet.api.modeldeployment.HealthSpec` over the samples of the sliding window. Only aggregates leave
+this module: counts, percentiles, a verdict and a reason code.
 
 Rules, in order:
 
