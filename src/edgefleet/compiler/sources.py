@@ -94,11 +94,10 @@ def _opener(policy: addresses.FetchPolicy) -> urllib.request.OpenerDirector:
         def redirect_request(
             self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
         ) -> urllib.request.Request | None:
-            if not newurl.startswith(("http://", "https://")):
-                raise _Forbidden(f"redirected to a non-http(s) URL ({newurl.split(':', 1)[0]})")
             try:
                 addresses.check_uri(newurl)
             except addresses.AddressError as exc:
+                fp.close()  # the redirect response holds its connection open
                 raise _Forbidden(f"redirected to {newurl}: {exc}") from None
             return super().redirect_request(req, fp, code, msg, headers, newurl)
 
