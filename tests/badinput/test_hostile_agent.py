@@ -291,15 +291,20 @@ def test_large_requests_are_bounded_and_healthz_stays_responsive(
                 assert status == 413 and body["error"]["class"] == "TooLarge", (status, body)
             tried["oversized requests"] += 4
             # Four requests at the JSON cap in flight: /healthz answers while they are parsed off the event loop.
+            began = time.monotonic()
             inflight = [pool.submit(post, url, within, {"Content-Type": "application/json"}) for _ in range(4)]
-            slowest = 0.0
+            slowest, answered = 0.0, 0
             while not all(f.done() for f in inflight):
                 start = time.monotonic()
-                assert get(f"{dev.url}/healthz", timeout=10) == 200
+                assert get(f"{dev.url}/healthz", timeout=60) == 200
                 slowest = max(slowest, time.monotonic() - start)
+                answered += 1
+            busy = time.monotonic() - began
             results = [f.result() for f in inflight]
         assert all(status == 200 for status, _ in results), [s for s, _ in results]
-        assert slowest < 2.0, slowest
+        # Relative, so a loaded machine does not decide it: with parsing on the event loop, /healthz waited for the
+        # whole batch (the issue measured 14.5 s); now it waits at most for one bounded parse step.
+        assert answered >= 2 and slowest < busy / 2, (answered, slowest, busy)
         assert dev.peak_rss_bytes() < 700 * 1024**2, dev.peak_rss_bytes()
         assert dev.alive()
     finally:
