@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install controlplane crds lint unit bench bench-fleet clean
+.PHONY: demo test install controlplane crds lint unit bench bench-fleet fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
@@ -36,6 +36,12 @@ lint: install
 
 unit: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "not controlplane"
+
+## Long property-based fuzzing of bundle opening, manifests, inference requests and URI checks (make test runs a
+## brief pass of the same properties). FUZZ_EXAMPLES per property; each run explores new inputs.
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	EDGEFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
 
 crds: install
 	$(PY) -m edgefleet.api.crd crds

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from edgefleet.api.edgedevice import EdgeDeviceStatus
-from edgefleet.core.errors import EdgefleetError, InvalidSpecError
+from edgefleet.core.errors import InvalidSpecError
 from edgefleet.edge_reconciler import capabilities, config, main, state, telemetry
 
 
@@ -132,7 +132,51 @@ def test_outbound_refuses_keys_outside_the_allow_list() -> None:
         telemetry._check_keys({"models": [{"name": "a", "inputs": [1.0]}]}, "status")
 
 
-def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
+def test_damaged_journal_is_moved_aside_and_the_device_starts_fresh(tmp_path: Path) -> None:
     (tmp_path / "journal.json").write_text('{"models": {"demo": {"active": "c"}}}')
-    with pytest.raises(EdgefleetError, match=r"journal.json: the install journal is damaged .* move it aside"):
-        state.Store(tmp_path)
+    store = state.Store(tmp_path)
+    assert store.journal == state.Journal()
+    assert store.damaged is not None and "the install journal was damaged" in store.damaged
+    kept = list(tmp_path.glob("journal.damaged-*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"models": {"demo": {"active": "c"}}}'
+    assert not (tmp_path / "journal.json").exists()
+
+
+def test_an_invalid_edgedevice_is_refused_with_its_fields_and_reported_as_stalled() -> None:
+    from edgefleet.adapters import protocols
+    from edgefleet.edge_reconciler import control
+
+    kube_control = control.KubeControl(None, "ns", "dev")  # type: ignore[arg-type]
+    obj = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": "dev", "namespace": "ns", "generation": 7},
+        "spec": {
+            "models": [
+                {
+                    "name": "demo", "deployment": "demo", "version": "1.0.0", "revision": "r",
+                    "artifact": {"uri": "http://[fe80::1]/x", "digest": "sha256:" + "a" * 64, "sizeBytes": 1,
+                                 "precision": "fp32"},
+                }
+            ]
+        },
+    }  # fmt: skip
+    refused = kube_control._parse(obj)
+    assert isinstance(refused, protocols.SpecRefused) and refused.generation == 7
+    assert refused.message.startswith("spec.models[0].artifact.uri: Value error, host fe80::1 is a link-local")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    status = telemetry.device_status(
+        journal=state.Journal(),
+        phases={},
+        verdicts={},
+        capabilities=None,
+        agent_version="0.1.0",
+        previous_conditions=[],
+        now=now,
+        refused=refused,
+    )
+    conditions = {c.type: c for c in status.conditions}
+    assert status.observed_generation == 7
+    assert (conditions["Stalled"].status, conditions["Stalled"].reason) == ("True", "SpecRefused")
+    assert (conditions["Ready"].status, conditions["Ready"].reason) == ("False", "SpecRefused")
+    assert "spec.models[0].artifact.uri" in conditions["Stalled"].message

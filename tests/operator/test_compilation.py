@@ -76,7 +76,7 @@ async def test_a_wrong_source_digest_is_an_invalid_spec(
     stage = compilation.CompileStage(
         pool, store.LocalStore(tmp_path / "s", "http://s"), bundle.generate_key(), PASSTHROUGH
     )
-    with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError, match="sha256 is"):
+    with models.served(tmp_path) as url, pytest.raises(errors.InvalidSpecError, match="do not have the sha256"):
         await stage.compile(spec_for(url, data))
 
 

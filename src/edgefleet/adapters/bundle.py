@@ -17,9 +17,11 @@ holding exactly three regular files:
 The bundle's identity is ``sha256:<hex>`` of the whole tar. Ed25519 signatures are deterministic (RFC 8032), so
 the same inputs and key give byte-identical bundles and the same digest.
 
-Bundles come from the network: :func:`open_bundle` treats the bytes as hostile (size limits, only the three
-expected member names, regular files only, no links or paths, digests and signature checked before anything is
-returned).
+Bundles come from the network: :func:`open_bundle` treats the bytes as hostile. Nothing but the small signature
+envelope is interpreted before the signature over ``manifest.json`` checks out (size limits, only the three expected
+member names, regular files only, no links or paths come first, and are structural); then the manifest is parsed
+with depth and size limits and validated into a typed :class:`Manifest` (:func:`parse_manifest`, the one place the
+manifest's shape is known). Every failure is a :class:`BundleError`; no other exception escapes, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import io
 import json
 import tarfile
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+import pydantic
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -45,21 +48,129 @@ MODEL = "model.onnx"
 SIGNATURE = "signature.json"
 MEMBERS = (MANIFEST, MODEL, SIGNATURE)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SIGNATURE_BYTES = 4096
 MAX_BUNDLE_BYTES = 2 * 1024**3
+MAX_GOLDEN_SAMPLES = 4096
 
 
 class BundleError(errors.IntegrityError):
     """A bundle is malformed, tampered with, or signed by an untrusted key. The message says which."""
 
 
+# --- the manifest's shape: the one place it is known -------------------------------------------------------------
+# Only what a device acts on is typed; every other key is kept as it is (extra="allow"), so producers can add fields
+# (and move golden samples into a member of their own) without a device refusing the bundle.
+
+_Hex64 = Annotated[str, pydantic.Field(pattern=r"^[a-f0-9]{64}$")]
+_Text = Annotated[str, pydantic.Field(max_length=256)]
+_Tolerance = Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]
+
+
+def _wire_dtype(name: str) -> str:
+    if name not in tensors.DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(sorted(tensors.DTYPES))}")
+    return name
+
+
+class _Part(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="allow", strict=True)
+
+
+class FilePin(_Part):
+    """The sha256 and size a signed manifest pins for one member."""
+
+    sha256: _Hex64
+    size: Annotated[int, pydantic.Field(ge=0)]
+
+
+class ModelInfo(_Part):
+    """Which model and version a bundle holds (a device installs a bundle only when both match its spec)."""
+
+    name: _Text | None = None
+    version: _Text | None = None
+
+
+class Tensor(_Part):
+    """An encoded tensor (:mod:`edgefleet.core.tensors`): numeric dtype, shape, base64 data."""
+
+    dtype: Annotated[str, pydantic.AfterValidator(_wire_dtype)]
+    shape: Annotated[list[Annotated[int, pydantic.Field(ge=0)]], pydantic.Field(max_length=tensors.MAX_RANK)]
+    data: str
+
+    def array(self) -> np.ndarray[Any, Any]:
+        """The decoded array; raises BundleError when data and shape disagree."""
+        return decode_array(self.model_dump())
+
+
+class GoldenSample(_Part):
+    """One golden sample: inputs and the outputs the model must reproduce from them."""
+
+    inputs: Annotated[dict[_Text, Tensor], pydantic.Field(min_length=1, max_length=64)]
+    outputs: Annotated[dict[_Text, Tensor], pydantic.Field(max_length=64)] = {}
+
+
+class Golden(_Part):
+    """The smoke test a device runs before switching: samples and the tolerances of ``numpy.allclose``."""
+
+    samples: Annotated[list[GoldenSample], pydantic.Field(max_length=MAX_GOLDEN_SAMPLES)] = []
+    rtol: _Tolerance = 1e-5
+    atol: _Tolerance = 1e-6
+
+
+class Manifest(_Part):
+    """The typed view of a signed ``manifest.json``: what the device checks and acts on."""
+
+    files: dict[_Text, FilePin]
+    model: ModelInfo | None = None
+    golden: Golden = Golden()
+
+
+def parse_manifest(raw: bytes) -> tuple[dict[str, Any], Manifest]:
+    """Parse and validate manifest bytes (total: raises only BundleError); returns the raw object and its typed view.
+
+    >>> raw, m = parse_manifest(b'{"files":{"model.onnx":{"sha256":"' + b"0" * 64 + b'","size":1}}}')
+    >>> m.files["model.onnx"].size, m.golden.samples
+    (1, [])
+    """
+    value = _load_json(raw, "manifest.json")
+    if not isinstance(value, dict):
+        raise BundleError("manifest.json must be a JSON object")
+    try:
+        typed = Manifest.model_validate(value)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[:3]
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in first)
+        raise BundleError(f"manifest.json is malformed ({exc.error_count()} errors): {where}") from None
+    return value, typed
+
+
+def _load_json(raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"{what} nests too deeply") from None
+
+
+class _Envelope(_Part):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    algorithm: Literal["ed25519"]
+    key_id: Annotated[str, pydantic.Field(alias="keyId", max_length=64)]
+    payload_sha256: Annotated[_Hex64, pydantic.Field(alias="payloadSha256")]
+    signature: Annotated[str, pydantic.Field(max_length=128)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its digest, parsed manifest and model bytes."""
+    """A verified bundle: its digest, manifest (raw object and typed view) and model bytes."""
 
     digest: str
     manifest: dict[str, Any]
     model: bytes
     key_id: str
+    parsed: Manifest
 
 
 def encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -182,52 +293,22 @@ def open_bundle(
     """Verify untrusted bundle bytes and return their content.
 
     Checks, in order: size, whole-bundle digest (when given), tar structure (exactly the three members, regular
-    files, plain names), manifest size and JSON, model sha256 and size against the manifest, and the ed25519
-    signature against ``trusted_keys``. Raises :class:`BundleError` naming the first check that failed.
+    files, plain names), the signature envelope, the ed25519 signature over the manifest bytes against
+    ``trusted_keys``, canonical form, and only then the manifest (JSON, typed validation) and the model's sha256 and
+    size against it. Raises :class:`BundleError` naming the first check that failed, and nothing else. A digest
+    mismatch does not say what the bytes hash to: a device must not become an oracle about what a URI serves.
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
     digest = sha256_digest(data)
     if expected_digest is not None and digest != expected_digest:
-        raise BundleError(f"digest mismatch: expected {expected_digest}, got {digest}")
-    members: dict[str, bytes] = {}
+        raise BundleError(f"digest mismatch: the downloaded bytes are not {expected_digest}")
+    members = _members(data)
+    envelope = _envelope(members[SIGNATURE])
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for info in tar:
-                if info.name not in MEMBERS:
-                    raise BundleError(f"unexpected member {info.name!r} (only {', '.join(MEMBERS)} are allowed)")
-                if not info.isreg():
-                    raise BundleError(f"member {info.name!r} is not a regular file")
-                if info.name in members:
-                    raise BundleError(f"member {info.name!r} appears twice")
-                if info.name != MODEL and info.size > MAX_MANIFEST_BYTES:
-                    raise BundleError(f"member {info.name!r} is {info.size} bytes, over the limit")
-                extracted = tar.extractfile(info)
-                if extracted is None:
-                    raise BundleError(f"member {info.name!r} cannot be read")
-                members[info.name] = extracted.read()
-    except (tarfile.TarError, EOFError) as exc:
-        raise BundleError(f"not a valid bundle archive: {exc}") from exc
-    missing = [m for m in MEMBERS if m not in members]
-    if missing:
-        raise BundleError(f"bundle is missing {', '.join(missing)}")
-    try:
-        manifest = json.loads(members[MANIFEST])
-        signature = json.loads(members[SIGNATURE])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"manifest or signature is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or not isinstance(signature, dict):
-        raise BundleError("manifest and signature must be JSON objects")
-    model = members[MODEL]
-    pinned = (manifest.get("files") or {}).get(MODEL) or {}
-    if pinned.get("sha256") != hashlib.sha256(model).hexdigest() or pinned.get("size") != len(model):
-        raise BundleError("model.onnx does not match the sha256/size pinned in the manifest (tampered)")
-    if signature.get("algorithm") != "ed25519":
-        raise BundleError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
-    try:
-        raw_signature = base64.b64decode(str(signature.get("signature", "")), validate=True)
-    except ValueError as exc:
-        raise BundleError("signature is not valid base64") from exc
+        raw_signature = base64.b64decode(envelope.signature, validate=True)
+    except ValueError:
+        raise BundleError("signature is not valid base64") from None
     keys = list(trusted_keys)
     if not keys:
         raise BundleError("no trust keys configured; refusing to accept an unverifiable bundle")
@@ -241,13 +322,66 @@ def open_bundle(
         expected_signature = _signature_document(key_id(key), members[MANIFEST], raw_signature)
         if members[SIGNATURE] != canonical_json(expected_signature) or _pack(members) != data:
             raise BundleError("bundle is not in canonical form (headers, padding or trailer differ; tampered?)")
-        return Bundle(digest=digest, manifest=manifest, model=model, key_id=key_id(key))
-    raise BundleError(f"signature by key {signature.get('keyId')!r} does not verify against any trusted key")
+        manifest, parsed = parse_manifest(members[MANIFEST])
+        model = members[MODEL]
+        pinned = parsed.files.get(MODEL)
+        if pinned is None or pinned.sha256 != hashlib.sha256(model).hexdigest() or pinned.size != len(model):
+            raise BundleError("model.onnx does not match the sha256/size pinned in the manifest (tampered)")
+        return Bundle(digest=digest, manifest=manifest, model=model, key_id=key_id(key), parsed=parsed)
+    raise BundleError(f"signature by key {envelope.key_id!r} does not verify against any trusted key")
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    """The three members of a bundle tar, structurally checked (no member's content is interpreted)."""
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if info.name not in MEMBERS:
+                    raise BundleError(f"unexpected member {info.name!r} (only {', '.join(MEMBERS)} are allowed)")
+                if not info.isreg():
+                    raise BundleError(f"member {info.name!r} is not a regular file")
+                if info.name in members:
+                    raise BundleError(f"member {info.name!r} appears twice")
+                limit = MAX_SIGNATURE_BYTES if info.name == SIGNATURE else MAX_MANIFEST_BYTES
+                if info.name != MODEL and info.size > limit:
+                    raise BundleError(f"member {info.name!r} is {info.size} bytes, over the {limit}-byte limit")
+                extracted = tar.extractfile(info)
+                if extracted is None:
+                    raise BundleError(f"member {info.name!r} cannot be read")
+                members[info.name] = extracted.read()
+    except BundleError:
+        raise
+    except Exception as exc:  # tarfile raises several types (ReadError, EOFError, ValueError...) on hostile bytes
+        raise BundleError(f"not a valid bundle archive: {type(exc).__name__}: {exc}") from None
+    missing = [m for m in MEMBERS if m not in members]
+    if missing:
+        raise BundleError(f"bundle is missing {', '.join(missing)}")
+    return members
+
+
+def _envelope(raw: bytes) -> _Envelope:
+    """The signature envelope: a small JSON object of four strings; the only thing read before verification."""
+    value = _load_json(raw, "signature.json")
+    if not isinstance(value, dict):
+        raise BundleError("signature.json must be a JSON object")
+    try:
+        return _Envelope.model_validate(value)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise BundleError(f"signature.json is malformed: {where}: {first['msg']}") from None
 
 
 __all__ = [
     "Bundle",
     "BundleError",
+    "FilePin",
+    "Golden",
+    "GoldenSample",
+    "Manifest",
+    "ModelInfo",
+    "Tensor",
     "build",
     "canonical_json",
     "decode_array",
@@ -257,6 +391,7 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "open_bundle",
+    "parse_manifest",
     "private_key_pem",
     "public_key_pem",
     "sha256_digest",

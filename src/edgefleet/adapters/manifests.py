@@ -126,15 +126,26 @@ def load_bytes(data: bytes, source: str) -> list[Document]:
     return load_text(text, source)
 
 
+MAX_FILES = 5_000
+
+
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """YAML files under ``paths`` (files as given, directories recursively, sorted, hidden entries skipped)."""
+    """YAML files under ``paths`` (files as given, directories recursively, sorted, hidden entries skipped).
+
+    Symlinked YAML files are yielded too, so :func:`load_file` reports them instead of them vanishing silently;
+    symlinked directories are not followed. Raises :class:`ManifestError` past :data:`MAX_FILES` files.
+    """
+    count = 0
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 rel = child.relative_to(path)
                 if any(part.startswith(".") for part in rel.parts):
                     continue
-                if child.is_file() and child.suffix in YAML_SUFFIXES and not child.is_symlink():
+                if child.suffix in YAML_SUFFIXES and (child.is_symlink() or child.is_file()):
+                    count += 1
+                    if count > MAX_FILES:
+                        raise ManifestError(str(path), Position(1, 1), f"more than {MAX_FILES} manifest files")
                     yield child
         else:
             yield path
@@ -143,6 +154,10 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
 def load_file(path: Path) -> list[Document]:
     """Read and parse one file; raises :class:`ManifestError` (also for unreadable files)."""
     source = str(path)
+    if path.is_symlink():
+        raise ManifestError(
+            source, Position(1, 1), "is a symbolic link; manifests must be regular files (symlinks are not followed)"
+        )
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -159,6 +174,7 @@ def is_kustomization(source: str) -> bool:
 
 
 __all__ = [
+    "MAX_FILES",
     "Document",
     "ManifestError",
     "Position",

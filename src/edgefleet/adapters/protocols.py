@@ -5,6 +5,7 @@ Unit tests use in-repo fakes of them (``edgefleet.testing``); the same contract 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -106,6 +107,15 @@ class ArtifactFetch(Protocol):
     ) -> Awaitable[Path]: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class SpecRefused:
+    """The device's desired spec (of ``generation``) could not be accepted; ``message`` says which fields and why.
+    The device keeps converging on the last spec it accepted and reports the refusal in its status."""
+
+    message: str
+    generation: int | None = None
+
+
 class DeviceControl(Protocol):
     """The API side of the device loop: the device's own EdgeDevice and Lease, or local files
     (:mod:`edgefleet.edge_reconciler.control`). Failures are :class:`~edgefleet.core.errors.EdgefleetError`."""
@@ -116,11 +126,12 @@ class DeviceControl(Protocol):
     async def heartbeat(self, now: dt.datetime) -> None:
         """Renew the device's Lease."""
 
-    def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
-        """The desired spec and its generation, level-triggered: again after every reconnect."""
+    def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None] | SpecRefused]:
+        """The desired spec and its generation, level-triggered: again after every reconnect; a spec that does not
+        validate arrives as :class:`SpecRefused` (never as an exception that ends the stream)."""
 
     async def report(self, status: EdgeDeviceStatus) -> None:
         """Write the device's status (through :func:`edgefleet.edge_reconciler.telemetry.outbound`)."""
 
 
-__all__ = ["ArtifactFetch", "DeviceControl", "KubeClient"]
+__all__ = ["ArtifactFetch", "DeviceControl", "KubeClient", "SpecRefused"]

@@ -179,25 +179,39 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     ((0, 99), (900, 999), (900, 999))
     >>> parse_range("bytes=1000-", 1000), parse_range("bytes=0-1,5-9", 1000), parse_range("items=1-2", 10)
     ('unsatisfiable', None, None)
+
+    Only ASCII digits count (``\\d`` would also take Arabic-Indic and other Unicode digits), and a number is never
+    converted from more than :data:`_MAX_DIGITS` digits: a longer one is larger than any file anyway.
+
+    >>> parse_range("bytes=" + "9" * 5000 + "-", 1000), parse_range("bytes=\u0661\u0660-\u0669\u0669", 1000)
+    ('unsatisfiable', None)
     """
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    match = re.fullmatch(r"bytes=([0-9]*)-([0-9]*)", header.strip(" \t"), flags=re.ASCII)
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text and not last_text:
         return None
     if not first_text:
-        length = int(last_text)
+        length = _bounded(last_text)
         if length == 0:
             return "unsatisfiable"
         return (max(0, size - length), size - 1) if size else "unsatisfiable"
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _bounded(first_text)
+    last = _bounded(last_text) if last_text else size - 1
     if last_text and last < first:
         return None
     if first >= size:
         return "unsatisfiable"
     return first, min(last, size - 1)
+
+
+_MAX_DIGITS = 19  # 2**63 has 19 digits
+
+
+def _bounded(digits: str) -> int:
+    """``int(digits)`` for ASCII digits, capped at 10**19 (pure)."""
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 def _etag(hex_digest: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from edgefleet.api import common
+from edgefleet.api import addresses, common
 from edgefleet.api.common import ApiModel, Condition, Name, ObjectMeta
 from edgefleet.api.modeldeployment import HealthSpec
 
@@ -30,7 +30,9 @@ ARTIFACT_URI = r"^https?://[^\s]+$"
 class ArtifactRef(ApiModel):
     """A compiled, signed bundle for one hardware class."""
 
-    uri: Annotated[str, Field(max_length=2048, pattern=ARTIFACT_URI)] = Field(description="Download URL.")
+    uri: Annotated[str, Field(max_length=2048, pattern=ARTIFACT_URI)] = Field(
+        description="Download URL.", json_schema_extra={"x-kubernetes-validations": [dict(addresses.CEL_RULE)]}
+    )
     digest: Annotated[str, Field(pattern=common.DIGEST)] = Field(description="sha256 of the bundle bytes.")
     size_bytes: int = Field(ge=1, le=4 * 1024**3, description="Exact bundle size; larger downloads are cut off.")
     precision: Literal["int8", "fp16", "fp32"] = Field(description="Precision of the compiled model.")

@@ -16,12 +16,11 @@ the last one is 100.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from edgefleet.api import common
+from edgefleet.api import addresses, common
 from edgefleet.api.common import ApiModel, Condition, LabelSelector, Name, ObjectMeta
 
 KIND = "ModelDeployment"
@@ -35,10 +34,8 @@ Phase = Literal["Pending", "Compiling", "Progressing", "Paused", "Healthy", "Deg
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # Model and dataset sources: fetched by the operator, so only network schemes it knows how to fetch safely.
 SOURCE_URI = r"^(https?|oci)://[^\s]+$"
-NO_METADATA_HOST_RULE: dict[str, JsonValue] = {
-    "rule": "!self.matches('^[a-z]+://([^/@]*@)?(169[.]254[.]|\\\\[fe80:|metadata([.]google[.]internal)?([:/]|$))')",
-    "message": "link-local and cloud metadata hosts are never fetched",
-}
+# The CEL mirror of check_fetchable_uri's host rules (edgefleet.api.addresses: one policy for pydantic, CEL, fetchers).
+NO_METADATA_HOST_RULE: dict[str, JsonValue] = dict(addresses.CEL_RULE)
 
 
 class ModelSource(ApiModel):
@@ -64,19 +61,13 @@ class ModelSource(ApiModel):
 
 
 def check_fetchable_uri(uri: str) -> str:
-    """Reject URIs that point at cloud metadata endpoints or carry credentials (pure).
+    """Reject URIs whose host is not canonical, is never fetched, or that carry credentials (pure); see
+    :func:`edgefleet.api.addresses.check_uri`, whose rules the CRD's CEL rule mirrors.
 
     >>> check_fetchable_uri("https://models.example.com/a.onnx")
     'https://models.example.com/a.onnx'
     """
-    m = re.match(r"^[a-z]+://(?P<auth>[^@/]*@)?(?P<host>\[[^\]]*\]|[^:/?#]*)", uri)
-    if m is None:
-        raise ValueError("must be an absolute http, https or oci URI")
-    if m.group("auth"):
-        raise ValueError("must not carry credentials; use a Secret")
-    host = m.group("host").lower().strip("[]")
-    if host.startswith("169.254.") or host.startswith("fe80:") or host in ("metadata.google.internal", "metadata"):
-        raise ValueError(f"host {host} is a link-local/metadata address and is never fetched")
+    addresses.check_uri(uri)
     if ".." in uri.split("?", 1)[0]:
         raise ValueError("must not contain '..' path segments")
     return uri

@@ -37,12 +37,20 @@ def register(sub: Any) -> None:
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster credentials)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "edgefleet" / "git")
+    parser.add_argument(
+        "--max-fetch-bytes",
+        type=int,
+        default=gitsource.MAX_FETCH_BYTES,
+        help=f"refuse a fetch that would store more than this (default: {gitsource.MAX_FETCH_BYTES})",
+    )
     parser.set_defaults(func=run)
 
 
 async def sync_once(args: argparse.Namespace, client: protocols.KubeClient) -> tuple[str, int, int]:
     """One sync: returns (commit, applied, pruned). Raises InvalidSpecError/TransientError (Git, manifests, API)."""
-    repo, commit = gitsource.fetch(args.repo, args.branch, args.cache)
+    repo, commit = gitsource.fetch(
+        args.repo, args.branch, args.cache, getattr(args, "max_fetch_bytes", None) or gitsource.MAX_FETCH_BYTES
+    )
     documents = gitrepo.read_documents(repo, commit, args.path)
     diagnostics = [d for d in validation.validate(documents) if d.severity == "error"]
     if diagnostics:
@@ -106,6 +114,13 @@ async def _run(args: argparse.Namespace) -> int:
                     return 0
             except errors.EdgefleetError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+                if args.once:
+                    return 1
+            except Exception as exc:
+                # A commit (or a cluster answer) that trips an unforeseen error must not end the daemon: it is
+                # reported, and the next poll tries again (a fixed commit, a recovered cluster).
+                log.exception("Sync failed unexpectedly")
+                print(f"error: sync failed unexpectedly ({type(exc).__name__}: {exc}); retrying", file=sys.stderr)
                 if args.once:
                     return 1
             await asyncio.sleep(args.interval)

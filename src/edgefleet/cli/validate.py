@@ -16,6 +16,8 @@ from edgefleet.adapters import manifests
 from edgefleet.core import validation
 from edgefleet.core.documents import Document
 
+MAX_TOTAL_BYTES = 256 * 1024 * 1024
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -37,10 +39,27 @@ def collect(paths: list[Path]) -> tuple[list[Document], list[validation.Diagnost
     for path in paths:
         if not path.exists():
             diagnostics.append(validation.Diagnostic(str(path), 0, 0, "", "no such file or directory"))
-    for file in manifests.iter_files([p for p in paths if p.exists()]):
+    files = manifests.iter_files([p for p in paths if p.exists() or p.is_symlink()])
+    total = 0
+    while True:
+        try:
+            file = next(files)
+        except StopIteration:
+            break
+        except manifests.ManifestError as exc:  # too many files: stop reading, say so
+            diagnostics.append(validation.Diagnostic(exc.source, 0, 0, "", exc.message))
+            break
         count += 1
         try:
+            total += file.stat().st_size if not file.is_symlink() else 0
+            if total > MAX_TOTAL_BYTES:
+                message = f"manifests hold more than {MAX_TOTAL_BYTES} bytes; validate fewer at once"
+                diagnostics.append(validation.Diagnostic(str(file), 0, 0, "", message))
+                break
             loaded = manifests.load_file(file)
+        except OSError as exc:
+            diagnostics.append(validation.Diagnostic(str(file), 0, 0, "", f"cannot read: {exc.strerror}"))
+            continue
         except manifests.ManifestError as exc:
             diagnostics.append(
                 validation.Diagnostic(exc.source, exc.position.line, exc.position.column, "", exc.message)

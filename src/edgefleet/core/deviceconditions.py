@@ -7,7 +7,9 @@ The agent writes four condition types on its own EdgeDevice, read by the operato
                  False with ``Installing`` while one is being installed, else ``DesiredVersionRejected``
 ``Healthy``      always present: False (``HealthThresholdsBroken``) while a served model's verdict is Unhealthy
 ``Reconciling``  only while True (``Installing``): a model is Pending, Downloading, Verifying or Installing
-``Stalled``      only while True (``DesiredVersionRejected``): a desired version was rolled back or failed
+``Stalled``      only while True (``DesiredVersionRejected``): a desired version was rolled back or failed;
+                 (``SpecRefused``): the latest spec did not validate on the device (it keeps serving the last
+                 accepted one); ``Ready`` is then False with the same reason
 ===============  ==========================================================================================
 
 Conditions are upserted with :func:`edgefleet.core.conditions.set_condition`; a message is cut at
@@ -47,7 +49,11 @@ def _set(
 
 
 def conditions(
-    previous: Sequence[Condition], models: Iterable[ModelStatus], generation: int | None, now: dt.datetime
+    previous: Sequence[Condition],
+    models: Iterable[ModelStatus],
+    generation: int | None,
+    now: dt.datetime,
+    refused: str | None = None,
 ) -> list[Condition]:
     """Ready and Healthy (always), Reconciling and Stalled (only while True) for ``models`` (pure).
 
@@ -60,6 +66,8 @@ def conditions(
     [('Ready', 'False', 'Installing'), ('Reconciling', 'True', 'Installing'), ('Healthy', 'True', 'WithinThresholds')]
     >>> [(c.type, c.status) for c in conditions(out, [a, ModelStatus(name="b", state="Active")], 3, t0)]
     [('Ready', 'True'), ('Healthy', 'True')]
+    >>> [(c.type, c.reason) for c in conditions([], [a], 4, t0, refused="spec.models[0].artifact.uri: ...")][:2]
+    [('Ready', 'SpecRefused'), ('Stalled', 'SpecRefused')]
     """
     models = list(models)
     installing = [m.name for m in models if m.state in INSTALLING]
@@ -68,21 +76,26 @@ def conditions(
     conds = [c for c in previous if c.type not in ("Reconciling", "Stalled")]
     if installing:
         conds = _set(conds, "Reconciling", "True", "Installing", f"installing {', '.join(installing)}", generation, now)
-    if stuck:
+    if refused is not None:
+        message = f"the desired spec was refused, the device serves the last spec it accepted: {refused}"
+        conds = _set(conds, "Stalled", "True", "SpecRefused", message, generation, now)
+        conds = _set(conds, "Ready", "False", "SpecRefused", message, generation, now)
+    else:
+        if stuck:
+            conds = _set(
+                conds, "Stalled", "True", "DesiredVersionRejected",
+                f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
+            )  # fmt: skip
+        ready = not installing and not stuck
         conds = _set(
-            conds, "Stalled", "True", "DesiredVersionRejected",
-            f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
-        )  # fmt: skip
-    ready = not installing and not stuck
-    conds = _set(
-        conds,
-        "Ready",
-        "True" if ready else "False",
-        "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
-        "serving every desired model" if ready else "not serving every desired model at its desired digest",
-        generation,
-        now,
-    )
+            conds,
+            "Ready",
+            "True" if ready else "False",
+            "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
+            "serving every desired model" if ready else "not serving every desired model at its desired digest",
+            generation,
+            now,
+        )
     return _set(
         conds,
         "Healthy",

@@ -53,12 +53,14 @@ class Reason(enum.StrEnum):
     SOURCE_MISSING = "SourceMissing"
     SOURCE_SCHEME = "SourceScheme"
     SOURCE_TOO_LARGE = "SourceTooLarge"
+    SOURCE_FORBIDDEN = "SourceForbidden"
     INVALID_MODEL = "InvalidModel"
     UNSUPPORTED_MODEL = "UnsupportedModel"
     # Artifacts a device cannot install as the spec names them (the device rejects the digest until it changes)
     DOWNLOAD_FAILED = "DownloadFailed"
     TRUNCATED = "Truncated"
     OVERSIZED = "Oversized"
+    FORBIDDEN_ADDRESS = "ForbiddenAddress"
 
     @property
     def is_compile_failure(self) -> bool:
@@ -76,6 +78,7 @@ _COMPILE_FAILURES = frozenset(
         Reason.SOURCE_MISSING,
         Reason.SOURCE_SCHEME,
         Reason.SOURCE_TOO_LARGE,
+        Reason.SOURCE_FORBIDDEN,
         Reason.INVALID_MODEL,
         Reason.UNSUPPORTED_MODEL,
     }

@@ -1,8 +1,10 @@
 """Health verdicts: is a freshly switched model behaving on live traffic? (pure)
 
-A device records one :class:`Sample` per inference (when it finished, how long it took, whether it failed, whether
-any output was NaN/Inf) and evaluates the spec's :class:`~edgefleet.api.modeldeployment.HealthSpec` over the
-samples of the sliding window. Only aggregates leave this module: counts, percentiles, a verdict and a reason code.
+A device records one :class:`Sample` per inference the model is answerable for (when it finished, how long it took,
+whether it failed on a valid request, whether it made NaN/Inf out of finite inputs; a client's malformed request or
+NaN input is not the model's failure, see ``docs/rollouts.md``, "What health counts") and evaluates the spec's
+:class:`~edgefleet.api.modeldeployment.HealthSpec` over the samples of the sliding window. Only aggregates leave
+this module: counts, percentiles, a verdict and a reason code.
 
 Rules, in order:
 

@@ -65,6 +65,15 @@ class ServerConfig(ApiModel):
 
     port: int = Field(default=8181, ge=0, le=65535, description="TCP port on 127.0.0.1 (0: any free port).")
     unix_socket: Path | None = Field(default=None, description="Serve on this UNIX socket instead of TCP.")
+    max_connections: int = Field(
+        default=256, ge=1, le=65536, description="Connections served at once (more get 503); kept below NOFILE."
+    )
+    idle_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Close a connection that sends no complete request for this long."
+    )
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="A request body must arrive within this.")
+    max_json_bytes: int = Field(default=1024**2, ge=1024, description="Largest JSON request body (413 above).")
+    max_body_bytes: int = Field(default=64 * 1024**2, ge=1024, description="Largest binary request body (413).")
 
 
 class AgentConfig(ApiModel):
@@ -91,6 +100,11 @@ class AgentConfig(ApiModel):
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
     inference_workers: int = Field(default=2, ge=1, le=64)
+    fetch_allow: list[Literal["loopback", "unique-local"]] = Field(
+        default_factory=list,
+        description="Address ranges artifact downloads may connect to besides ordinary ones (see "
+        "edgefleet.api.addresses; EDGEFLEET_FETCH_ALLOW adds to it). Link-local and metadata never.",
+    )
     intra_op_threads: int = Field(default=1, ge=1, le=64)
 
     def agent_settings(self) -> AgentSettings:

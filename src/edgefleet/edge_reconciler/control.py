@@ -21,13 +21,26 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from edgefleet.adapters import kube
+from edgefleet.adapters import kube, protocols
 from edgefleet.api import common
 from edgefleet.api.edgedevice import KIND, EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core import errors
 from edgefleet.edge_reconciler import state, telemetry
 
 log = logging.getLogger(__name__)
+
+
+MAX_DESIRED_BYTES = 4 * 1024 * 1024
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """The first validation errors as ``field.path: message`` (pure); never the offending values themselves."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        parts.append(f"{loc or '(top)'}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 class KubeControl:
@@ -78,9 +91,9 @@ class KubeControl:
     async def heartbeat(self, now: dt.datetime) -> None:
         await self.client.renew_lease(self.namespace, self.name, self.name, self.lease_duration_seconds, now)
 
-    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None] | protocols.SpecRefused]:
         """Level-triggered stream of the desired spec, from the client's list-and-watch loop (which reconnects and
-        lists again by itself); a missing or deleted EdgeDevice is registered again."""
+        lists again by itself); a missing or deleted EdgeDevice is registered again, an invalid one is refused."""
         async for change in self.client.watch(
             kube.EDGEDEVICES,
             self.namespace,
@@ -98,9 +111,7 @@ class KubeControl:
                 continue
             else:
                 obj = change.object
-            parsed = self._parse(obj)
-            if parsed is not None:
-                yield parsed
+            yield self._parse(obj)
 
     async def _register_again(self) -> None:
         delay = self.retry_initial
@@ -113,12 +124,13 @@ class KubeControl:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
 
-    def _parse(self, obj: dict[str, object]) -> tuple[EdgeDeviceSpec, int | None] | None:
+    def _parse(self, obj: dict[str, object]) -> tuple[EdgeDeviceSpec, int | None] | protocols.SpecRefused:
+        meta = obj.get("metadata")
+        generation = meta.get("generation") if isinstance(meta, dict) else None
         try:
             device = EdgeDevice.model_validate(obj)
         except ValidationError as exc:
-            log.error("Ignored invalid EdgeDevice name=%s error=%s", self.name, exc.errors(include_url=False)[:3])
-            return None
+            return protocols.SpecRefused(describe(exc), generation if isinstance(generation, int) else None)
         return device.spec, device.metadata.generation
 
     async def report(self, status: EdgeDeviceStatus) -> None:
@@ -145,26 +157,36 @@ class FileControl:
     async def heartbeat(self, now: dt.datetime) -> None:
         return None
 
-    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None] | protocols.SpecRefused]:
         seen: bytes | None = None
         generation = 0
         while True:
             try:
-                raw = self.desired_file.read_bytes()
+                raw = self.desired_file.read_bytes() if self.desired_file.stat().st_size <= MAX_DESIRED_BYTES else None
             except FileNotFoundError:
                 raw = b""
+            except OSError as exc:  # out of descriptors, an I/O error: look again at the next poll
+                log.error("Could not read desired file path=%s error=%s", self.desired_file, exc.strerror or exc)
+                await asyncio.sleep(max(self.poll_seconds, 1.0))
+                continue
             if raw != seen:
                 seen = raw
-                try:
-                    doc = yaml.safe_load(raw) or {}
-                    spec = EdgeDeviceSpec.model_validate(doc.get("spec", doc) if isinstance(doc, dict) else doc)
-                except (yaml.YAMLError, ValidationError) as exc:
-                    # Keep converging on the last valid spec; a person fixes the file.
-                    log.error("Ignored invalid desired file path=%s error=%s", self.desired_file, exc)
+                generation += 1
+                if raw is None:
+                    yield protocols.SpecRefused(f"{self.desired_file} is over {MAX_DESIRED_BYTES} bytes", generation)
                 else:
-                    generation += 1
-                    yield spec, generation
+                    yield self._parse(raw, generation)
             await asyncio.sleep(self.poll_seconds)
+
+    def _parse(self, raw: bytes, generation: int) -> tuple[EdgeDeviceSpec, int | None] | protocols.SpecRefused:
+        """A person fixes the file; until then the device keeps the last valid spec and says why in status."""
+        try:
+            doc = yaml.safe_load(raw) or {}
+            return EdgeDeviceSpec.model_validate(doc.get("spec", doc) if isinstance(doc, dict) else doc), generation
+        except ValidationError as exc:
+            return protocols.SpecRefused(f"{self.desired_file}: {describe(exc)}", generation)
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            return protocols.SpecRefused(f"{self.desired_file}: not valid YAML ({type(exc).__name__})", generation)
 
     async def report(self, status: EdgeDeviceStatus) -> None:
         payload = json.dumps(telemetry.outbound(status), sort_keys=True).encode()

@@ -176,7 +176,14 @@ class Agent:
     # --- tasks ---------------------------------------------------------------------------------------------------
 
     async def follow_specs(self) -> None:
-        async for spec, generation in self.control.specs():
+        async for item in self.control.specs():
+            if isinstance(item, protocols.SpecRefused):
+                # Keep converging on the last accepted spec; the device's own status says why the new one was not.
+                log.error("Refused desired spec generation=%s error=%s", item.generation, item.message)
+                self.reporter.refuse(item)
+                continue
+            spec, generation = item
+            self.reporter.refuse(None)
             async with self.lock:
                 old = self.store.journal
                 changed = old.spec != spec or old.observed_generation != generation
@@ -205,6 +212,10 @@ class Agent:
             except (EdgefleetError, OSError) as exc:  # OSError: the state directory (full disk, I/O error)
                 log.error("Reconcile failed error=%s", exc)
                 requeue = self.settings.retry_initial_seconds
+            except Exception as exc:
+                # Never crash-loop: an unforeseen error is a bug to report, not a reason to stop serving.
+                log.exception("Reconcile failed unexpectedly error=%s", type(exc).__name__)
+                requeue = self.settings.retry_max_seconds
             timeout = self.settings.resync_seconds if requeue is None else max(requeue, 0.01)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
@@ -226,6 +237,9 @@ class Agent:
                 # verdict is acted on again once the write succeeds; back off instead of retrying every tick.
                 log.error("Could not record the probation outcome error=%s", exc)
                 await asyncio.sleep(self.settings.retry_initial_seconds)
+            except Exception as exc:
+                log.exception("Health check failed unexpectedly error=%s", type(exc).__name__)
+                await asyncio.sleep(self.settings.retry_max_seconds)
 
     async def heartbeat_forever(self) -> None:
         delay = self.settings.retry_initial_seconds

@@ -150,6 +150,15 @@ class Installer:
         except OSError as exc:
             self._storage_failed(desired, exc)
             return None
+        except Exception as exc:
+            # Whatever the artifact holds, it must not take the device down (and, journaled as in flight, down again
+            # at every start): an unforeseen error rejects this digest like any failed check, and is logged as a bug.
+            log.exception("Install failed unexpectedly model=%s digest=%s", desired.name, desired.artifact.digest)
+            try:
+                self._fail(desired, "InternalError", f"{type(exc).__name__} while installing; see the agent's log")
+            except OSError as storage:
+                self._storage_failed(desired, storage)
+            return None
 
     async def _prepare(self, desired: DesiredModel) -> Prepared | None:
         name, digest, art = desired.name, desired.artifact.digest, desired.artifact
@@ -187,11 +196,10 @@ class Installer:
         faults.reached("verify")
         try:
             opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
-            meta = opened.manifest.get("model") or {}
-            if meta.get("name") != name or meta.get("version") != desired.version:
-                raise IntegrityError(
-                    f"manifest is {meta.get('name')}@{meta.get('version')}, spec wants {name}@{desired.version}"
-                )
+            meta = opened.parsed.model
+            if meta is None or meta.name != name or meta.version != desired.version:
+                held = f"{meta.name}@{meta.version}" if meta is not None else "no model"
+                raise IntegrityError(f"manifest is {held}, spec wants {name}@{desired.version}")
         except IntegrityError as exc:
             self._fail(desired, "VerificationFailed", str(exc))
             return None
@@ -205,7 +213,7 @@ class Installer:
         self._journal_step(name, state.InstallRecord(digest=digest, step="testing", slot=slot))
         try:
             runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)
-            problem = await self._offload(runtime.check_golden, opened.manifest.get("golden") or {})
+            problem = await self._offload(runtime.check_golden, opened.parsed.golden)
         except IntegrityError as exc:  # onnxruntime could not load the model
             problem = str(exc)
         if problem is not None:

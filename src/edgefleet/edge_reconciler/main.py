@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from edgefleet import __version__
 from edgefleet.adapters import artifacts, bundle, inference_server, kube, protocols
+from edgefleet.api import addresses
 from edgefleet.core.errors import EdgefleetError, InvalidSpecError, Reason
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 
@@ -87,6 +89,22 @@ def make_control(cfg: config.AgentConfig, session: kube.Session) -> protocols.De
     )
 
 
+def raise_descriptor_limit(connections: int) -> int:
+    """Raise the soft NOFILE limit to the hard one, and return how many inference connections fit under it (half of
+    the descriptors, the rest kept for the journal, slots, downloads and the API): running out of descriptors would
+    stop the device from reading its own files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    fit = max(16, soft // 2)
+    if connections > fit:
+        log.warning("Lowered server.maxConnections configured=%d nofile=%d used=%d", connections, soft, fit)
+    return min(connections, fit)
+
+
 async def run(cfg: config.AgentConfig) -> None:
     """Build every part from ``cfg`` and run until SIGTERM/SIGINT."""
     keys = [bundle.load_public_key(Path(p).read_bytes()) for p in cfg.trust_keys]
@@ -94,10 +112,20 @@ async def run(cfg: config.AgentConfig) -> None:
         log.warning("No trust keys configured: every artifact will be rejected")
     store = state.Store(cfg.state_dir)
     registry = serving.Registry(workers=cfg.inference_workers)
-    server = inference_server.Server(registry, port=cfg.server.port, unix_socket=cfg.server.unix_socket)
+    limits = inference_server.Limits(
+        max_connections=raise_descriptor_limit(cfg.server.max_connections),
+        idle_timeout_seconds=cfg.server.idle_timeout_seconds,
+        body_timeout_seconds=cfg.server.body_timeout_seconds,
+        max_json_bytes=cfg.server.max_json_bytes,
+        max_body_bytes=cfg.server.max_body_bytes,
+    )
+    server = inference_server.Server(registry, port=cfg.server.port, unix_socket=cfg.server.unix_socket, limits=limits)
     http = kube.new_session()
-    downloads = artifacts.new_session()
-    fetch = functools.partial(artifacts.download, downloads, timeout_seconds=cfg.download_timeout_seconds)
+    policy = addresses.FetchPolicy.from_env(extra=cfg.fetch_allow)
+    downloads = artifacts.new_session(policy=policy)
+    fetch = functools.partial(
+        artifacts.download, downloads, timeout_seconds=cfg.download_timeout_seconds, policy=policy
+    )
     agent = device.Agent(
         control=make_control(cfg, http),
         store=store,
@@ -132,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Every line the agent writes goes through one limiter: no input can make the log grow without bound.
+    limiter = inference_server.RateLimitFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(limiter)
     try:
         cfg = load_config(args)
     except EdgefleetError as exc:

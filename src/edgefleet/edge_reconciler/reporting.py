@@ -61,6 +61,7 @@ class StatusReporter:
         self.conditions: list[Condition] = []  # as last written: transition times carry over
         self.reports = 0
         self.dirty = asyncio.Event()
+        self.refused: protocols.SpecRefused | None = None
         self._last_reported: str | None = None
 
     def phase(self, name: str, state_: ModelState, message: str | None) -> None:
@@ -80,6 +81,12 @@ class StatusReporter:
         """Drop the phase of a model that left the spec."""
         self.phases.pop(name, None)
 
+    def refuse(self, refused: protocols.SpecRefused | None) -> None:
+        """The latest desired spec was refused (``None``: a valid one arrived): status says so at once."""
+        if refused != self.refused:
+            self.refused = refused
+            self.dirty.set()
+
     def changed(self) -> None:
         """Something status shows changed outside a phase (a new spec generation, a removal): report it."""
         self.dirty.set()
@@ -95,6 +102,7 @@ class StatusReporter:
             agent_version=__version__,
             previous_conditions=self.conditions,
             now=self.wall(),
+            refused=self.refused,
         )
 
     async def report_forever(self) -> None:

@@ -9,6 +9,11 @@ and the health monitor keeps running while a slow model computes. Every finished
 :class:`~edgefleet.core.health.Sample` attributed to the digest that produced it, so samples of the old version that
 finish after a switch never count against the new one. Only timings, counts and error classes are recorded; the
 tensors themselves are dropped as soon as the response is written.
+
+What counts against a model (``docs/rollouts.md``, "What health counts"): a failed inference on a request that
+matched the model's signature, a NaN/Inf output computed from finite inputs, and latency. A client error (unknown
+input, wrong shape or dtype, onnxruntime's ``InvalidArgument``) records no sample; a NaN/Inf output from an input
+that already held NaN/Inf is a sample, but not a non-finite one.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ MAX_SAMPLES = 200_000
 # Models whose recent inferences take less than this run on the event loop itself: handing them to the pool
 # costs more (thread wake-up, future, callback) than the inference, and they cannot stall the loop noticeably.
 INLINE_BELOW_MS = 0.25
+INLINE_MAX_ELEMENTS = 4096  # ... and only for small inputs: a large batch goes to the pool whatever the model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,11 +164,12 @@ class Registry:
         loaded = self._models.get(name)
         return self._recorders.get((name, loaded.digest)) if loaded else None
 
-    def _infer(self, loaded: Loaded, raw: Mapping[str, Any]) -> tuple[dict[str, np.ndarray[Any, Any]], float]:
+    def _infer(self, loaded: Loaded, raw: Mapping[str, Any]) -> tuple[dict[str, np.ndarray[Any, Any]], float, bool]:
+        """Outputs, latency in ms, and whether the inputs were finite."""
         feeds = {name: loaded.runtime.coerce(name, value) for name, value in raw.items()}
         start = time.perf_counter()
         outputs = loaded.runtime.run(feeds)
-        return outputs, (time.perf_counter() - start) * 1000.0
+        return outputs, (time.perf_counter() - start) * 1000.0, _all_finite(feeds.values())
 
     async def predict(self, name: str, raw: Mapping[str, Any]) -> Result:
         """Run one inference on the current model of ``name``; raises KeyError for an unknown name."""
@@ -171,20 +178,21 @@ class Registry:
         recorder = self._recorders.get((name, loaded.digest))
         recent = self._recent_ms.get(loaded.digest)
         try:
-            if recent is not None and recent < INLINE_BELOW_MS:
-                outputs, latency_ms = self._infer(loaded, raw)
+            small = sum(int(np.size(v)) for v in raw.values()) <= INLINE_MAX_ELEMENTS
+            if small and recent is not None and recent < INLINE_BELOW_MS:
+                outputs, latency_ms, finite_in = self._infer(loaded, raw)
             else:
-                outputs, latency_ms = await loop.run_in_executor(self._executor, self._infer, loaded, raw)
+                outputs, latency_ms, finite_in = await loop.run_in_executor(self._executor, self._infer, loaded, raw)
         except onnx_session.InferenceError as exc:
             self.metrics.requests.labels(name, loaded.version, exc.kind).inc()
-            if recorder is not None:
+            # A client's mistake (unknown input, wrong shape or dtype) says nothing about the model: no sample.
+            if recorder is not None and not exc.client_error:
                 recorder.record(health.Sample(self.clock(), 0.0, error=True))
                 self.alarm.set()
             raise
         self._recent_ms[loaded.digest] = latency_ms if recent is None else 0.9 * recent + 0.1 * latency_ms
-        non_finite = not all(
-            bool(np.all(np.isfinite(v))) for v in outputs.values() if np.issubdtype(v.dtype, np.floating)
-        )
+        # NaN or Inf out of NaN or Inf in is the client's doing: only a non-finite output from finite inputs counts.
+        non_finite = finite_in and not _all_finite(outputs.values())
         if recorder is not None:
             recorder.record(health.Sample(self.clock(), latency_ms, non_finite=non_finite))
             if non_finite:
@@ -196,6 +204,13 @@ class Registry:
     def shutdown(self) -> None:
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _all_finite(arrays: Any) -> bool:
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.inexact) and not bool(np.all(np.isfinite(array))):
+            return False
+    return True
 
 
 __all__ = ["Loaded", "Metrics", "Recorder", "Registry", "Result"]

@@ -21,7 +21,9 @@ The records are frozen; every change of a model's record is one of the pure tran
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -31,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgefleet.api.edgedevice import DesiredModel, EdgeDeviceSpec
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core import convergence
-from edgefleet.core.errors import IntegrityError
+
+log = logging.getLogger(__name__)
 
 SlotName = Literal["a", "b"]
 InstallStep = Literal["downloading", "verifying", "installing", "testing", "switching"]
@@ -220,6 +223,7 @@ class Store:
         for d in (root, self.downloads, self.slots):
             d.mkdir(parents=True, exist_ok=True)
         self.journal_path = root / "journal.json"
+        self.damaged: str | None = None
         self.journal = self._load()
 
     def _load(self) -> Journal:
@@ -227,15 +231,21 @@ class Store:
             raw = self.journal_path.read_bytes()
         except FileNotFoundError:
             return Journal()
-        # The journal is only ever replaced atomically, so a parse error means outside damage: refuse to guess.
+        # The journal is only ever replaced atomically, so a parse error means outside damage. Refusing to start
+        # would crash-loop the device; guessing would serve something unverified. So the damaged file is kept for a
+        # person to look at and the device starts from nothing: it downloads and verifies its desired models again.
         try:
             return Journal.model_validate_json(raw)
         except ValidationError as exc:
-            raise IntegrityError(
-                f"{self.journal_path}: the install journal is damaged ({exc.error_count()} errors, first: "
-                f"{exc.errors(include_url=False)[0]['msg']}); move it aside to start fresh "
-                "(the device then downloads its desired models again)"
-            ) from exc
+            aside = self.journal_path.with_name(f"journal.damaged-{int(time.time())}.json")
+            os.replace(self.journal_path, aside)
+            self.damaged = (
+                f"{self.journal_path}: the install journal was damaged ({exc.error_count()} errors, first: "
+                f"{exc.errors(include_url=False, include_input=False)[0]['msg']}); moved to {aside.name}, "
+                "starting fresh (the device downloads its desired models again)"
+            )
+            log.error("Reset damaged journal path=%s moved_to=%s", self.journal_path, aside.name)
+            return Journal()
 
     def commit(self, journal: Journal) -> None:
         """Make ``journal`` the durable state (atomic replace + fsync)."""

@@ -27,7 +27,6 @@ from collections.abc import Callable
 
 from edgefleet.api.edgedevice import DesiredModel
 from edgefleet.core import convergence, health, probation
-from edgefleet.core.errors import IntegrityError
 from edgefleet.edge_reconciler import faults, installer, monitor, reporting, serving, state
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class Switcher:
             for slot in order:
                 try:
                     loaded = await self.load_slot(name, slot)
-                except (OSError, IntegrityError) as exc:
+                except Exception as exc:
                     log.error("Discarded damaged slot model=%s slot=%s error=%s", name, slot, exc)
                     rec = self.store.model(name)
                     self.store.update_model(rec.without_slot(slot))
@@ -102,7 +101,7 @@ class Switcher:
             if rec.probation_since is not None and rec.previous is not None:
                 # Samples died with the process: probation starts over, with the rollback target warm again.
                 self.monitor.begin(name, self.clock())
-                with contextlib.suppress(OSError, IntegrityError):
+                with contextlib.suppress(Exception):
                     self.monitor.keep_warm(name, await self.load_slot(name, rec.previous))
             elif rec.probation_since is not None:
                 self.store.update_model(rec.off_probation())

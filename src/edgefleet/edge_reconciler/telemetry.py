@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from edgefleet.adapters import protocols
 from edgefleet.api.common import Condition
 from edgefleet.api.edgedevice import (
     Capabilities,
@@ -113,8 +114,10 @@ def device_status(
     agent_version: str,
     previous_conditions: Sequence[Condition],
     now: dt.datetime,
+    refused: protocols.SpecRefused | None = None,
 ) -> EdgeDeviceStatus:
-    """The whole EdgeDevice status (pure)."""
+    """The whole EdgeDevice status (pure). A refused spec (``refused``) is reported as observed, with
+    ``Stalled``/``Ready`` saying why; the models keep reporting the last accepted spec."""
     desired = {m.name: m for m in journal.spec.models}
     names = sorted(set(desired) | set(phases))
     models = [
@@ -129,12 +132,17 @@ def device_status(
         for name in names
         if name in desired or (journal.models.get(name) and journal.models[name].active)
     ]
+    generation = journal.observed_generation
+    if refused is not None and refused.generation is not None:
+        generation = refused.generation
     return EdgeDeviceStatus(
-        observed_generation=journal.observed_generation,
+        observed_generation=generation,
         agent_version=agent_version,
         capabilities=capabilities,
         models=models,
-        conditions=deviceconditions.conditions(previous_conditions, models, journal.observed_generation, now),
+        conditions=deviceconditions.conditions(
+            previous_conditions, models, generation, now, refused.message if refused is not None else None
+        ),
     )
 
 

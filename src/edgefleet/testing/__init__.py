@@ -13,4 +13,14 @@ third-party needs are the ``[testing]`` extra. What it holds:
 - :mod:`~edgefleet.testing.examples`: the example-model builders (``python -m edgefleet.testing.examples``);
 - models, bundles, simulated devices, the operator process, in-memory fakes and the chaos fleet that tests and
   benchmarks share.
+
+Importing it allows fetches from loopback addresses for this process and the processes it starts
+(``EDGEFLEET_FETCH_ALLOW=loopback``, :mod:`edgefleet.api.addresses`): every server of the harness listens on
+127.0.0.1. A product process never imports it, so devices and operators keep the strict default.
 """
+
+import os
+
+from edgefleet.api import addresses
+
+os.environ.setdefault(addresses.ENV_ALLOW, "loopback")
