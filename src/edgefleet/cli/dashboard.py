@@ -118,7 +118,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
     parser.add_argument(
-        "-n", "--namespace", action="append", default=None, help="namespace to show (repeatable; default: the context's)"
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="namespace to show (repeatable; default: the context's)",
     )
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="show every namespace")
     parser.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -23,7 +23,8 @@ Worked example: ``cam-7`` (site ``plant-north``, line ``line-2``) is asked for `
 ``state: RolledBack, message: "rolled back version 1.1.0 to 1.0.0: LatencyP95: ..."`` with its Lease renewed 10 s
 ago: its tile is ``rolledBack`` with that message as the reason. The same device with a Lease last renewed 700 s ago
 and a 600 s duration is ``offline``, reason ``no heartbeat since <that renewal> (Lease duration 600 s); last
-reported: rolled back ...``. :func:`summarise` counts tiles per line and site, which is what the page shows first at 5,000 devices.
+reported: rolled back ...``. :func:`summarise` counts tiles per line and site, which is what the page shows first at
+5,000 devices.
 """
 
 from __future__ import annotations
@@ -233,17 +234,19 @@ def tile(
         state, reason = model_state(None, report, None)
         models.append(ModelTile(name, None, state, reason, None, None, report.active_version, report.active_revision))
     worst = min(models, key=lambda m: SEVERITY.index(m.state)) if models else None
-    state: TileState = worst.state if worst is not None else "idle"
-    reason = f"{worst.model}: {worst.reason}" if worst is not None and len(models) > 1 else (worst.reason if worst else "")
+    shown: TileState = worst.state if worst is not None else "idle"
+    reason = ""
+    if worst is not None:
+        reason = f"{worst.model}: {worst.reason}" if len(models) > 1 else worst.reason
     if reach.online is False:
-        state, reason = "offline", _cut(f"{reach.reason}; last reported: {reason or 'nothing'}")
+        shown, reason = "offline", _cut(f"{reach.reason}; last reported: {reason or 'nothing'}")
     return Tile(
         namespace=device.metadata.namespace or "",
         name=device.metadata.name,
         site=labels.get(common.LABEL_SITE, ""),
         line=labels.get(common.LABEL_LINE, ""),
         hardware=labels.get(common.LABEL_HARDWARE_CLASS, ""),
-        state=state,
+        state=shown,
         reason=reason or "nothing desired",
         models=tuple(models),
         online=reach.online,
@@ -265,7 +268,7 @@ def counts(states: Iterable[TileState]) -> dict[str, int]:
     >>> counts(["canary", "stable", "canary"])["canary"]
     2
     """
-    out = dict.fromkeys(SEVERITY, 0)
+    out: dict[str, int] = dict.fromkeys(SEVERITY, 0)
     for state in states:
         out[state] += 1
     return out
@@ -331,7 +334,7 @@ def summarise(tiles: Iterable[Tile]) -> FleetSummary:
 
 
 def _add(many: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    out = dict.fromkeys(SEVERITY, 0)
+    out: dict[str, int] = dict.fromkeys(SEVERITY, 0)
     for c in many:
         for key, value in c.items():
             out[key] += value

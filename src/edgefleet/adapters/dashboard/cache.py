@@ -116,9 +116,7 @@ class Subscription:
     all_lines: bool = False
     device: str | None = None
     deployment: str | None = None
-    queue: asyncio.Queue[dict[str, Any] | None] = dataclasses.field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
+    queue: asyncio.Queue[dict[str, Any] | None] = dataclasses.field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     dropped: bool = False
 
     def shows(self, line_key: str) -> bool:
@@ -226,8 +224,10 @@ class FleetCache:
     async def wait_synced(self, timeout: float, lease_timeout: float = 5.0) -> None:
         """Wait for the first complete list of devices and deployments (TransientError after ``timeout``), and up
         to ``lease_timeout`` for the Leases (without them, reachability reads unknown)."""
-        for inf in [*self.devices.values(), *self.deployment_caches.values()]:
-            await inf.wait_synced(timeout)
+        for devices in self.devices.values():
+            await devices.wait_synced(timeout)
+        for deployments in self.deployment_caches.values():
+            await deployments.wait_synced(timeout)
         for lease in self.leases.values():
             with contextlib.suppress(errors.TransientError):
                 await lease.wait_synced(lease_timeout)
@@ -301,9 +301,7 @@ class FleetCache:
     def _all_device_keys(self) -> set[str]:
         keys: set[str] = set()
         for cache in self.devices.values():
-            keys.update(
-                f"{d.metadata.namespace or ''}/{d.metadata.name}" for d in cache.items()
-            )
+            keys.update(f"{d.metadata.namespace or ''}/{d.metadata.name}" for d in cache.items())
         return keys
 
     def refresh(self) -> Change:
@@ -350,8 +348,8 @@ class FleetCache:
                 self.tiles[key] = new
                 change.tiles.append((old, new))
                 if old is None or old.state != new.state:
-                    history = self.transitions.setdefault(key, collections.deque(maxlen=MAX_TRANSITIONS))
-                    history.append({"t": _iso(now), "state": new.state, "reason": new.reason})
+                    seen = self.transitions.setdefault(key, collections.deque(maxlen=MAX_TRANSITIONS))
+                    seen.append({"t": _iso(now), "state": new.state, "reason": new.reason})
         if change.tiles:
             summary = fleetmap.summarise(self.tiles.values())
             if summary != self.summary:
@@ -445,9 +443,7 @@ class FleetCache:
             "meta": self.meta(),
             "fleet": self.summary.to_json(),
             "deployments": list(self.panels.values()),
-            "tiles": [
-                t.to_json() for t in sorted(self.tiles.values(), key=lambda t: t.id) if sub.shows(t.line_key)
-            ],
+            "tiles": [t.to_json() for t in sorted(self.tiles.values(), key=lambda t: t.id) if sub.shows(t.line_key)],
             "device": self.device_page(sub.device) if sub.device else None,
             "chart": {"deployment": chart, "points": history.to_json() if history else []},
             "expandedAll": sub.all_lines,
