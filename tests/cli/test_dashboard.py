@@ -41,25 +41,25 @@ def test_the_command_serves_the_namespace_and_stops_on_sigterm(
 ) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(controlplane.REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     args = ["dashboard", "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace, "--port", "0"]
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "edgefleet.cli.main", *args],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"on (http://127\.0\.0\.1:\d+/) \(namespace (\S+), 0 devices, read-only", line)
-        assert match and match.group(2) == namespace, line
-        with urllib.request.urlopen(match.group(1) + "api/snapshot", timeout=10) as response:
-            snap = json.load(response)
-        assert snap["fleet"]["total"] == 0 and snap["meta"]["namespaces"] == [namespace]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"on (http://127\.0\.0\.1:\d+/) \(namespace (\S+), 0 devices, read-only", line)
+            assert match and match.group(2) == namespace, line
+            with urllib.request.urlopen(match.group(1) + "api/snapshot", timeout=10) as response:
+                snap = json.load(response)
+            assert snap["fleet"]["total"] == 0 and snap["meta"]["namespaces"] == [namespace]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -134,6 +134,9 @@ def model_state(
     """
     health = report.health if report is not None else None
     if entry is None:
+        if report is not None and report.state in ("Failed", "RolledBack"):
+            state: TileState = "failed" if report.state == "Failed" else "rolledBack"
+            return state, _cut(report.message) or f"{report.state}, and nothing is desired any more"
         if report is None or report.active_revision is None:
             return "idle", "nothing desired"
         return "other", f"serves {report.active_revision}, which is not desired any more"
