@@ -39,7 +39,8 @@ def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 def test_the_command_serves_the_namespace_and_stops_on_sigterm(
     control_plane: controlplane.ControlPlane, namespace: str
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(controlplane.REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(controlplane.REPO / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     args = ["dashboard", "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace, "--port", "0"]
     with subprocess.Popen(
         [sys.executable, "-m", "edgefleet.cli.main", *args],

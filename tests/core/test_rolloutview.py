@@ -18,7 +18,8 @@ def deployment(status: modeldeployment.ModelDeploymentStatus | None) -> modeldep
 
 
 def test_steps_read_done_current_pending_while_a_canary_is_out() -> None:
-    md = deployment(modeldeployment.ModelDeploymentStatus(stable_revision="a", canary_revision="b", current_step_index=2))
+    status = modeldeployment.ModelDeploymentStatus(stable_revision="a", canary_revision="b", current_step_index=2)
+    md = deployment(status)
     assert [s["state"] for s in rolloutview.steps(md)] == ["done", "done", "current", "pending"]
     assert [s["description"] for s in rolloutview.steps(md)][1].startswith("analysis")
     settled = deployment(modeldeployment.ModelDeploymentStatus(stable_revision="a", current_step_index=3))
@@ -48,7 +49,8 @@ def test_running_prefers_a_deployment_with_a_canary_out() -> None:
 
 
 def test_a_point_counts_the_deployments_models_and_offline_devices() -> None:
-    md = deployment(modeldeployment.ModelDeploymentStatus(stable_revision="a", canary_revision="b", current_step_index=1))
+    status = modeldeployment.ModelDeploymentStatus(stable_revision="a", canary_revision="b", current_step_index=1)
+    md = deployment(status)
 
     def t(name: str, state: fleetmap.TileState, online: bool = True, deployment: str = rollout.NAME) -> fleetmap.Tile:
         model = fleetmap.ModelTile(rollout.MODEL, deployment, state, "")

@@ -24,7 +24,7 @@ NAME = rollout.NAME
 MODEL = rollout.MODEL
 LEASE_SECONDS = 600
 PATTERN: tuple[fleetmap.TileState, ...] = (
-    *(("stable",) * 72),
+    *(("stable",) * 73),
     *(("canary",) * 14),
     *(("installing",) * 6),
     "rolledBack",
@@ -35,7 +35,7 @@ PATTERN: tuple[fleetmap.TileState, ...] = (
     "offline",
     "offline",
 )
-"""Every hundred devices: 72 stable, 14 canary, 6 installing, 2 rolled back, 1 failed, 4 offline (stable, silent)."""
+"""Every hundred devices: 73 stable, 14 canary, 6 installing, 2 rolled back, 1 failed, 4 offline (stable, silent)."""
 
 
 @dataclasses.dataclass(frozen=True)

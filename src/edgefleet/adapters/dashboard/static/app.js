@@ -13,6 +13,7 @@
   };
   const CHART_STATES = ["stable", "canary", "other", "installing", "rolledBack", "failed", "offline"];
   const SVG = "http://www.w3.org/2000/svg";
+  const byName = new Intl.Collator(undefined, { numeric: true });
 
   const view = {
     meta: null,
@@ -23,7 +24,7 @@
     device: null,
     expandedAll: false,
   };
-  const want = { lines: new Set(), auto: true, device: null, deployment: null };
+  const want = { lines: new Set(), auto: true, all: false, device: null, deployment: null };
   const dom = { sites: new Map(), lines: new Map(), tiles: new Map() };
   let source = null;
   let lastMessageAt = 0;
@@ -84,7 +85,7 @@
 
   function streamUrl() {
     const params = new URLSearchParams();
-    params.set("lines", want.auto ? "auto" : Array.from(want.lines).join(","));
+    params.set("lines", want.all ? "*" : want.auto ? "auto" : Array.from(want.lines).join(","));
     if (want.device) params.set("device", want.device);
     if (want.deployment) params.set("deployment", want.deployment);
     return "/api/stream?" + params.toString();
@@ -396,7 +397,7 @@
     return t.n + " · " + LABELS[t.st] + (t.v ? " · " + t.v : "") + "\n" + t.r;
   }
 
-  function placeTile(t) {
+  function placeTile(t, bulk) {
     const key = t.s + "/" + t.l;
     const line = dom.lines.get(key);
     let node = dom.tiles.get(t.id);
@@ -413,11 +414,12 @@
     node.title = tileTitle(t);
     node.setAttribute("aria-label", t.n + ": " + LABELS[t.st]);
     if (!line) return; // its line arrives with the next count update
+    if (bulk) return; // renderTiles appends them in order
     if (node.parentNode !== line.tiles) {
       // keep names in natural order within a line
       let before = null;
       for (const other of line.tiles.children) {
-        if (other.dataset.name.localeCompare(t.n, undefined, { numeric: true }) > 0) {
+        if (byName.compare(other.dataset.name, t.n) > 0) {
           before = other;
           break;
         }
@@ -427,7 +429,22 @@
   }
 
   function renderTiles() {
-    for (const t of view.tiles.values()) placeTile(t);
+    // a snapshot may carry thousands of tiles: build them, then append each line's in one sorted pass
+    const perLine = new Map();
+    for (const t of view.tiles.values()) {
+      placeTile(t, true);
+      const key = t.s + "/" + t.l;
+      if (!perLine.has(key)) perLine.set(key, []);
+      perLine.get(key).push(t);
+    }
+    for (const [key, tiles] of perLine) {
+      const line = dom.lines.get(key);
+      if (!line) continue;
+      tiles.sort((a, b) => byName.compare(a.n, b.n));
+      const fragment = document.createDocumentFragment();
+      for (const t of tiles) fragment.appendChild(dom.tiles.get(t.id));
+      line.tiles.appendChild(fragment);
+    }
   }
 
   // --- chart ------------------------------------------------------------------------------------------------------
@@ -689,6 +706,13 @@
   }
 
   function start() {
+    // ?lines=* shows every tile whatever the fleet's size; ?lines=site/line,... opens those lines
+    const lines = new URLSearchParams(location.search).get("lines");
+    if (lines !== null) {
+      want.auto = false;
+      if (lines === "*") want.all = true;
+      else for (const key of lines.split(",")) if (key) want.lines.add(key);
+    }
     const match = /^#device=(.+)$/.exec(location.hash);
     if (match) want.device = decodeURIComponent(match[1]);
     $("device-close").addEventListener("click", closeDevice);

@@ -1,0 +1,120 @@
+"""The demo's dashboard: the real ``edgefleet dashboard`` command, up for the whole story, and screenshots of it.
+
+:class:`Dashboard` starts the command on a free loopback port of the demo's control plane (its URL is printed, so the
+person watching can open it), and saves screenshots into the demo's output directory at the moments the story asks
+for (:meth:`Dashboard.when`: once, the first time a condition on the rollout's status and devices holds). Screenshots
+come from headless Chromium (:mod:`edgefleet.testing.browser`); without Chromium the demo still runs and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgefleet.testing import browser, controlplane
+
+Moment = Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool]
+"""(the ModelDeployment's status, each device's status entry) -> whether to take the screenshot now."""
+
+
+class Dashboard:
+    """``edgefleet dashboard -n NAMESPACE`` on the demo's control plane."""
+
+    def __init__(self, cp: controlplane.ControlPlane, namespace: str, output: Path, log: Path) -> None:
+        self.cp, self.namespace, self.output, self.log = cp, namespace, output, log
+        self.url: str | None = None
+        self.saved: list[Path] = []
+        self.missing: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._taken: set[str] = set()
+
+    def start(self) -> str:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(controlplane.REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        port = controlplane.free_port()
+        args = ["dashboard", "--kubeconfig", str(self.cp.kubeconfig), "-n", self.namespace, "--port", str(port)]
+        with self.log.open("ab") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "edgefleet.cli.main", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().decode()
+        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if not found:
+            self.stop()
+            raise RuntimeError(f"edgefleet dashboard did not start: {line.strip()}; see {self.log}")
+        self.url = found.group(0)
+        return self.url
+
+    def screenshot(self, name: str) -> Path | None:
+        """Save the page as ``<output>/<name>``; None (and :attr:`missing` says why) without Chromium."""
+        if self.url is None or self.missing is not None:
+            return None
+        try:
+            with browser.chromium(width=1600, height=1000) as context:
+                page = context.new_page()
+                page.goto(self.url)
+                page.wait_for_selector("body[data-ready]", timeout=30000)
+                page.wait_for_timeout(800)  # the chart's first redraw
+                self.output.mkdir(parents=True, exist_ok=True)
+                path = self.output / name
+                page.screenshot(path=str(path), full_page=True)
+        except browser.BrowserMissing as exc:
+            self.missing = str(exc)
+            return None
+        self.saved.append(path)
+        return path
+
+    def when(self, name: str, moment: Moment) -> Callable[[dict[str, Any], dict[str, dict[str, Any]]], None]:
+        """A callback for the demo's live view: screenshot ``name`` once, the first time ``moment`` holds."""
+
+        def check(status: dict[str, Any], devices: dict[str, dict[str, Any]]) -> None:
+            if name not in self._taken and moment(status, devices):
+                self._taken.add(name)
+                self.screenshot(name)
+
+        return check
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def canary_out(version: str) -> Moment:
+    """Mid-rollout: ``version`` is the canary and some, not all, devices run it."""
+
+    def moment(status: dict[str, Any], devices: dict[str, dict[str, Any]]) -> bool:
+        on = sum(e.get("activeVersion") == version for e in devices.values())
+        return str(status.get("canaryRevision") or "").startswith(version) and 0 < on < len(devices)
+
+    return moment
+
+
+def rolled_back(status: dict[str, Any], devices: dict[str, dict[str, Any]]) -> bool:
+    """A device rolled a version back on its own (or the operator has already aborted it)."""
+    return status.get("phase") == "RolledBack" or any(e.get("state") == "RolledBack" for e in devices.values())
+
+
+__all__ = ["Dashboard", "Moment", "canary_out", "rolled_back"]
