@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from edgefleet.adapters import dashboard, kube
@@ -49,6 +50,22 @@ async def _preflight(client: kube.Client, namespaces: list[str | None]) -> list[
     return warnings
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` until it ends (True) or ``stop`` is set first (False); its errors propagate."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopped):
+        if pending not in done:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+    if task in done:
+        task.result()
+        return True
+    return False
+
+
 async def serve(args: argparse.Namespace) -> int:
     connection = kube.default_connection(args.kubeconfig, args.context)
     namespaces: list[str] | None = None if args.all_namespaces else (args.namespace or [connection.namespace])
@@ -65,7 +82,8 @@ async def serve(args: argparse.Namespace) -> int:
         for warning in await _preflight(client, [None] if namespaces is None else list(namespaces)):
             print(f"warning: {warning}", file=sys.stderr)
         await fleet.start()
-        await fleet.wait_synced(SYNC_TIMEOUT_SECONDS)
+        if not await _unless_stopped(fleet.wait_synced(SYNC_TIMEOUT_SECONDS), stop):
+            return 0  # Ctrl-C before the first list completed
         await server.start()
         devices = fleet.summary.total
         print(

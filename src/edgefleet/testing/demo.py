@@ -351,6 +351,7 @@ def run(root: Path, devices: int, processes: int, output: Path) -> dict[str, flo
         with fileserver.served(models) as url:
             fleet.start_operator(key)
             console.print(f"[bold]Fleet dashboard[/] (read-only, up for the whole demo): {dash.start()}")
+            dash.open()
             fleet.start_devices(trust)
             times["devices registered (s)"] = watch(
                 cp, fleet, f"{devices} devices (real edge agents in {processes} processes) registering",

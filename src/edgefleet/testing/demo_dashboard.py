@@ -8,6 +8,7 @@ come from headless Chromium (:mod:`edgefleet.testing.browser`); without Chromium
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from playwright.sync_api import BrowserContext, Page
 
 from edgefleet.testing import browser, controlplane
 
@@ -33,6 +36,8 @@ class Dashboard:
         self.missing: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._taken: set[str] = set()
+        self._browser: contextlib.AbstractContextManager[BrowserContext] | None = None
+        self._page: Page | None = None
 
     def start(self) -> str:
         env = {
@@ -58,22 +63,31 @@ class Dashboard:
         self.url = found.group(0)
         return self.url
 
-    def screenshot(self, name: str) -> Path | None:
-        """Save the page as ``<output>/<name>``; None (and :attr:`missing` says why) without Chromium."""
-        if self.url is None or self.missing is not None:
-            return None
+    def open(self) -> None:
+        """Open the page in headless Chromium once, and keep it open: a screenshot is then a tenth of a second, quick
+        enough for the few seconds in which canaries have rolled back and the operator has not yet aborted."""
+        if self.url is None or self._page is not None or self.missing is not None:
+            return
         try:
-            with browser.chromium(width=1600, height=1000) as context:
-                page = context.new_page()
-                page.goto(self.url)
-                page.wait_for_selector("body[data-ready]", timeout=30000)
-                page.wait_for_timeout(800)  # the chart's first redraw
-                self.output.mkdir(parents=True, exist_ok=True)
-                path = self.output / name
-                page.screenshot(path=str(path), full_page=True)
+            self._browser = browser.chromium(width=1600, height=1000)
+            context = self._browser.__enter__()
         except browser.BrowserMissing as exc:
+            self._browser = None
             self.missing = str(exc)
+            return
+        self._page = context.new_page()
+        self._page.goto(self.url)
+        self._page.wait_for_selector("body[data-ready]", timeout=30000)
+
+    def screenshot(self, name: str) -> Path | None:
+        """Save the live page as ``<output>/<name>``; None (and :attr:`missing` says why) without Chromium."""
+        self.open()
+        if self._page is None:
             return None
+        self.output.mkdir(parents=True, exist_ok=True)
+        path = self.output / name
+        self._page.wait_for_timeout(300)  # the push that the demo's own poll just saw reaches the page
+        self._page.screenshot(path=str(path), full_page=True)
         self.saved.append(path)
         return path
 
@@ -88,6 +102,11 @@ class Dashboard:
         return check
 
     def stop(self) -> None:
+        if self._browser is not None:
+            self._page = None
+            with contextlib.suppress(Exception):  # the browser may already be gone on Ctrl-C
+                self._browser.__exit__(None, None, None)
+            self._browser = None
         proc, self._proc = self._proc, None
         if proc is None:
             return

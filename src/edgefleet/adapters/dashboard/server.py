@@ -245,10 +245,9 @@ class Server:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.address, self.requested_port)
         await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
         if self._hosts is not None:
             self._hosts |= loopback_hosts(self.port)
 

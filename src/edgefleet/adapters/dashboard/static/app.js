@@ -500,14 +500,17 @@
       chart.appendChild(svg("path", { d: upper + lower + " Z", class: "area-" + state }));
       for (let i = 0; i < points.length; i++) base[i] = top[i];
     }
-    // step changes
+    // step changes; a label too close to the previous one is left out (the line stays)
+    let labelled = -Infinity;
     for (let i = 1; i < points.length; i++) {
       const a = points[i - 1], b = points[i];
       if (a.step === b.step && a.canary === b.canary) continue;
       const xm = x(Date.parse(b.t));
       chart.appendChild(svg("line", { x1: xm, x2: xm, y1: T, y2: H - B, class: "marker" }));
+      if (xm - labelled < 44 || xm > W - R - 30) continue;
       const label = b.canary === null ? "done" : "step " + (b.step + 1);
       chart.appendChild(svg("text", { x: xm + 3, y: T + 9, class: "marker-label" }, label));
+      labelled = xm;
     }
     const legend = $("chart-legend");
     clear(legend);
@@ -585,6 +588,7 @@
     drawer.hidden = false;
     const d = view.device;
     const body = $("device-body");
+    const scrolled = body.scrollTop; // an update redraws the page in place: keep the reader where they were
     clear(body);
     const [namespace, name] = want.device.split("/");
     $("device-name").textContent = name;
@@ -684,6 +688,7 @@
       ["onnxruntime", cap && cap.onnxruntimeVersion],
       ["providers", cap && (cap.executionProviders || []).join(", ")],
     ]));
+    body.scrollTop = scrolled;
   }
 
   // --- everything -------------------------------------------------------------------------------------------------
@@ -714,7 +719,13 @@
       else for (const key of lines.split(",")) if (key) want.lines.add(key);
     }
     const match = /^#device=(.+)$/.exec(location.hash);
-    if (match) want.device = decodeURIComponent(match[1]);
+    if (match) {
+      try {
+        want.device = decodeURIComponent(match[1]);
+      } catch (e) {
+        want.device = null; // a mangled link: open the map without a device
+      }
+    }
     $("device-close").addEventListener("click", closeDevice);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && want.device) closeDevice();
