@@ -169,3 +169,32 @@ def test_summary_counts_every_tile_once_per_line_and_site() -> None:
     assert s.sites[0].counts["offline"] == 1 and s.sites[0].counts["rolledBack"] == 1 and s.sites[0].total == 2
     assert [t.name for t in fleetmap.line_tiles(tiles, "north/line-1")] == ["d2", "d4"]
     assert fleetmap.deployment_states(tiles, "ns", "weld") == []  # no models, no entries of the deployment
+
+
+def test_a_rollback_is_remembered_while_its_revision_is_canary_or_aborted() -> None:
+    d = device(
+        "cam-4",
+        [entry()],
+        [
+            report(
+                state="RolledBack", desiredDigest=CANARY_DIGEST, message="rolled back version 1.1.0: slow", **ON_STABLE
+            )
+        ],
+    )
+    [seen] = fleetmap.rollbacks(fleetmap.tile(d, {rollout.NAME: md()}, ONLINE), T0)
+    assert (seen.deployment, seen.revision, seen.version) == (rollout.NAME, CANARY.revision, "1.1.0")
+    aborted = md().model_copy(
+        update={
+            "status": modeldeployment.ModelDeploymentStatus(
+                stable_revision=STABLE.revision, aborted_revision=CANARY.revision
+            )
+        }
+    )
+    note = fleetmap.rollback_note(seen, {rollout.NAME: aborted})
+    assert note == "rolled back 1.1.0 on its own at 10:00:00 UTC: rolled back version 1.1.0: slow"
+    assert fleetmap.rollback_note(seen, {rollout.NAME: md()}) == note  # still the canary
+    moved_on = md().model_copy(
+        update={"status": modeldeployment.ModelDeploymentStatus(stable_revision=STABLE.revision, canary_revision="x")}
+    )
+    assert fleetmap.rollback_note(seen, {rollout.NAME: moved_on}) == ""
+    assert fleetmap.rollback_note(None, {rollout.NAME: aborted}) == ""

@@ -179,6 +179,8 @@ class Tile:
     reason: str
     models: tuple[ModelTile, ...]
     online: bool | None
+    note: str = ""
+    """What the dashboard remembers about the device that its state no longer shows (:func:`rollback_note`)."""
 
     @property
     def id(self) -> str:
@@ -193,7 +195,7 @@ class Tile:
     def to_json(self) -> dict[str, Any]:
         """What the page gets: short keys, since 5,000 of them may travel at once (pure)."""
         versions = sorted({m.active_version for m in self.models if m.active_version})
-        return {
+        out = {
             "id": self.id,
             "n": self.name,
             "s": self.site,
@@ -202,6 +204,9 @@ class Tile:
             "r": self.reason,
             "v": ", ".join(versions),
         }
+        if self.note:
+            out["rb"] = self.note
+        return out
 
 
 def line_key(site: str, line: str) -> str:
@@ -254,6 +259,50 @@ def tile(
         models=tuple(models),
         online=reach.online,
     )
+
+
+# --- what the map remembers -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollback:
+    """A device seen rolling back its desired revision of ``deployment`` on its own."""
+
+    deployment: str
+    revision: str
+    version: str
+    reason: str
+    at: dt.datetime
+
+
+def rollbacks(t: Tile, now: dt.datetime) -> list[Rollback]:
+    """The rollbacks ``t`` shows right now, to remember (pure)."""
+    return [
+        Rollback(m.deployment, m.desired_revision, m.desired_version or "", m.reason, now)
+        for m in t.models
+        if m.state == "rolledBack" and m.deployment is not None and m.desired_revision is not None
+    ]
+
+
+def rollback_note(seen: Rollback | None, deployments: Mapping[str, modeldeployment.ModelDeployment]) -> str:
+    """What a tile keeps saying about a rollback once the device is back on stable (pure).
+
+    After an abort the operator asks every device for the stable revision again, so the devices that rolled the
+    canary back on their own look like all the others. The note stays while that revision is still the canary or is
+    the aborted one, and goes once another revision rolls out.
+
+    >>> t0 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+    >>> seen = Rollback("weld", "1.2.0-abc", "1.2.0", "rolled back version 1.2.0 to 1.1.0: LatencyP95: slow", t0)
+    >>> rollback_note(seen, {})
+    ''
+    """
+    if seen is None:
+        return ""
+    md = deployments.get(seen.deployment)
+    status = md.status if md is not None else None
+    if status is None or seen.revision not in (status.canary_revision, status.aborted_revision):
+        return ""
+    return _cut(f"rolled back {seen.version} on its own at {seen.at.astimezone(dt.UTC):%H:%M:%S} UTC: {seen.reason}")
 
 
 # --- aggregates -----------------------------------------------------------------------------------------------------
@@ -371,6 +420,7 @@ __all__ = [
     "LineSummary",
     "ModelTile",
     "Reachability",
+    "Rollback",
     "SiteSummary",
     "Tile",
     "TileState",
@@ -380,6 +430,8 @@ __all__ = [
     "line_tiles",
     "model_state",
     "reachability",
+    "rollback_note",
+    "rollbacks",
     "summarise",
     "tile",
 ]

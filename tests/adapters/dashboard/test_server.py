@@ -122,6 +122,37 @@ async def test_snapshot_shows_the_scene_and_pushes_a_device_change(
             page.close()
 
 
+async def test_a_device_that_rolled_back_keeps_a_note_after_the_abort(
+    served: tuple[kube.Client, fleetscene.Scene, dashboard.FleetCache, dashboard.Server],
+) -> None:
+    client, scene, _, server = served
+    i = next(i for i in range(DEVICES) if fleetscene.state_of(i) == "canary")
+    device_id = f"{scene.namespace}/{scene.name(i)}"
+    async with aiohttp.ClientSession() as http:
+        page = Page(http, server.url)
+        await page.open(f"lines=*&device={device_id}")
+        try:
+            await fleetscene.set_state(client, scene, i, "rolledBack", "rolled back version 1.1.0 to 1.0.0: slow")
+            await page.until(
+                lambda d: any(t["id"] == device_id and t["st"] == "rolledBack" for t in d.get("tiles", []))
+            )
+            # the operator aborts: the canary is recorded as aborted and the device asked for stable again
+            status = fleetscene.deployment_status(scene)
+            status.update({"canaryRevision": None, "abortedRevision": scene.canary.revision, "phase": "RolledBack"})
+            await client.merge_patch(
+                kube.MODELDEPLOYMENTS, scene.namespace, fleetscene.NAME, {"status": status}, "status"
+            )
+            await fleetscene.write_device(client, scene, i, "stable")
+            update = await page.until(
+                lambda d: any(t["id"] == device_id and t["st"] == "stable" for t in d.get("tiles", []))
+            )
+            [t] = [t for t in update["tiles"] if t["id"] == device_id]
+            assert t["rb"].startswith("rolled back 1.1.0 on its own at ") and t["rb"].endswith("to 1.0.0: slow")
+            assert update["device"]["note"] == t["rb"]
+        finally:
+            page.close()
+
+
 async def test_only_expanded_lines_get_tiles_and_lines_follow_label_changes(
     served: tuple[kube.Client, fleetscene.Scene, dashboard.FleetCache, dashboard.Server],
 ) -> None:

@@ -185,6 +185,7 @@ class FleetCache:
         self.histories: dict[str, rolloutview.History] = {}
         self.events: dict[str, dict[tuple[str, str], rolloutview.EventRecord]] = collections.defaultdict(dict)
         self.transitions: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.rollbacks: dict[str, fleetmap.Rollback] = {}  # the last rollback seen per device, while it matters
         self.subscribers: set[Subscription] = set()
         self.refreshes = 0
         self._online: dict[str, bool | None] = {}
@@ -339,17 +340,28 @@ class FleetCache:
                     del self.tiles[key]
                     self._online.pop(key, None)
                     self.transitions.pop(key, None)
+                    self.rollbacks.pop(key, None)
                     change.tiles.append((old, None))
                 continue
             reach = self._reach(key, now)
             self._online[key] = reach.online
-            new = fleetmap.tile(device, by_namespace.get(device.metadata.namespace or "", {}), reach)
+            namespaced = by_namespace.get(device.metadata.namespace or "", {})
+            new = fleetmap.tile(device, namespaced, reach)
+            for rollback in fleetmap.rollbacks(new, now):
+                known = self.rollbacks.get(key)
+                if known is None or known.revision != rollback.revision:  # keep when it was first seen
+                    self.rollbacks[key] = rollback
+            if new.state != "rolledBack":
+                note = fleetmap.rollback_note(self.rollbacks.get(key), namespaced)
+                if not note:
+                    self.rollbacks.pop(key, None)
+                new = dataclasses.replace(new, note=note)
             if new != old:
                 self.tiles[key] = new
                 change.tiles.append((old, new))
                 if old is None or old.state != new.state:
-                    seen = self.transitions.setdefault(key, collections.deque(maxlen=MAX_TRANSITIONS))
-                    seen.append({"t": _iso(now), "state": new.state, "reason": new.reason})
+                    went = self.transitions.setdefault(key, collections.deque(maxlen=MAX_TRANSITIONS))
+                    went.append({"t": _iso(now), "state": new.state, "reason": new.reason})
         if change.tiles:
             summary = fleetmap.summarise(self.tiles.values())
             if summary != self.summary:
@@ -518,6 +530,7 @@ class FleetCache:
             "hardware": t.hardware,
             "state": t.state,
             "reason": t.reason,
+            "note": t.note or None,
             "labels": dict(sorted((meta.labels or {}).items())),
             "annotations": annotations,
             "reachability": {

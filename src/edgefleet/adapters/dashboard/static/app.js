@@ -278,6 +278,11 @@
       item.dataset.state = state;
       legend.appendChild(item);
     }
+    const ring = el("span");
+    ring.appendChild(el("span", "swatch st-stable was-rb"));
+    ring.appendChild(document.createTextNode("rolled back earlier"));
+    ring.title = "the device rolled the canary back on its own (seen by this dashboard); it runs stable again";
+    legend.appendChild(ring);
   }
 
   function fillBar(bar, counts, total) {
@@ -394,7 +399,7 @@
   }
 
   function tileTitle(t) {
-    return t.n + " · " + LABELS[t.st] + (t.v ? " · " + t.v : "") + "\n" + t.r;
+    return t.n + " · " + LABELS[t.st] + (t.v ? " · " + t.v : "") + "\n" + t.r + (t.rb ? "\n" + t.rb : "");
   }
 
   function placeTile(t, bulk) {
@@ -408,7 +413,7 @@
       node.addEventListener("click", () => openDevice(t.id));
       dom.tiles.set(t.id, node);
     }
-    node.className = "tile st-" + t.st + (want.device === t.id ? " open" : "");
+    node.className = "tile st-" + t.st + (t.rb ? " was-rb" : "") + (want.device === t.id ? " open" : "");
     node.dataset.state = t.st;
     node.dataset.name = t.n;
     node.title = tileTitle(t);
@@ -610,6 +615,7 @@
     const reason = el("div", "reason-box", d.reason);
     reason.id = "device-reason";
     body.appendChild(reason);
+    if (d.note) body.appendChild(el("div", "reason-box note", d.note));
 
     const r = d.reachability || {};
     body.appendChild(el("h3", null, "Reachability"));
