@@ -393,6 +393,7 @@ def run(root: Path, devices: int, processes: int, output: Path) -> dict[str, flo
             )  # fmt: skip
             if p95 := device_p95(cp):
                 times["on-device inference p95 of 1.1.0, worst device (ms)"] = max(p95)
+            dash.arm("dashboard-1.2.0-rollback.png", demo_dashboard.ROLLED_BACK_TILE)
             _pull_request(
                 cp,
                 repo_dir,
@@ -408,7 +409,7 @@ def run(root: Path, devices: int, processes: int, output: Path) -> dict[str, flo
                 cp, fleet, "1.2.0: too slow on the devices - automatic rollback",
                 lambda s, d: s.get("phase") == "RolledBack"
                 and all(e.get("activeVersion") == "1.1.0" for e in d.values()),
-                240, dash.when("dashboard-1.2.0-rollback.png", demo_dashboard.rolled_back),
+                240,
             )  # fmt: skip
             dash.screenshot("dashboard-1.2.0-aborted.png")
             status, _ = observe(cp)

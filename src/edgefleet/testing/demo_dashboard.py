@@ -8,17 +8,16 @@ come from headless Chromium (:mod:`edgefleet.testing.browser`); without Chromium
 
 from __future__ import annotations
 
-import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from playwright.sync_api import BrowserContext, Page
 
 from edgefleet.testing import browser, controlplane
 
@@ -36,8 +35,9 @@ class Dashboard:
         self.missing: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._taken: set[str] = set()
-        self._browser: contextlib.AbstractContextManager[BrowserContext] | None = None
-        self._page: Page | None = None
+        self._thread: threading.Thread | None = None
+        self._requests: queue.Queue[tuple[Path, threading.Event] | None] = queue.Queue()
+        self._armed: dict[str, Path] = {}
 
     def start(self) -> str:
         env = {
@@ -65,29 +65,68 @@ class Dashboard:
 
     def open(self) -> None:
         """Open the page in headless Chromium once, and keep it open: a screenshot is then a tenth of a second, quick
-        enough for the few seconds in which canaries have rolled back and the operator has not yet aborted."""
-        if self.url is None or self._page is not None or self.missing is not None:
+        enough for the few seconds in which canaries have rolled back and the operator has not yet aborted. The
+        browser lives in a thread of its own: Playwright's sync API keeps an event loop running in the thread that
+        uses it, and the demo runs ``edgefleet`` commands (``asyncio.run``) in its main thread."""
+        if self.url is None or self._thread is not None or self.missing is not None:
             return
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve_screenshots, args=(self.url, ready), daemon=True)
+        self._thread.start()
+        ready.wait(timeout=60)
+
+    def _serve_screenshots(self, url: str, ready: threading.Event) -> None:
         try:
-            self._browser = browser.chromium(width=1600, height=1000)
-            context = self._browser.__enter__()
+            with browser.chromium(width=1600, height=1000) as context:
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_selector("body[data-ready]", timeout=30000)
+                ready.set()
+                while True:
+                    try:
+                        request = self._requests.get(timeout=0.1)
+                    except queue.Empty:
+                        self._check_armed(page)
+                        continue
+                    if request is None:
+                        break
+                    path, done = request
+                    page.wait_for_timeout(300)  # the push that the demo's own poll just saw reaches the page
+                    page.screenshot(path=str(path), full_page=True)
+                    done.set()
         except browser.BrowserMissing as exc:
-            self._browser = None
             self.missing = str(exc)
-            return
-        self._page = context.new_page()
-        self._page.goto(self.url)
-        self._page.wait_for_selector("body[data-ready]", timeout=30000)
+        except Exception as exc:  # a screenshot is a bonus: the demo goes on without it
+            self.missing = f"the browser failed: {exc}"
+        finally:
+            ready.set()
+
+    def arm(self, name: str, selector: str) -> None:
+        """Screenshot ``name`` the moment the page shows ``selector`` (looked for every 0.1 s by the browser's
+        thread): what the page shows for a second or two, such as canaries that rolled back before the abort."""
+        self.open()
+        self._armed[selector] = self.output / name
+
+    def _check_armed(self, page: Any) -> None:
+        for selector, path in list(self._armed.items()):
+            if page.query_selector(selector) is not None:
+                del self._armed[selector]
+                page.wait_for_timeout(150)  # let the rest of the same push draw
+                self.output.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(path), full_page=True)
+                self.saved.append(path)
 
     def screenshot(self, name: str) -> Path | None:
         """Save the live page as ``<output>/<name>``; None (and :attr:`missing` says why) without Chromium."""
         self.open()
-        if self._page is None:
+        if self._thread is None or not self._thread.is_alive():
             return None
         self.output.mkdir(parents=True, exist_ok=True)
         path = self.output / name
-        self._page.wait_for_timeout(300)  # the push that the demo's own poll just saw reaches the page
-        self._page.screenshot(path=str(path), full_page=True)
+        done = threading.Event()
+        self._requests.put((path, done))
+        if not done.wait(timeout=30):
+            return None
         self.saved.append(path)
         return path
 
@@ -102,11 +141,10 @@ class Dashboard:
         return check
 
     def stop(self) -> None:
-        if self._browser is not None:
-            self._page = None
-            with contextlib.suppress(Exception):  # the browser may already be gone on Ctrl-C
-                self._browser.__exit__(None, None, None)
-            self._browser = None
+        if self._thread is not None:
+            self._requests.put(None)
+            self._thread.join(timeout=20)
+            self._thread = None
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -131,9 +169,13 @@ def canary_out(version: str) -> Moment:
     return moment
 
 
+ROLLED_BACK_TILE = 'button.tile[data-state="rolledBack"]'
+"""A device that rolled its desired version back on its own, as the page shows it."""
+
+
 def rolled_back(status: dict[str, Any], devices: dict[str, dict[str, Any]]) -> bool:
     """A device rolled a version back on its own (or the operator has already aborted it)."""
     return status.get("phase") == "RolledBack" or any(e.get("state") == "RolledBack" for e in devices.values())
 
 
-__all__ = ["Dashboard", "Moment", "canary_out", "rolled_back"]
+__all__ = ["ROLLED_BACK_TILE", "Dashboard", "Moment", "canary_out", "rolled_back"]

@@ -153,6 +153,33 @@ async def test_a_device_that_rolled_back_keeps_a_note_after_the_abort(
             page.close()
 
 
+async def test_a_page_opened_before_any_deployment_gets_the_chart_when_one_appears(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> None:
+    client = kube.connect(kube.from_kubeconfig(control_plane.kubeconfig))
+    fleet = dashboard.FleetCache(client, [namespace], tick_seconds=0.5, coalesce_seconds=0.05)
+    server = dashboard.Server(fleet, "127.0.0.1", 0, check_host=True)
+    await fleet.start()
+    try:
+        await fleet.wait_synced(30)
+        await server.start()
+        async with aiohttp.ClientSession() as http:
+            page = Page(http, server.url)
+            first = await page.open()
+            assert first["chart"] == {"deployment": None, "points": []} and first["fleet"]["total"] == 0
+            try:
+                await fleetscene.populate(client, fleetscene.Scene(namespace, 4))
+                update = await page.until(lambda d: "chart" in d)
+                assert update["chart"]["deployment"] == f"{namespace}/{fleetscene.NAME}"
+                assert update["chart"]["points"], update["chart"]
+            finally:
+                page.close()
+    finally:
+        await server.stop()
+        await fleet.stop()
+        await client.close()
+
+
 async def test_only_expanded_lines_get_tiles_and_lines_follow_label_changes(
     served: tuple[kube.Client, fleetscene.Scene, dashboard.FleetCache, dashboard.Server],
 ) -> None:

@@ -118,6 +118,8 @@ class Subscription:
     deployment: str | None = None
     queue: asyncio.Queue[dict[str, Any] | None] = dataclasses.field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     dropped: bool = False
+    chart: str | None = None
+    """The deployment whose chart the page has (the running one unless ``deployment`` names one)."""
 
     def shows(self, line_key: str) -> bool:
         return self.all_lines or line_key in self.lines
@@ -449,7 +451,7 @@ class FleetCache:
 
     def snapshot(self, sub: Subscription) -> dict[str, Any]:
         """Everything ``sub`` shows, for a page that just (re)connected."""
-        chart = self.chart_of(sub)
+        chart = sub.chart = self.chart_of(sub)
         history = self.histories.get(chart) if chart else None
         return {
             "meta": self.meta(),
@@ -483,7 +485,11 @@ class FleetCache:
         if change.deployments:
             out["deployments"] = list(self.panels.values())
         chart = self.chart_of(sub)
-        if chart is not None and chart in change.points:
+        if chart != sub.chart:  # the first deployment appeared, or another rollout started: the whole series
+            sub.chart = chart
+            history = self.histories.get(chart) if chart else None
+            out["chart"] = {"deployment": chart, "points": history.to_json() if history else []}
+        elif chart is not None and chart in change.points:
             out["points"] = {"deployment": chart, "points": [change.points[chart].to_json()]}
         if device_changed and sub.device is not None:
             out["device"] = self.device_page(sub.device)

@@ -155,8 +155,12 @@
       view.tiles.set(t.id, t);
       placeTile(t);
     }
-    if (data.deployments) {
-      view.deployments = data.deployments;
+    if (data.chart) {
+      view.chart = data.chart;
+      renderChart();
+    }
+    if (data.deployments || data.chart) {
+      if (data.deployments) view.deployments = data.deployments;
       renderDeployments();
       renderEvents();
     }
