@@ -12,9 +12,3 @@ def test_mid_rollout_is_a_canary_on_some_devices_but_not_all() -> None:
     assert not moment(status, {"a": {"activeVersion": "1.1.0"}, "b": {"activeVersion": "1.1.0"}})
     assert not moment(status, {"a": {"activeVersion": "1.0.0"}})
     assert not moment({"canaryRevision": "1.2.0-def"}, {"a": {"activeVersion": "1.1.0"}, "b": {}})
-
-
-def test_a_rollback_is_a_device_rolled_back_or_the_deployment_aborted() -> None:
-    assert demo_dashboard.rolled_back({}, {"a": {"state": "RolledBack"}})
-    assert demo_dashboard.rolled_back({"phase": "RolledBack"}, {"a": {"state": "Active"}})
-    assert not demo_dashboard.rolled_back({"phase": "Progressing"}, {"a": {"state": "Active"}})

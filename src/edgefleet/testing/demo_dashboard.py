@@ -173,9 +173,4 @@ ROLLED_BACK_TILE = 'button.tile[data-state="rolledBack"]'
 """A device that rolled its desired version back on its own, as the page shows it."""
 
 
-def rolled_back(status: dict[str, Any], devices: dict[str, dict[str, Any]]) -> bool:
-    """A device rolled a version back on its own (or the operator has already aborted it)."""
-    return status.get("phase") == "RolledBack" or any(e.get("state") == "RolledBack" for e in devices.values())
-
-
-__all__ = ["ROLLED_BACK_TILE", "Dashboard", "Moment", "canary_out", "rolled_back"]
+__all__ = ["ROLLED_BACK_TILE", "Dashboard", "Moment", "canary_out"]
