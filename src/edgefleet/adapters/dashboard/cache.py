@@ -24,105 +24,18 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pydantic
-
 from edgefleet.adapters import informer, kube, protocols
+from edgefleet.adapters.dashboard import objects, pages
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import errors, fleetmap, rolloutview
 
 log = logging.getLogger(__name__)
-QUEUE_LIMIT = 64
-"""Updates waiting for one page before it is dropped as too slow."""
 MAX_TRANSITIONS = 20
 """Tile state changes remembered per device (the device page's history)."""
-ANNOTATION_CHARS = 2048
-HIDDEN_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t is not None else None
-
-
-def _time(raw: Any) -> dt.datetime | None:
-    if not raw:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
-
-
-# --- parsing at the boundary -----------------------------------------------------------------------------------------
-
-
-def parse_device(obj: dict[str, Any]) -> edgedevice.EdgeDevice | None:
-    """An EdgeDevice, or None when the API server holds one this version cannot read."""
-    try:
-        return edgedevice.EdgeDevice.model_validate(obj)
-    except pydantic.ValidationError:
-        log.warning("Skipped unreadable EdgeDevice name=%s", (obj.get("metadata") or {}).get("name"))
-        return None
-
-
-def parse_deployment(obj: dict[str, Any]) -> modeldeployment.ModelDeployment | None:
-    try:
-        return modeldeployment.ModelDeployment.model_validate(obj)
-    except pydantic.ValidationError:
-        log.warning("Skipped unreadable ModelDeployment name=%s", (obj.get("metadata") or {}).get("name"))
-        return None
-
-
-def parse_lease(obj: dict[str, Any]) -> fleetmap.Heartbeat:
-    spec = obj.get("spec") or {}
-    duration = spec.get("leaseDurationSeconds")
-    return fleetmap.Heartbeat(
-        renew_time=_time(spec.get("renewTime")),
-        duration_seconds=int(duration) if isinstance(duration, int) else None,
-        holder=str(spec["holderIdentity"]) if spec.get("holderIdentity") else None,
-    )
-
-
-def parse_event(obj: dict[str, Any]) -> tuple[str, rolloutview.EventRecord] | None:
-    """``(namespace/name of the deployment, event)``."""
-    involved = obj.get("involvedObject") or {}
-    if involved.get("kind") != modeldeployment.KIND or not involved.get("name"):
-        return None
-    namespace = involved.get("namespace") or (obj.get("metadata") or {}).get("namespace") or ""
-    when = _time(obj.get("lastTimestamp")) or _time(obj.get("eventTime")) or _time(obj.get("firstTimestamp"))
-    count = obj.get("count")
-    record = rolloutview.EventRecord(
-        type=str(obj.get("type") or ""),
-        reason=str(obj.get("reason") or "")[:256],
-        message=str(obj.get("message") or "")[:4096],
-        time=when,
-        count=count if isinstance(count, int) else 1,
-    )
-    return f"{namespace}/{involved['name']}", record
-
-
-# --- subscribers -----------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(eq=False)
-class Subscription:
-    """What one open page shows: expanded lines (``all_lines``: every line), one device, one deployment's chart."""
-
-    lines: frozenset[str] = frozenset()
-    all_lines: bool = False
-    device: str | None = None
-    deployment: str | None = None
-    queue: asyncio.Queue[dict[str, Any] | None] = dataclasses.field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
-    dropped: bool = False
-    chart: str | None = None
-    """The deployment whose chart the page has (the running one unless ``deployment`` names one)."""
-
-    def shows(self, line_key: str) -> bool:
-        return self.all_lines or line_key in self.lines
 
 
 @dataclasses.dataclass
@@ -167,17 +80,19 @@ class FleetCache:
         scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
         key = informer.namespaced_key
         self.devices = {
-            ns: informer.Informer(client, kube.EDGEDEVICES, ns, parse_device, on_change=self._device_changed, key=key)
+            ns: informer.Informer(
+                client, kube.EDGEDEVICES, ns, objects.parse_device, on_change=self._device_changed, key=key
+            )
             for ns in scopes
         }
         self.deployment_caches = {
             ns: informer.Informer(
-                client, kube.MODELDEPLOYMENTS, ns, parse_deployment, on_change=self._deployment_changed, key=key
+                client, kube.MODELDEPLOYMENTS, ns, objects.parse_deployment, on_change=self._deployment_changed, key=key
             )
             for ns in scopes
         }
         self.leases = {
-            ns: informer.Informer(client, kube.LEASES, ns, parse_lease, on_change=self._device_changed, key=key)
+            ns: informer.Informer(client, kube.LEASES, ns, objects.parse_lease, on_change=self._device_changed, key=key)
             for ns in scopes
         }
         self.tiles: dict[str, fleetmap.Tile] = {}
@@ -188,7 +103,7 @@ class FleetCache:
         self.events: dict[str, dict[tuple[str, str], rolloutview.EventRecord]] = collections.defaultdict(dict)
         self.transitions: dict[str, collections.deque[dict[str, Any]]] = {}
         self.rollbacks: dict[str, fleetmap.Rollback] = {}  # the last rollback seen per device, while it matters
-        self.subscribers: set[Subscription] = set()
+        self.subscribers: set[pages.Subscription] = set()
         self.refreshes = 0
         self._online: dict[str, bool | None] = {}
         self._dirty: set[str] = set()
@@ -265,7 +180,7 @@ class FleetCache:
                 for per in self.events.values():
                     per.clear()
             for obj in items:
-                parsed = parse_event(obj)
+                parsed = objects.parse_event(obj)
                 if parsed is None:
                     continue
                 md, record = parsed
@@ -283,20 +198,20 @@ class FleetCache:
             self._deployments_dirty = True
             self._wake.set()
 
-    def _device(self, key: str) -> edgedevice.EdgeDevice | None:
+    def device(self, key: str) -> edgedevice.EdgeDevice | None:
         namespace = key.split("/", 1)[0]
         cache = self.devices.get(namespace) or self.devices.get(None)
         return cache.get(key) if cache is not None else None
 
-    def _heartbeat(self, key: str) -> fleetmap.Reachability | fleetmap.Heartbeat | None:
+    def heartbeat(self, key: str) -> fleetmap.Reachability | fleetmap.Heartbeat | None:
         namespace = key.split("/", 1)[0]
         cache = self.leases.get(namespace) or self.leases.get(None)
         if cache is None or not cache.synced.is_set():
             return fleetmap.UNKNOWN
         return cache.get(key)
 
-    def _reach(self, key: str, now: dt.datetime) -> fleetmap.Reachability:
-        beat = self._heartbeat(key)
+    def reach(self, key: str, now: dt.datetime) -> fleetmap.Reachability:
+        beat = self.heartbeat(key)
         if isinstance(beat, fleetmap.Reachability):
             return beat
         return fleetmap.reachability(beat, now)
@@ -329,14 +244,14 @@ class FleetCache:
             keys = set(self._dirty)
             # Leases expire with time alone: look at every device's reachability, re-tile those whose changed.
             for key in current:
-                if self._reach(key, now).online != self._online.get(key):
+                if self.reach(key, now).online != self._online.get(key):
                     keys.add(key)
             keys |= set(self.tiles) - current
         self._dirty.clear()
         self._all_dirty = False
         for key in keys:
             old = self.tiles.get(key)
-            device = self._device(key) if key in current else None
+            device = self.device(key) if key in current else None
             if device is None:
                 if old is not None:
                     del self.tiles[key]
@@ -345,7 +260,7 @@ class FleetCache:
                     self.rollbacks.pop(key, None)
                     change.tiles.append((old, None))
                 continue
-            reach = self._reach(key, now)
+            reach = self.reach(key, now)
             self._online[key] = reach.online
             namespaced = by_namespace.get(device.metadata.namespace or "", {})
             new = fleetmap.tile(device, namespaced, reach)
@@ -363,7 +278,7 @@ class FleetCache:
                 change.tiles.append((old, new))
                 if old is None or old.state != new.state:
                     went = self.transitions.setdefault(key, collections.deque(maxlen=MAX_TRANSITIONS))
-                    went.append({"t": _iso(now), "state": new.state, "reason": new.reason})
+                    went.append({"t": objects.iso(now), "state": new.state, "reason": new.reason})
         if change.tiles:
             summary = fleetmap.summarise(self.tiles.values())
             if summary != self.summary:
@@ -407,14 +322,14 @@ class FleetCache:
 
     # --- pages ---------------------------------------------------------------------------------------------------
 
-    def subscribe(self, sub: Subscription) -> Subscription:
+    def subscribe(self, sub: pages.Subscription) -> pages.Subscription:
         self.subscribers.add(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def unsubscribe(self, sub: pages.Subscription) -> None:
         self.subscribers.discard(sub)
 
-    def _drop(self, sub: Subscription) -> None:
+    def _drop(self, sub: pages.Subscription) -> None:
         sub.dropped = True
         self.subscribers.discard(sub)
         with contextlib.suppress(asyncio.QueueFull):
@@ -423,7 +338,7 @@ class FleetCache:
     def publish(self, change: Change) -> None:
         """Give every page its part of ``change``; drop the pages that fell too far behind."""
         for sub in list(self.subscribers):
-            message = self.update(sub, change)
+            message = pages.update(self, sub, change)
             if message is None:
                 continue
             try:
@@ -433,126 +348,5 @@ class FleetCache:
                 sub.dropped = True
                 self.subscribers.discard(sub)
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "namespaces": self.namespaces,
-            "synced": self.synced(),
-            "now": _iso(self.clock()),
-            "expandBelow": self.expand_below,
-            "refreshes": self.refreshes,
-        }
 
-    def chart_of(self, sub: Subscription) -> str | None:
-        if sub.deployment in self.deployments:
-            return sub.deployment
-        md = rolloutview.running(self.deployments.values())
-        return f"{md.metadata.namespace or ''}/{md.metadata.name}" if md is not None else None
-
-    def snapshot(self, sub: Subscription) -> dict[str, Any]:
-        """Everything ``sub`` shows, for a page that just (re)connected."""
-        chart = sub.chart = self.chart_of(sub)
-        history = self.histories.get(chart) if chart else None
-        return {
-            "meta": self.meta(),
-            "fleet": self.summary.to_json(),
-            "deployments": list(self.panels.values()),
-            "tiles": [t.to_json() for t in sorted(self.tiles.values(), key=lambda t: t.id) if sub.shows(t.line_key)],
-            "device": self.device_page(sub.device) if sub.device else None,
-            "chart": {"deployment": chart, "points": history.to_json() if history else []},
-            "expandedAll": sub.all_lines,
-        }
-
-    def update(self, sub: Subscription, change: Change) -> dict[str, Any] | None:
-        """The part of ``change`` that ``sub`` shows, or None when it shows none of it."""
-        out: dict[str, Any] = {}
-        tiles: list[dict[str, Any]] = []
-        removed: list[str] = []
-        device_changed = False
-        for old, new in change.tiles:
-            if new is not None and sub.shows(new.line_key):
-                tiles.append(new.to_json())
-            elif old is not None and sub.shows(old.line_key):
-                removed.append(old.id)
-            if sub.device is not None and sub.device in ((old.id if old else None), (new.id if new else None)):
-                device_changed = True
-        if tiles:
-            out["tiles"] = tiles
-        if removed:
-            out["removed"] = removed
-        if change.summary:
-            out["fleet"] = self.summary.to_json()
-        if change.deployments:
-            out["deployments"] = list(self.panels.values())
-        chart = self.chart_of(sub)
-        if chart != sub.chart:  # the first deployment appeared, or another rollout started: the whole series
-            sub.chart = chart
-            history = self.histories.get(chart) if chart else None
-            out["chart"] = {"deployment": chart, "points": history.to_json() if history else []}
-        elif chart is not None and chart in change.points:
-            out["points"] = {"deployment": chart, "points": [change.points[chart].to_json()]}
-        if device_changed and sub.device is not None:
-            out["device"] = self.device_page(sub.device)
-        if not out:
-            return None
-        out["meta"] = self.meta()
-        return out
-
-    def device_page(self, key: str) -> dict[str, Any] | None:
-        """One device in full: labels, models with desired entry and report, health, conditions, reachability and the
-        tile states this dashboard saw it go through."""
-        device = self._device(key)
-        t = self.tiles.get(key)
-        if device is None or t is None:
-            return {"id": key, "missing": True}
-        meta = device.metadata
-        status = device.status
-        reports = {m.name: m for m in (status.models if status else [])}
-        desired = {m.name: m for m in device.spec.models}
-        lease = self._heartbeat(key)
-        reach = self._reach(key, self.clock())
-        models = []
-        for m in t.models:
-            entry, report = desired.get(m.model), reports.get(m.model)
-            models.append(
-                {
-                    "name": m.model,
-                    "deployment": m.deployment,
-                    "state": m.state,
-                    "reason": m.reason,
-                    "desired": entry.to_wire() if entry is not None else None,
-                    "report": report.to_wire() if report is not None else None,
-                }
-            )
-        annotations = {
-            k: v[:ANNOTATION_CHARS] for k, v in sorted((meta.annotations or {}).items()) if k not in HIDDEN_ANNOTATIONS
-        }
-        return {
-            "id": key,
-            "namespace": meta.namespace,
-            "name": meta.name,
-            "site": t.site,
-            "line": t.line,
-            "hardware": t.hardware,
-            "state": t.state,
-            "reason": t.reason,
-            "note": t.note or None,
-            "labels": dict(sorted((meta.labels or {}).items())),
-            "annotations": annotations,
-            "reachability": {
-                "online": reach.online,
-                "reason": reach.reason,
-                "lastSeen": _iso(reach.last_seen),
-                "holder": lease.holder if isinstance(lease, fleetmap.Heartbeat) else None,
-                "durationSeconds": lease.duration_seconds if isinstance(lease, fleetmap.Heartbeat) else None,
-            },
-            "agentVersion": status.agent_version if status else None,
-            "observedGeneration": status.observed_generation if status else None,
-            "capabilities": status.capabilities.to_wire() if status and status.capabilities else None,
-            "conditions": [c.to_wire() for c in (status.conditions if status else [])],
-            "models": models,
-            "transitions": list(reversed(self.transitions.get(key, ()))),
-        }
-
-
-__all__ = ["FleetCache", "Subscription", "parse_deployment", "parse_device", "parse_event", "parse_lease"]
+__all__ = ["Change", "FleetCache"]

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edgefleet.adapters.dashboard import cache
+from edgefleet.adapters.dashboard import cache, pages
 
 log = logging.getLogger(__name__)
 CSP = (
@@ -87,8 +87,8 @@ class BadRequest(ValueError):
     pass
 
 
-def subscription(query: Any) -> cache.Subscription:
-    """A :class:`~edgefleet.adapters.dashboard.cache.Subscription` from the query string; raises BadRequest."""
+def subscription(query: Any) -> pages.Subscription:
+    """A :class:`~edgefleet.adapters.dashboard.pages.Subscription` from the query string; raises BadRequest."""
     for key in ("lines", "device", "deployment"):
         if len(query.get(key, "")) > MAX_PARAM:
             raise BadRequest(f"query parameter {key} is longer than {MAX_PARAM} characters")
@@ -100,7 +100,7 @@ def subscription(query: Any) -> cache.Subscription:
     for key, value in ids.items():
         if value is not None and value.count("/") != 1:
             raise BadRequest(f"query parameter {key} must be namespace/name (got {value[:80]!r})")
-    return cache.Subscription(
+    return pages.Subscription(
         lines=frozenset(lines), all_lines=raw == "*", device=ids["device"], deployment=ids["deployment"]
     )
 
@@ -137,7 +137,7 @@ async def snapshot(request: web.Request) -> web.Response:
     fleet = request.app[CACHE_KEY]
     if request.query.get("lines") == "auto":
         sub.all_lines = fleet.summary.total <= fleet.expand_below
-    body = _json(fleet.snapshot(sub))
+    body = _json(pages.snapshot(fleet, sub))
     return web.Response(text=body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -164,7 +164,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     streams.add(response)
     fleet.subscribe(sub)
     try:
-        await response.write(b"retry: 2000\n\n" + _event("snapshot", fleet.snapshot(sub)))
+        await response.write(b"retry: 2000\n\n" + _event("snapshot", pages.snapshot(fleet, sub)))
         while not (sub.dropped and sub.queue.empty()):  # a dropped page reconnects and starts from a snapshot
             try:
                 message = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_SECONDS)
