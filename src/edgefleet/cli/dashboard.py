@@ -32,10 +32,10 @@ REQUIRED = (kube.EDGEDEVICES, kube.MODELDEPLOYMENTS)
 OPTIONAL = (kube.LEASES, kube.EVENTS)
 
 
-async def _preflight(client: kube.Client, namespaces: list[str | None]) -> list[str]:
+async def _preflight(client: kube.Client, namespaces: list[str | None]) -> dict[str, str]:
     """Read one item of each collection, so a missing CRD or a missing permission is a clear error now rather than
-    a watch that retries forever. Returns warnings about what can be shown only in part."""
-    warnings = []
+    a watch that retries forever. Returns what can be shown only in part: kind -> warning."""
+    unreadable: dict[str, str] = {}
     for ns in namespaces:
         for resource in (*REQUIRED, *OPTIONAL):
             try:
@@ -46,8 +46,8 @@ async def _preflight(client: kube.Client, namespaces: list[str | None]) -> list[
                 if resource in REQUIRED:
                     raise
                 what = "offline devices cannot be told apart" if resource is kube.LEASES else "no Events are shown"
-                warnings.append(f"cannot list {resource.kind}s ({exc}); {what}")
-    return warnings
+                unreadable[resource.kind] = f"cannot list {resource.kind}s ({exc}); {what}"
+    return unreadable
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
@@ -72,15 +72,25 @@ async def serve(args: argparse.Namespace) -> int:
     client = kube.connect(connection)
     scope = "all namespaces" if namespaces is None else "namespace " + ", ".join(namespaces)
     title = f"{args.context + ' · ' if args.context else ''}{scope}"
-    fleet = dashboard.FleetCache(client, namespaces, title=title, expand_below=args.expand_below)
-    server = dashboard.Server(fleet, args.address, args.port, check_host=not args.expose)
+    fleet: dashboard.FleetCache | None = None
+    server: dashboard.Server | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for warning in await _preflight(client, [None] if namespaces is None else list(namespaces)):
+        unreadable = await _preflight(client, [None] if namespaces is None else list(namespaces))
+        for warning in unreadable.values():
             print(f"warning: {warning}", file=sys.stderr)
+        fleet = dashboard.FleetCache(
+            client,
+            namespaces,
+            title=title,
+            expand_below=args.expand_below,
+            leases=kube.LEASES.kind not in unreadable,
+            events=kube.EVENTS.kind not in unreadable,
+        )
+        server = dashboard.Server(fleet, args.address, args.port, check_host=not args.expose)
         await fleet.start()
         if not await _unless_stopped(fleet.wait_synced(SYNC_TIMEOUT_SECONDS), stop):
             return 0  # Ctrl-C before the first list completed
@@ -95,8 +105,10 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await server.stop()
-        await fleet.stop()
+        if server is not None:
+            await server.stop()
+        if fleet is not None:
+            await fleet.stop()
         await client.close()
 
 

@@ -8,6 +8,7 @@ tests in ``test_browser.py`` run the real operator and real agents.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 
 from edgefleet.adapters import dashboard, kube
+from edgefleet.cli import dashboard as cli_dashboard
 from edgefleet.core import fleetmap
 from edgefleet.testing import controlplane, fleetscene
 
@@ -273,3 +275,50 @@ async def test_read_only_hardened_and_loopback_only(
             assert response.status == 400
         async with http.get(f"{server.url}healthz") as response:
             assert response.status == 200 and (await response.json())["devices"] is True
+
+
+VIEWER_ROLE = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: fleet-viewer, namespace: {ns}}}
+rules:
+  - apiGroups: [edgefleet.io]
+    resources: [edgedevices, modeldeployments]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: fleet-viewer, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: fleet-viewer}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: fleet-viewer}}]
+"""
+
+
+async def test_a_user_who_cannot_read_leases_sees_reachability_unknown_not_offline(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> None:
+    admin = kube.connect(kube.from_kubeconfig(control_plane.kubeconfig))
+    scene = fleetscene.Scene(namespace, 20)
+    await fleetscene.populate(admin, scene)
+    await admin.close()
+    control_plane.kubectl("apply", "-f", "-", input=VIEWER_ROLE.format(ns=namespace))
+    viewer = dataclasses.replace(kube.from_kubeconfig(control_plane.kubeconfig), impersonate_user="fleet-viewer")
+    client = kube.connect(viewer)
+    fleet = dashboard.FleetCache(client, [namespace], tick_seconds=0.5, coalesce_seconds=0.05, leases=False)
+    try:
+        unreadable = await cli_dashboard._preflight(client, [namespace])
+        assert list(unreadable) == ["Lease"] and unreadable["Lease"].startswith("cannot list Leases (GET")
+        assert "403" in unreadable["Lease"] and "offline devices cannot be told apart" in unreadable["Lease"]
+        await fleet.start()
+        await fleet.wait_synced(30, lease_timeout=2)
+        sub = dashboard.Subscription(all_lines=True)
+        snap = dashboard.pages.snapshot(fleet, sub)
+        assert snap["meta"]["synced"] == {"devices": True, "deployments": True, "leases": False}
+        assert snap["fleet"]["total"] == 20 and snap["fleet"]["counts"]["offline"] == 0
+        assert {t.online for t in fleet.tiles.values()} == {None}
+    finally:
+        await fleet.stop()
+        await client.close()

@@ -68,6 +68,8 @@ class FleetCache:
         history_limit: int = 1200,
         title: str = "",
         expand_below: int = 1000,
+        leases: bool = True,
+        events: bool = True,
     ) -> None:
         self.client = client
         self.namespaces = list(namespaces) if namespaces else None
@@ -91,10 +93,12 @@ class FleetCache:
             )
             for ns in scopes
         }
+        # Without permission to read Leases (or Events) there is nothing to watch: reachability reads unknown.
         self.leases = {
             ns: informer.Informer(client, kube.LEASES, ns, objects.parse_lease, on_change=self._device_changed, key=key)
-            for ns in scopes
+            for ns in (scopes if leases else [])
         }
+        self.follow_events = events
         self.tiles: dict[str, fleetmap.Tile] = {}
         self.summary = fleetmap.summarise(())
         self.deployments: dict[str, modeldeployment.ModelDeployment] = {}
@@ -123,7 +127,7 @@ class FleetCache:
         """Start every watch and the refresh loop on the running event loop."""
         for inf in self._informers():
             inf.start()
-        for ns in self.devices:
+        for ns in self.devices if self.follow_events else ():
             self._tasks.append(asyncio.create_task(self._follow_events(ns), name=f"dashboard events {ns}"))
         self._tasks.append(asyncio.create_task(self.run(), name="dashboard refresh"))
 
@@ -155,7 +159,7 @@ class FleetCache:
         return {
             "devices": all(i.synced.is_set() for i in self.devices.values()),
             "deployments": all(i.synced.is_set() for i in self.deployment_caches.values()),
-            "leases": all(i.synced.is_set() for i in self.leases.values()),
+            "leases": bool(self.leases) and all(i.synced.is_set() for i in self.leases.values()),
         }
 
     # --- what changed --------------------------------------------------------------------------------------------
