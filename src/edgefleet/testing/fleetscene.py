@@ -73,8 +73,14 @@ class Scene:
 
 
 def state_of(i: int) -> fleetmap.TileState:
-    """The state device ``i`` is in (pure): the :data:`PATTERN`, spread with a stride so lines differ."""
-    return PATTERN[(i * 37) % len(PATTERN)]
+    """The state device ``i`` is in (pure): the :data:`PATTERN`, dealt so that each of the 10 lines of a default
+    :class:`Scene` (devices go round-robin over them) gets every state in the same proportions.
+
+    >>> from collections import Counter
+    >>> Counter(state_of(i) for i in range(3, 1000, 10))["offline"]
+    4
+    """
+    return PATTERN[(i * 37 + i // 10) % len(PATTERN)]
 
 
 def _now() -> str:
