@@ -258,6 +258,17 @@
       }
       card.appendChild(counts);
 
+      const conditions = el("div", "conditions");
+      for (const c of d.conditions || []) {
+        const bad = (c.type === "Ready" && c.status === "False" && d.phase !== "Progressing") || (c.type === "Stalled" && c.status === "True");
+        const good = c.type === "Ready" && c.status === "True";
+        const kind = bad ? " bad" : good ? " good" : c.status === "True" ? " true" : "";
+        const pill = el("span", "condition" + kind, c.type + " " + c.status + " · " + c.reason);
+        pill.title = c.type + "=" + c.status + " " + c.reason + (c.message ? ": " + c.message : "") + (c.lastTransitionTime ? " (since " + clock(c.lastTransitionTime) + ")" : "");
+        conditions.appendChild(pill);
+      }
+      if (conditions.childNodes.length) card.appendChild(conditions);
+
       const ready = d.ready;
       const failure = d.rolloutFailure || d.compileFailure;
       const text = ready ? ready.reason + ": " + (ready.message || "") : "not reconciled yet";
