@@ -322,3 +322,25 @@ async def test_a_user_who_cannot_read_leases_sees_reachability_unknown_not_offli
     finally:
         await fleet.stop()
         await client.close()
+
+
+async def test_every_namespace_at_once_keeps_same_named_devices_apart(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> None:
+    other = f"{namespace}-b"[:63]
+    control_plane.kubectl("create", "namespace", other)
+    client = kube.connect(kube.from_kubeconfig(control_plane.kubeconfig))
+    for ns in (namespace, other):
+        await fleetscene.populate(client, fleetscene.Scene(ns, 3))
+    fleet = dashboard.FleetCache(client, None, tick_seconds=0.5, coalesce_seconds=0.05)
+    await fleet.start()
+    try:
+        await fleet.wait_synced(30)
+        ids = set(fleet.tiles)
+        assert {f"{ns}/cam-0000{i}" for ns in (namespace, other) for i in range(3)} <= ids
+        snap = dashboard.pages.snapshot(fleet, dashboard.Subscription(all_lines=True))
+        assert {f"{namespace}/weld", f"{other}/weld"} <= {d["id"] for d in snap["deployments"]}
+        assert snap["meta"]["namespaces"] is None
+    finally:
+        await fleet.stop()
+        await client.close()
