@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install controlplane crds lint unit bench bench-fleet fuzz clean
+.PHONY: demo test install controlplane system-packages crds lint unit bench bench-fleet fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
@@ -20,12 +20,16 @@ install: $(STAMP)
 controlplane:
 	bash hack/build-control-plane.sh
 
+# Debian's chromium for the dashboard's browser tests and the demo's screenshots (apt-get; see the script).
+system-packages:
+	bash hack/install-system-packages.sh
+
 ## The main job on an embedded local control plane (the harness's python -m edgefleet.testing.demo).
-demo: install controlplane
+demo: install controlplane system-packages
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m edgefleet.testing.demo
 
 ## Everything CI runs: lint, types, import contracts, unit + real-control-plane tests.
-test: install controlplane lint
+test: install controlplane system-packages lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -p no:cacheprovider
 
 lint: install

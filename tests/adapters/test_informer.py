@@ -120,3 +120,23 @@ async def test_the_cache_resumes_after_the_api_server_restarts(
         await asyncio.to_thread(control_plane.restart_apiserver)
         await kubectl(control_plane, namespace, "create", "-f", "-", body=device("b"))
         await eventually(lambda: labels(cache) == {"a": "adder", "b": "adder"}, timeout=60)
+
+
+@pytest.mark.controlplane
+async def test_a_cache_of_every_namespace_keys_objects_by_namespace_and_name(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> None:
+    other = f"{namespace}-b"[:63]
+    control_plane.kubectl("create", "namespace", other)
+    for ns, app in ((namespace, "first"), (other, "second")):
+        control_plane.kubectl("-n", ns, "create", "-f", "-", input=device("same-name", app))
+    client = kube.connect(kube.from_kubeconfig(control_plane.kubeconfig))
+    cache = informer.Informer(client, kube.EDGEDEVICES, None, fleet._parse_device, key=informer.namespaced_key).start()
+    try:
+        await cache.wait_synced(20)
+        first, second = cache.get(f"{namespace}/same-name"), cache.get(f"{other}/same-name")
+        assert first is not None and second is not None
+        assert (first.metadata.labels or {})["app"] == "first" and (second.metadata.labels or {})["app"] == "second"
+    finally:
+        await cache.stop()
+        await client.close()

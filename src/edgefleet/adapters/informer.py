@@ -10,6 +10,9 @@ changed) so a controller can react to it instead of polling.
 The cache may lag the API server by the watch latency. Writers hand their own write's response to :meth:`observe`, so
 the cache never shows a writer an object older than what it wrote; a watch event older than a cached object (both
 resource versions are etcd revisions, compared as integers) is ignored for the same reason.
+
+Objects are keyed by name, which is unique in one namespace; a cache of every namespace (``namespace`` None) passes
+``key=namespaced_key`` so two objects of the same name in different namespaces do not overwrite each other.
 """
 
 from __future__ import annotations
@@ -39,6 +42,24 @@ def _version(obj: dict[str, Any]) -> int | None:
         return None
 
 
+def namespaced_key(obj: dict[str, Any]) -> str | None:
+    """``namespace/name`` of an object, the key of a cache over every namespace (pure).
+
+    >>> namespaced_key({"metadata": {"namespace": "plant-north", "name": "cam-7"}})
+    'plant-north/cam-7'
+    >>> namespaced_key({"metadata": {}}) is None
+    True
+    """
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    return f"{meta.get('namespace') or ''}/{name}" if name else None
+
+
+def _name(obj: dict[str, Any]) -> str | None:
+    name = (obj.get("metadata") or {}).get("name")
+    return str(name) if name else None
+
+
 def _is_older(new: dict[str, Any], old_version: int | None) -> bool:
     new_version = _version(new)
     return new_version is not None and old_version is not None and new_version < old_version
@@ -56,6 +77,7 @@ class Informer(Generic[T]):
         *,
         label_selector: str | None = None,
         on_change: Callable[[str | None], None] | None = None,
+        key: Callable[[dict[str, Any]], str | None] = _name,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -63,6 +85,7 @@ class Informer(Generic[T]):
         self.parse = parse
         self.label_selector = label_selector
         self.on_change = on_change
+        self.key = key
         self.synced = asyncio.Event()
         self.relists = 0
         self.events = 0
@@ -92,7 +115,7 @@ class Informer(Generic[T]):
             ) from None
 
     def get(self, name: str) -> T | None:
-        """One cached object by name."""
+        """One cached object by name (by its ``key``)."""
         cached = self._items.get(name)
         return cached[1] if cached is not None else None
 
@@ -111,7 +134,7 @@ class Informer(Generic[T]):
     def _apply(self, event: resources.WatchEvent) -> str | None:
         """Apply one event; returns the name of the object that changed, if any."""
         obj = event.object
-        name = (obj.get("metadata") or {}).get("name")
+        name = self.key(obj)
         if not name:
             return None
         cached = self._items.get(name)
@@ -129,7 +152,9 @@ class Informer(Generic[T]):
         for item in listing.items:
             entry = self._entry(item)
             if entry is not None:
-                items[str((item.get("metadata") or {}).get("name"))] = entry
+                key = self.key(item)
+                if key:
+                    items[key] = entry
         self._items = items
         self.relists += 1
         self.synced.set()
@@ -151,4 +176,4 @@ class Informer(Generic[T]):
                 self._changed(name)
 
 
-__all__ = ["Informer"]
+__all__ = ["Informer", "namespaced_key"]

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "status",
     "rollout",
+    "dashboard",
 )
 
 

@@ -11,7 +11,9 @@ smoke-tests its own copy of every version.
 The story: the fleet runs digits-cnn 1.0.0 -> a pull request bumps it to 1.1.0 -> ``edgefleet validate`` and
 ``edgefleet plan`` -> merge -> ``edgefleet sync`` -> compile -> canary -> waves -> Healthy -> probation passed on every
 device; then 1.2.0, which is accurate but too slow for the devices' latency threshold: the canaries roll themselves
-back and the operator aborts. A summary table gives the measured times. Everything it started is stopped on exit.
+back and the operator aborts. A summary table gives the measured times. ``edgefleet dashboard`` is up for the whole
+story (its URL is printed) and screenshots of it mid-rollout go to ``--output`` (``./demo-output``). Everything it
+started is stopped on exit.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from rich.table import Table
 
 from edgefleet.adapters import bundle, gitrepo
 from edgefleet.cli import main as cli
-from edgefleet.testing import controlplane, demo_deployment, fileserver, fleetsim
+from edgefleet.testing import controlplane, demo_dashboard, demo_deployment, fileserver, fleetsim
 
 REPO = controlplane.REPO
 NAMESPACE = demo_deployment.NAMESPACE
@@ -261,13 +263,17 @@ def watch(
     title: str,
     done: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool],
     timeout: float,
+    also: Callable[[dict[str, Any], dict[str, dict[str, Any]]], None] | None = None,
 ) -> float:
-    """Show the rollout live until ``done(status, devices)``; returns the seconds it took."""
+    """Show the rollout live until ``done(status, devices)``; returns the seconds it took. ``also`` sees every poll
+    (the dashboard's screenshots)."""
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live:
         while time.monotonic() - began < timeout:
             status, devices = observe(cp)
             live.update(_view(title, status, devices, fleet))
+            if also is not None:
+                also(status, devices)
             if done(status, devices):
                 return time.monotonic() - began
             fleet.check()
@@ -314,7 +320,7 @@ def _pull_request(
     repo.git.merge("--ff-only", branch)
 
 
-def run(root: Path, devices: int, processes: int) -> dict[str, float]:
+def run(root: Path, devices: int, processes: int, output: Path) -> dict[str, float]:
     times: dict[str, float] = {}
     console.rule("[bold]edgefleet demo: models to a fleet through pull requests")
     began = time.monotonic()
@@ -340,9 +346,12 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
     trust = root / "trust.pem"
     trust.write_bytes(bundle.public_key_pem(key.public_key()))
     fleet = Fleet(root, cp, devices, processes)
+    dash = demo_dashboard.Dashboard(cp, NAMESPACE, output, root / "dashboard.log")
     try:
         with fileserver.served(models) as url:
             fleet.start_operator(key)
+            console.print(f"[bold]Fleet dashboard[/] (read-only, up for the whole demo): {dash.start()}")
+            dash.open()
             fleet.start_devices(trust)
             times["devices registered (s)"] = watch(
                 cp, fleet, f"{devices} devices (real edge agents in {processes} processes) registering",
@@ -372,7 +381,7 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
             times["update to 1.1.0: merge to 100 % healthy (s)"] = watch(
                 cp, fleet, "1.1.0: compile, canary, analysis, waves",
                 lambda s, _d: s.get("phase") == "Healthy" and str(s.get("stableRevision", "")).startswith("1.1.0"),
-                300,
+                300, dash.when("dashboard-1.1.0-rollout.png", demo_dashboard.canary_out("1.1.0")),
             )  # fmt: skip
             # The last wave is still on probation; the next pull request waits for it, as an operator would. (The
             # too-slow canaries below load the processes they share with other devices: a device still judging
@@ -384,6 +393,7 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
             )  # fmt: skip
             if p95 := device_p95(cp):
                 times["on-device inference p95 of 1.1.0, worst device (ms)"] = max(p95)
+            dash.arm("dashboard-1.2.0-rollback.png", demo_dashboard.ROLLED_BACK_TILE)
             _pull_request(
                 cp,
                 repo_dir,
@@ -401,6 +411,7 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
                 and all(e.get("activeVersion") == "1.1.0" for e in d.values()),
                 240,
             )  # fmt: skip
+            dash.screenshot("dashboard-1.2.0-aborted.png")
             status, _ = observe(cp)
             if p95 := device_p95(cp):
                 # The canaries' slow calls loaded the processes they share with other devices (see above).
@@ -411,8 +422,13 @@ def run(root: Path, devices: int, processes: int) -> dict[str, float]:
             console.rule("kubectl get md,ed -n edgefleet-demo")
             print(cp.kubectl("-n", NAMESPACE, "get", "md,ed").stdout.rstrip(), flush=True)
     finally:
+        dash.stop()
         fleet.stop()
         cp.stop()
+    if dash.saved:
+        console.print("Dashboard screenshots: " + ", ".join(str(p) for p in dash.saved))
+    elif dash.missing:
+        console.print(f"[yellow]No dashboard screenshots[/]: {dash.missing}")
     if fleet.latencies:
         lat = np.array(fleet.latencies)
         times["client-side p50 over the local HTTP API, all versions (ms)"] = float(np.percentile(lat, 50))
@@ -434,12 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     parser.add_argument("--processes", type=int, default=3, help="worker processes they run in (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and its logs")
+    parser.add_argument(
+        "--output", type=Path, default=Path("demo-output"), help="where the dashboard screenshots go (./demo-output)"
+    )
     args = parser.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
     root = Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
     try:
-        times = run(root, args.devices, args.processes)
+        times = run(root, args.devices, args.processes, args.output)
     except (controlplane.ControlPlaneError, TimeoutError, RuntimeError) as exc:
         console.print(f"[red]demo failed:[/] {exc}\nlogs: {root}")
         args.keep = True
