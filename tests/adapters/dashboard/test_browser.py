@@ -54,7 +54,9 @@ AGENTS = 6
 HEALTH = {"latencyP95Ms": 500.0, "maxErrorRate": 0.05, "minSamples": 10, "windowSeconds": 8}
 STEPS = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
 GOOD = {"inputs": {"x": [[0.5, 1.0, -1.0, 2.0]]}}
-BAD = {"inputs": {"x": [[0.5, 1.0]]}}  # the wrong shape: 2.0.0 fails every one of these on the victim
+# finite inputs 2.0.0 turns into Inf (3e38 + 1e38 overflows float32): a silent model failure, counted against it
+# (a wrong shape would be the client's error, which counts against no model)
+BAD = {"inputs": {"x": [[3.0e38, 0.5, 1.0, -1.0]]}}
 HOSTILE_NAME = "visitor-1"
 
 
@@ -234,7 +236,7 @@ def live(control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.Temp
     root = tmp_path_factory.mktemp("dashboard-browser")
     store = root / "models"
     store.mkdir()
-    for version, offset in (("1.0.0", 1.0), ("2.0.0", 2.0)):
+    for version, offset in (("1.0.0", 1.0), ("2.0.0", 1.0e38)):
         (store / f"{version}.onnx").write_bytes(models.adder(offset))
     (store / "eval.npz").write_bytes(models.evaluation_set(4))
     key = bundle.generate_key()
@@ -396,7 +398,7 @@ def test_the_map_shows_the_rollout_and_follows_it_live(live: LiveRollout) -> Non
             assert tile(page, ns, name).get_attribute("data-state") == "stable", name
         victim = tile(page, ns, live.victim)
         assert "rolled back version 2.0.0 to 1.0.0" in (victim.get_attribute("title") or "")
-        assert "ErrorRate" in (victim.get_attribute("title") or "")
+        assert "NonFiniteOutput" in (victim.get_attribute("title") or "")
         # every tile sits in its own plant and line
         for i in range(AGENTS):
             line = page.locator(f'div.line[data-line="{PLACES[i // 2][0]}/{PLACES[i // 2][1]}"]')
