@@ -28,7 +28,7 @@ class FleetSpec:
 
     The heartbeat and status intervals are the agent's own defaults (``edge_reconciler.config.AgentSettings``),
     which keep steady-state API writes under one per device per minute: a Lease renewal every
-    ``lease_duration_seconds / 4`` (150 s) and a status write when something changed, with mere health numbers
+    ``lease_duration_seconds / 3`` (100 s) and a status write when something changed, with mere health numbers
     coalesced to one write per ``status_interval_seconds`` (300 s); a changed verdict or state is written at once.
     """
 
@@ -42,7 +42,7 @@ class FleetSpec:
     prefix: str = "sim"
     load_rps: float = 0.0
     """Synthetic inferences per second per device (0: none) through the device's own serving registry."""
-    lease_duration_seconds: int = 600
+    lease_duration_seconds: int = 300
     status_interval_seconds: float = 300.0
     verdict_check_seconds: float = 2.0
     report_coalesce_seconds: float = 1.0
