@@ -2,7 +2,8 @@
 
 A device is *unavailable* while its desired revision differs from the one it reports active (it is downloading,
 installing or switching). A change that makes an available device unavailable is *costly*: it is made only while fewer
-than ``maxUnavailable`` targeted devices are unavailable, and only inside a maintenance window. A change that makes a
+than ``maxUnavailable`` reachable targeted devices are unavailable (an offline device is not unavailable because of the
+rollout), and only inside a maintenance window. A change that makes a
 device available (returning a device that rolled itself back to stable, for example) is free and always allowed, and
 it gives its unit of budget back.
 

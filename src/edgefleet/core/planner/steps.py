@@ -4,7 +4,9 @@
   :mod:`edgefleet.core.canary` (salted with the deployment name, as ``edgefleet plan`` previews it), and completes when
   all of them report it active. Below 100 % the last device of every line stays on stable. Only a device that runs
   what it was asked to becomes a canary: a late joiner is installed with stable first, a device still switching is
-  not interrupted. It fails when it has not completed ``progressDeadlineSeconds`` after it started.
+  not interrupted. It fails when ``progressDeadlineSeconds`` passed since it started or since a device was last given
+  the canary, and a device that works on the change has not finished it. Only reachable devices fill the share
+  (:mod:`edgefleet.core.planner.reachability`).
 * ``pause`` completes after ``durationSeconds``, or without it when a promote annotation names this revision and step.
 * ``analysis`` completes when :func:`edgefleet.core.planner.analysis.judge` says it passed; a promote annotation
   completes it too.
