@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -194,7 +195,7 @@ class PlanningPass:
             md.metadata.name, md.spec, now, RolloutSignals.of(md), views, targeted, candidate, stable, ledger, []
         )
 
-    @property
+    @functools.cached_property
     def unreachable(self) -> tuple[devices.DeviceView, ...]:
         """The targeted devices the rollout cannot count on now, longest unreachable first."""
         out = [d for d in self.targeted if not d.reachable]
