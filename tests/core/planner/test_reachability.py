@@ -315,3 +315,21 @@ def test_a_line_keeps_a_reachable_device_on_stable_when_its_keeper_is_unreachabl
         reachable = [n for n in labels if canary.line_of(labels[n]) == line and n not in keepers]
         assert len(reachable) == 2
         assert sorted(fleet.desired_revisions()[n] == new for n in reachable) == [False, True], line
+
+
+def test_a_device_released_from_a_superseded_revision_is_judged_in_the_same_pass_as_in_the_next() -> None:
+    # Found by the Hypothesis property: a canary rejected 2.0.0 and 3.0.0 superseded it. The pass that put it back on
+    # stable then judged it "not on what it was asked for" and the next pass made it a canary: planning twice differed.
+    fleet = stable_fleet(5, steps=[{"setWeight": 20}, {"setWeight": 100}], max_unavailable=1)
+    second = revisions.revision_of(fleet.md.spec)
+    fleet.reconcile()
+    rejected = fleet.on(second)
+    assert len(rejected) == 1
+    fleet.report(lambda d, _r: "RolledBack" if d in rejected else "Healthy")
+    fleet.set_spec(rollout.spec(version="3.0.0", steps=[{"setWeight": 20}, {"setWeight": 100}], max_unavailable=1))
+    third = revisions.revision_of(fleet.md.spec)
+    p = fleet.reconcile()
+    assert p.status.canary_revision == third and fleet.on(second) == []
+    again = fleet.plan()
+    assert again.changes == () and again.status == p.status
+    assert len(fleet.on(third)) == 1

@@ -232,6 +232,19 @@ def set_weight(run: state.PlanningPass, rollout: state.RolloutState, weight: int
         wanted = [name for name in ranked if by_name[name].reachable]
     else:
         keepers = canary.line_keepers(labels, run.deployment)
+        # Leftovers of a superseded revision go back to stable before candidates are chosen, so a device released in
+        # this pass is judged as the next pass would judge it (planning twice must equal planning once).
+        stable = rollout.stable_revision
+        run.ledger.converge(
+            (
+                (d, run.entry_for(stable, d))
+                for d in run.targeted
+                if d.name not in current
+                and (e := run.ledger.entry(d)) is not None
+                and e.revision not in (revision, stable)
+            ),
+            forward=True,
+        )
         wanted = [name for name in ranked if name in current]
         on_stable: dict[tuple[str, str], int] = {}
         for d in pool:
