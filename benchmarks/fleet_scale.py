@@ -218,7 +218,8 @@ def run_size(
 
 def _bring_up(probe: Probe, stack: fleetstack.Stack, n: int, result: dict[str, Any], console: Console) -> None:
     """Registration and the first install of 1.0.0 on every device."""
-    t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 20, "registration")
+    # Generous: on a shared, loaded machine 5,000 niced devices took more than 310 s to register.
+    t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 10, "registration")
     result["registerSeconds"] = t
     console.print(f"N={n}: {n} devices registered in {t:.1f}s")
     stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
