@@ -1,6 +1,6 @@
 """Fleet scale: real edge agents (simulated devices) against the real API server and the real operator process.
 
-Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [--watch hub|device]``
+Run: ``PYTHONPATH=src python benchmarks/fleet_scale.py [--sizes 100,1000,5000] [--watch hub|device] [--offline 3%]``
 (``make bench-fleet``). Needs the local control plane binaries (``make controlplane``).
 
 For each fleet size N, in a fresh namespace with its own operator process:
@@ -13,6 +13,10 @@ For each fleet size N, in a fresh namespace with its own operator process:
 3. **Steady state**: API requests and writes per device per minute over ``--steady-seconds``.
 4. **Abort**: 3.0.0 asks for a p95 latency no device meets; the canaries roll themselves back and the operator
    aborts. Timed from the abort decision (ModelDeployment phase RolledBack) until every device reports 2.0.0 again.
+5. With ``--offline 3%``: on the same fleet, that share of the devices (the last ones, spread over every site, line
+   and hardware class, in a worker process of their own) loses power (SIGKILL). Timed until the operator counts them
+   unreachable ("outage noticed", their Leases expiring), then 2-4 again with 4.0.0 and 5.0.0, where "every device"
+   is every reachable one and rates are per running device. The two rows of a size sit side by side in the table.
 
 Printed beside the field's seed figures (5,000 devices; update < 5 min; rollback < 30 s).
 """
@@ -146,6 +150,18 @@ def per_device_minute(before: layout.Snapshot, after: layout.Snapshot, n: int) -
     )
 
 
+def offline_count(share: str, n: int) -> int:
+    """``--offline`` as a device count: ``3%`` of ``n`` (at least 1 when the share is not 0), or a count (pure).
+
+    >>> offline_count("3%", 1000), offline_count("3%", 20), offline_count("0%", 100), offline_count("7", 100)
+    (30, 1, 0, 7)
+    """
+    if share.endswith("%"):
+        percent = float(share[:-1])
+        return max(1, round(n * percent / 100)) if percent > 0 else 0
+    return int(share)
+
+
 def run_size(
     cp: controlplane.ControlPlane,
     n: int,
@@ -153,111 +169,137 @@ def run_size(
     load_rps: float,
     steady_seconds: float,
     watch: str,
+    offline: int,
     console: Console,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """The rows of one fleet size: all devices on, then (with ``offline``) the same with that many powered off."""
     namespace = f"fleet-{n}-{int(time.time())}"
     cp.kubectl("create", "namespace", namespace)
     root = Path(tempfile.mkdtemp(prefix=f"edgefleet-bench-{n}-"))
     apiserver = cp._procs[-1].pid if cp._procs else None
-    result: dict[str, Any] = {"devices": n, "processes": processes, "loadRps": load_rps, "watch": watch}
+    rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, root, ignore_errors=True)
         # The operator's defaults (10 s resync; device changes are reacted to through its EdgeDevice watch).
         stack = cleanup.enter_context(fleetstack.running(cp, namespace, root, extra_env=OPERATOR_ENV))
-        _measure(stack, cp, namespace, root, n, processes, load_rps, steady_seconds, watch, apiserver, result, console)
-    return result
+        spec = layout.FleetSpec(
+            kubeconfig=str(cp.kubeconfig),
+            namespace=namespace,
+            devices=n,
+            processes=processes,
+            root=str(root / "fleet"),
+            trust_keys=(str(stack.trust_key),),
+            load_rps=load_rps,
+            watch=watch,
+            nice=FLEET_NICE,
+            offline=offline,
+        )
+        with fleet.Fleet(spec).start() as sim:
+            probe = Probe(sim, stack, apiserver)
+            base = {"devices": n, "processes": processes, "loadRps": load_rps, "watch": watch}
+            first = {**base, "offline": 0}
+            _bring_up(probe, stack, n, first, console)
+            _phase(probe, stack, sim, n, 0, ("2.0.0", "3.0.0"), steady_seconds, first, console)
+            rows.append(first)
+            if offline:
+                second = {**base, "offline": offline}
+                sim.power_off_offline()
+                began = time.monotonic()
+                console.print(f"N={n}: {offline} devices powered off (SIGKILL); waiting for the operator to notice")
+                t, _, _ = probe.until(
+                    lambda _s, m: (m.get("reachability") or {}).get("unreachable") == offline, 900, "outage noticed"
+                )
+                second["noticedSeconds"] = time.monotonic() - began
+                console.print(f"N={n}: the operator counts {offline} unreachable after {t:.1f}s")
+                _phase(probe, stack, sim, n, offline, ("4.0.0", "5.0.0"), steady_seconds, second, console)
+                rows.append(second)
+    return rows
 
 
-def _measure(
+def _bring_up(probe: Probe, stack: fleetstack.Stack, n: int, result: dict[str, Any], console: Console) -> None:
+    """Registration and the first install of 1.0.0 on every device."""
+    # Generous: on a shared, loaded machine 5,000 niced devices took more than 310 s to register.
+    t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 10, "registration")
+    result["registerSeconds"] = t
+    console.print(f"N={n}: {n} devices registered in {t:.1f}s")
+    stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
+    t, _, _ = probe.until(
+        lambda s, m: s.count("1.0.0") == n and m.get("phase") == "Healthy", 120 + n / 5, "1.0.0 everywhere"
+    )
+    result["initialSeconds"] = t
+    console.print(f"N={n}: 1.0.0 installed on every device in {t:.1f}s")
+    time.sleep(HEALTH["windowSeconds"] + 1)  # nobody is still on probation
+
+
+def _phase(
+    probe: Probe,
     stack: fleetstack.Stack,
-    cp: controlplane.ControlPlane,
-    namespace: str,
-    root: Path,
+    sim: fleet.Fleet,
     n: int,
-    processes: int,
-    load_rps: float,
+    offline: int,
+    versions: tuple[str, str],
     steady_seconds: float,
-    watch: str,
-    apiserver: int | None,
     result: dict[str, Any],
     console: Console,
 ) -> None:
-    spec = layout.FleetSpec(
-        kubeconfig=str(cp.kubeconfig),
-        namespace=namespace,
-        devices=n,
-        processes=processes,
-        root=str(root / "fleet"),
-        trust_keys=(str(stack.trust_key),),
-        load_rps=load_rps,
-        watch=watch,
-        nice=FLEET_NICE,
+    """Update to a good version, steady state, then a bad version that is aborted; ``offline`` devices are off, so
+    "every device" means every reachable one and rates are per running device."""
+    good, bad = versions
+    on = n - offline
+    tag = f"N={n}, {offline} off"
+    # Update.
+    res0, snap0 = probe.resources(), sim.snapshot()
+    stack.apply(stack.deployment(good, STEPS, HEALTH))
+    t, curve, _ = probe.until(
+        lambda s, _m: s.count(good) == on, 120 + n / 5, f"{good} everywhere", curve=lambda s: s.count(good)
     )
-    with fleet.Fleet(spec).start() as sim:
-        probe = Probe(sim, stack, apiserver)
-        t, _, _ = probe.until(lambda s, _m: s.registered == n, 60 + n / 20, "registration")
-        result["registerSeconds"] = t
-        console.print(f"N={n}: {n} devices registered in {t:.1f}s")
+    snap1 = sim.snapshot()
+    t_md, _, status = probe.until(
+        lambda _s, m: m.get("phase") == "Healthy" and str(m.get("stableRevision", "")).startswith(good + "-"),
+        120,
+        f"{good} promoted",
+    )
+    res1 = probe.resources()
+    result.update(
+        updateSeconds=t,
+        promotedSeconds=t + t_md,
+        curve=curve,
+        rolloutRates=per_device_minute(snap0, snap1, on),
+        operatorCpuUpdate=res1["operator_cpu"] - res0["operator_cpu"],
+        apiserverCpuUpdate=res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0),
+        abortedDuringUpdate=bool(status.get("abortedRevision")),
+        unreachableAtEnd=(status.get("reachability") or {}).get("unreachable", 0),
+    )
+    console.print(f"{tag}: {good} active and Healthy on every reachable device in {t:.1f}s (promoted +{t_md:.1f}s)")
 
-        stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
-        t, _, _ = probe.until(
-            lambda s, m: s.count("1.0.0") == n and m.get("phase") == "Healthy", 120 + n / 5, "1.0.0 everywhere"
-        )
-        result["initialSeconds"] = t
-        console.print(f"N={n}: 1.0.0 installed on every device in {t:.1f}s")
-        time.sleep(HEALTH["windowSeconds"] + 1)  # nobody is still on probation
+    # Steady state.
+    time.sleep(HEALTH["windowSeconds"] + 1)
+    res0, snap0 = probe.resources(), sim.snapshot()
+    time.sleep(steady_seconds)
+    res1, snap1 = probe.resources(), sim.snapshot()
+    result.update(
+        steadyRates=per_device_minute(snap0, snap1, on),
+        operatorCpuSteady=(res1["operator_cpu"] - res0["operator_cpu"]) / steady_seconds,
+        apiserverCpuSteady=(res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0)) / steady_seconds,
+        operatorRss=res1["operator_rss"],
+        fleetRss=snap1.rss_bytes,
+        rssPerDevice=snap1.rss_bytes / n,
+    )
+    console.print(f"{tag}: steady state {result['steadyRates'][0]:.2f} req, {result['steadyRates'][1]:.2f} wr")
 
-        # Update.
-        res0, snap0 = probe.resources(), sim.snapshot()
-        stack.apply(stack.deployment("2.0.0", STEPS, HEALTH))
-        t, curve, _ = probe.until(
-            lambda s, _m: s.count("2.0.0") == n, 120 + n / 5, "2.0.0 everywhere", curve=lambda s: s.count("2.0.0")
-        )
-        snap1 = sim.snapshot()
-        t_md, _, status = probe.until(
-            lambda _s, m: m.get("phase") == "Healthy" and str(m.get("stableRevision", "")).startswith("2.0.0"),
-            120,
-            "2.0.0 promoted",
-        )
-        res1 = probe.resources()
-        result.update(
-            updateSeconds=t,
-            promotedSeconds=t + t_md,
-            curve=curve,
-            rolloutRates=per_device_minute(snap0, snap1, n),
-            operatorCpuUpdate=res1["operator_cpu"] - res0["operator_cpu"],
-            apiserverCpuUpdate=res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0),
-        )
-        console.print(f"N={n}: 2.0.0 active and Healthy on every device in {t:.1f}s (promoted +{t_md:.1f}s)")
-
-        # Steady state.
-        time.sleep(HEALTH["windowSeconds"] + 1)
-        res0, snap0 = probe.resources(), sim.snapshot()
-        time.sleep(steady_seconds)
-        res1, snap1 = probe.resources(), sim.snapshot()
-        result.update(
-            steadyRates=per_device_minute(snap0, snap1, n),
-            operatorCpuSteady=(res1["operator_cpu"] - res0["operator_cpu"]) / steady_seconds,
-            apiserverCpuSteady=(res1.get("apiserver_cpu", 0.0) - res0.get("apiserver_cpu", 0.0)) / steady_seconds,
-            operatorRss=res1["operator_rss"],
-            fleetRss=snap1.rss_bytes,
-            rssPerDevice=snap1.rss_bytes / n,
-        )
-        console.print(f"N={n}: steady state {result['steadyRates'][0]:.2f} req, {result['steadyRates'][1]:.2f} wr")
-
-        # Abort: canaries reject 3.0.0 on their own; the operator aborts; every device is on 2.0.0 again.
-        strict = {**HEALTH, "latencyP95Ms": 0.0001}
-        stack.apply(stack.deployment("3.0.0", BAD_STEPS, strict))
-        t_abort, _, status = probe.until(lambda _s, m: m.get("phase") == "RolledBack", 300, "abort")
-        t_back, _, _ = probe.until(
-            lambda s, _m: sum(v for k, v in s.reported.items() if k.split("|")[1::2] == ["2.0.0", "Active"]) == n,
-            120,
-            "every device Active on 2.0.0 again",
-        )
-        canaries = (status.get("devices") or {}).get("updated")
-        result.update(abortDecisionSeconds=t_abort, abortBackSeconds=t_back, canaries=canaries)
-        console.print(f"N={n}: abort decided {t_abort:.1f}s after apply; all on 2.0.0 {t_back:.1f}s later")
-        result["operatorPeakRss"] = probe.operator_peak_rss
+    # Abort: canaries reject the bad version on their own; the operator aborts; every device is on good again.
+    strict = {**HEALTH, "latencyP95Ms": 0.0001}
+    stack.apply(stack.deployment(bad, BAD_STEPS, strict))
+    t_abort, _, status = probe.until(lambda _s, m: m.get("phase") == "RolledBack", 300, "abort")
+    t_back, _, _ = probe.until(
+        lambda s, _m: sum(v for k, v in s.reported.items() if k.split("|")[1::2] == [good, "Active"]) >= on,
+        120,
+        f"every reachable device Active on {good} again",
+    )
+    canaries = (status.get("devices") or {}).get("updated")
+    result.update(abortDecisionSeconds=t_abort, abortBackSeconds=t_back, canaries=canaries)
+    console.print(f"{tag}: abort decided {t_abort:.1f}s after apply; all on {good} {t_back:.1f}s later")
+    result["operatorPeakRss"] = probe.operator_peak_rss
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -268,12 +310,19 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
+        on = r["devices"] - r.get("offline", 0)
         xs = [p[0] for p in r["curve"]]
-        ys = [100.0 * p[1] / r["devices"] for p in r["curve"]]
+        ys = [100.0 * p[1] / on for p in r["curve"]]
         watches = "a watch per device" if r.get("watch") == "device" else "a watch per process"
-        ax.plot(xs, ys, label=f"N = {r['devices']:,}, {watches} ({r['updateSeconds']:.0f} s)")
+        off = f", {100 * r['offline'] / r['devices']:.0f} % off" if r.get("offline") else ""
+        ax.plot(
+            xs,
+            ys,
+            linestyle="--" if r.get("offline") else "-",
+            label=f"N = {r['devices']:,}, {watches}{off} ({r['updateSeconds']:.0f} s)",
+        )
     ax.set_xlabel("seconds since the new version was applied")
-    ax.set_ylabel("% of devices active and Healthy on it")
+    ax.set_ylabel("% of reachable devices active and Healthy on it")
     ax.set_title("Devices converged over time (zero pause durations)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -286,6 +335,8 @@ def table(results: list[dict[str, Any]]) -> Table:
     for col in (
         "N",
         "watches",
+        "offline",
+        "outage noticed",
         "update to 100 %",
         "promoted",
         "bad version -> abort",
@@ -299,10 +350,13 @@ def table(results: list[dict[str, Any]]) -> Table:
     ):
         t.add_column(col, justify="right")
     for r in results:
+        off = r.get("offline", 0)
         t.add_row(
             f"{r['devices']:,}",
             "per device" if r.get("watch") == "device" else "per process",
-            f"{r['updateSeconds']:.1f} s",
+            f"{off} ({100 * off / r['devices']:.0f} %)" if off else "0",
+            f"{r['noticedSeconds']:.0f} s" if off else "",
+            f"{r['updateSeconds']:.1f} s" + ("" if not r.get("abortedDuringUpdate") else " (aborted!)"),
             f"{r['promotedSeconds']:.1f} s",
             f"{r['abortDecisionSeconds']:.1f} s",
             f"{r['abortBackSeconds']:.1f} s",
@@ -313,7 +367,7 @@ def table(results: list[dict[str, Any]]) -> Table:
             f"{r['operatorPeakRss'] / 2**20:.0f} MiB",
             f"{r['rssPerDevice'] / 2**10:.0f} KiB",
         )
-    t.add_row("seed (field)", "", "< 300 s @ 5,000", "", "", "< 30 s", "", "", "", "", style="dim")
+    t.add_row("seed (field)", "", "", "", "< 300 s @ 5,000", "", "", "< 30 s", "", "", "", "", style="dim")
     return t
 
 
@@ -330,6 +384,12 @@ def main() -> int:
         "device: a watch per device, as agents with their own kubeconfig do",
     )
     p.add_argument("--steady-seconds", type=float, default=180.0)
+    p.add_argument(
+        "--offline",
+        default="0%",
+        help="also measure each size with this share (or count) of its devices powered off (SIGKILL), e.g. 3%%: "
+        "the rows of 0 %% and of that share come from the same fleet, one after the other",
+    )
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, default=Path("docs/fleet_scale.png"))
     args = p.parse_args()
@@ -344,7 +404,9 @@ def main() -> int:
         for n in sizes:
             processes = args.processes or max(2, math.ceil(n / 1500))
             try:
-                results.append(run_size(cp, n, processes, args.load_rps, args.steady_seconds, args.watch, console))
+                offline = offline_count(args.offline, n)
+                rows = run_size(cp, n, processes, args.load_rps, args.steady_seconds, args.watch, offline, console)
+                results.extend(rows)
             except fleet.FleetError as exc:
                 console.print(f"[red]N={n} did not finish: {exc}")
                 break

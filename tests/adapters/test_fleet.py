@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 
 import pytest
 
@@ -110,3 +111,62 @@ async def test_watched_devices_come_from_the_cache_and_report_decision_relevant_
         assert raw["metadata"]["resourceVersion"] != cached.metadata.resource_version
     finally:
         await devices.close()
+
+
+def lease(api: FakeKube, name: str, seconds: int, renewed: dt.datetime) -> None:
+    """The Lease an agent renews (``kube.Client.renew_lease`` writes the same fields)."""
+    stamp = renewed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    spec = {"holderIdentity": name, "leaseDurationSeconds": seconds, "renewTime": stamp}
+    api.put(kube.LEASES, "plant", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                   "metadata": {"name": name, "namespace": "plant"}, "spec": spec})  # fmt: skip
+
+
+async def test_leases_are_observed_with_the_operators_clock_and_a_returning_device_triggers() -> None:
+    """Reachability counts from when the operator saw a renewal, not from the device's clock; a Lease first seen
+    counts from its renewTime, never from the future; a renewal that brings an expired device back wakes the
+    deployments of its namespace."""
+    api, _ = seeded()
+    now = [dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)]
+    devices = fleet.Devices(api, clock=lambda: now[0])
+    t0 = now[0]
+
+    async def renew(name: str, at: dt.datetime) -> None:
+        lease(api, name, 60, at)
+
+    await renew("dev-00", t0 - dt.timedelta(seconds=30))
+    await renew("dev-01", t0 + dt.timedelta(hours=1))  # its clock runs an hour ahead
+    await renew("dev-02", t0 - dt.timedelta(seconds=90))  # expired before the operator started
+    changed: list[str] = []
+    devices.watch(changed.append)
+    try:
+        await devices.devices("plant")
+        contacts = await devices.contacts("plant")
+        assert contacts is not None
+        assert contacts["dev-00"].renewed_at == t0 - dt.timedelta(seconds=30)
+        assert contacts["dev-01"].renewed_at == t0, "a renewal time in the future counts from now"
+        assert contacts["dev-02"].expires_at < t0 and contacts["dev-02"].duration_seconds == 60
+        changed.clear()
+        now[0] = t0 + dt.timedelta(seconds=20)
+        await renew("dev-00", t0 - dt.timedelta(hours=5))  # a device whose clock is five hours behind renews
+        await asyncio.sleep(0.05)
+        assert (await devices.contacts("plant") or {})["dev-00"].renewed_at == now[0], "watched: counts from now"
+        assert changed == [], "an ordinary renewal does not wake anything"
+        await renew("dev-02", now[0])  # the expired device is back
+        await asyncio.sleep(0.05)
+        assert changed == ["plant"]
+    finally:
+        await devices.close()
+
+
+async def test_without_a_watch_leases_are_listed_and_unreadable_leases_mean_no_contacts() -> None:
+    api, devices = seeded()
+    t0 = dt.datetime.now(dt.UTC)
+    lease(api, "dev-00", 300, t0)
+    contacts = await devices.contacts("plant")
+    assert contacts is not None and set(contacts) == {"dev-00"}
+
+    async def forbidden(*_args: object, **_kwargs: object) -> kube.Listing:
+        raise errors.EdgefleetError("leases.coordination.k8s.io is forbidden")
+
+    api.list = forbidden  # type: ignore[method-assign]
+    assert await devices.contacts("plant") is None

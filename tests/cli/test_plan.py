@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from edgefleet.adapters import gitrepo
 from edgefleet.cli import main as cli
+from edgefleet.testing import controlplane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet-manifests"
 
@@ -98,3 +100,42 @@ def test_plan_with_inventory_file(repo: git.Repo, tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "10 devices targeted" in out
     assert "| 1 | 10% | 1: plant-north/d" in out
+
+
+@pytest.mark.controlplane
+def test_plan_from_a_cluster_marks_devices_whose_lease_expired(
+    repo: git.Repo, control_plane: controlplane.ControlPlane, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(repo.working_dir)
+    edit(root / "base" / "weld-defect-classifier.yaml", "version: 1.3.0", "version: 1.3.1")
+    commit(repo, "Patch release")
+    now = dt.datetime.now(dt.UTC)
+    for i in range(10):
+        labels = {"edgefleet.io/role": "weld-inspection", "edgefleet.io/hardware-class": "x86-avx2"}
+        device = {"apiVersion": "edgefleet.io/v1alpha1", "kind": "EdgeDevice",
+                  "metadata": {"name": f"d{i}", "namespace": namespace, "labels": labels}}  # fmt: skip
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(device))
+    args = ["plan", "--repo", str(root), "--base", "HEAD~1", "--kubeconfig", str(control_plane.kubeconfig)]
+
+    def lease(name: str, renewed: dt.datetime) -> None:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 300,
+                         "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}  # fmt: skip
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    for i in range(10):
+        lease(f"d{i}", now)
+    assert cli.main([*args, "--output", "json"]) == 0
+    preview = json.loads(capsys.readouterr().out)["rollouts"][0]
+    mine = [d for d in preview["devices"] if d["namespace"] == namespace]
+    (canary,) = [d["device"] for d in mine if d["wave"] == 1]
+    assert not any(d["unreachable"] for d in mine)
+    lease(canary, now - dt.timedelta(hours=2))  # its agent stopped renewing two hours ago
+    assert cli.main([*args, "--output", "json"]) == 0
+    preview = json.loads(capsys.readouterr().out)["rollouts"][0]
+    mine = {d["device"]: d for d in preview["devices"] if d["namespace"] == namespace}
+    assert mine[canary]["unreachable"] and mine[canary]["wave"] == 3
+    assert [n for n, d in mine.items() if d["wave"] == 1] != [canary]
+    assert cli.main(args) == 0
+    assert f"{namespace}/{canary} (unreachable)" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from rich.console import Console
 
 from edgefleet.cli import rollout, status
 from edgefleet.core import planner, revisions
@@ -60,6 +61,27 @@ def test_summary_and_device_rows() -> None:
     status.deployments_table([view])
     status.detail(view, rows)
     rollout.progress(fleet.md)
+
+
+def test_status_and_rollout_status_show_reachable_and_unreachable_devices() -> None:
+    fleet = sim.Fleet.new(sim.spec(steps=STEPS, max_unavailable=10), sim.layout(10)).with_leases(60)
+    fleet.run()
+    fleet.power_off("dev-03")
+    fleet.tick(61)
+    fleet.reconcile()
+    view = status.summary(fleet.md)
+    assert view["reachability"]["reachable"] == 9 and view["reachability"]["unreachable"] == 1
+    rows = {r["device"]: r for r in status.device_rows(fleet.md, list(fleet.devices.values()))}
+    assert rows["dev-03"]["unreachable"]["reason"] == "LeaseExpired" and rows["dev-04"]["unreachable"] is None
+    line = status.reachability_line(view["reachability"])
+    assert line.startswith("9 reachable, 1 unreachable (dev-03 LeaseExpired since 2026-01-05T10:")
+    console = Console(width=240, record=True)
+    console.print(
+        status.deployments_table([view]), status.detail(view, list(rows.values())), rollout.progress(fleet.md)
+    )
+    text = console.export_text()
+    assert "UNREACHABLE" in text and "dev-03 LeaseExpired since" in text and "Active (unreachable)" in text
+    assert text.count("9 reachable, 1 unreachable") == 2  # the detail and the rollout status
 
 
 def test_commands_report_missing_credentials_as_an_error_not_a_traceback(

@@ -9,11 +9,11 @@ import pytest
 
 from edgefleet.api import modeldeployment
 from edgefleet.core import canary, conditions, revisions, windows
-from edgefleet.core.planner import analysis, availability, devices, rollout, state, steps
+from edgefleet.core.planner import analysis, availability, devices, reachability, rollout, state, steps
 
 T0 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
-PLANNER_MODULES = [analysis, availability, devices, rollout, state, steps]
+PLANNER_MODULES = [analysis, availability, devices, reachability, rollout, state, steps]
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,21 @@ def test_plan_is_deterministic() -> None:
     a = fleetplan.compare([md()], [md(spec__model__version="2.0.0")], devices())
     b = fleetplan.compare([md()], [md(spec__model__version="2.0.0")], list(reversed(devices())))
     assert a == b
+
+
+def test_unreachable_devices_are_marked_and_kept_out_of_the_canary_waves() -> None:
+    base, head = md(), md(spec__model__version="1.4.0")
+    first = fleetplan.compare([base], [head], devices())
+    (preview,) = first.rollouts
+    canaries = [d.device for d in preview.devices if d.wave == 1]
+    lost = {(d.namespace, d.device) for d in preview.devices if d.device in canaries}
+    result = fleetplan.compare([base], [head], devices(), unreachable=lost)
+    (rollout,) = result.rollouts
+    marked = {d.device for d in rollout.unreachable}
+    assert marked == set(canaries)
+    wave1 = [d.device for d in rollout.devices if d.wave == 1]
+    assert len(wave1) == len(canaries) and not set(wave1) & marked, "reachable devices take their place"
+    assert all(d.wave == 3 for d in rollout.unreachable)
+    text = fleetplan.to_markdown(result, "main", "pr")
+    assert f"{canaries[0]} (unreachable)" in text and "2 targeted devices are unreachable now" in text
+    assert set(result.to_json()["rollouts"][0]["unreachable"]) == marked

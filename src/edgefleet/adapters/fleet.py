@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import bundle, informer, kube, protocols
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import errors, planner, revisions
+from edgefleet.core.planner import reachability
 
 LABEL_DEPLOYMENT = "edgefleet.io/deployment"
 SIGNING_KEY_ITEM = "signing-key.pem"
@@ -41,16 +44,65 @@ CONFLICT_RETRIES = 4
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class LeaseSeen:
+    """A device's Lease as this operator observed it: its ``renewTime`` as written (to notice the next renewal), its
+    duration, and when the operator saw that renewal (see :mod:`edgefleet.core.planner.reachability`)."""
+
+    renew_time: str
+    duration_seconds: float
+    observed_at: dt.datetime
+
+    def contact(self) -> reachability.Contact:
+        return reachability.Contact(self.observed_at, self.duration_seconds)
+
+
+def observe_lease(raw: dict[str, Any], previous: LeaseSeen | None, now: dt.datetime) -> LeaseSeen | None:
+    """What the operator knows of a Lease after seeing ``raw`` at ``now`` (pure). A renewal it watched happen counts
+    from ``now`` (the device's clock may be wrong); a Lease seen for the first time counts from its ``renewTime``,
+    but never from the future. None: not a usable Lease (no renewal time or duration).
+
+    >>> t0 = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
+    >>> lease = {"spec": {"renewTime": "2026-01-05T09:58:00.000000Z", "leaseDurationSeconds": 300}}
+    >>> first = observe_lease(lease, None, t0)
+    >>> first.observed_at.time(), observe_lease(lease, first, t0 + dt.timedelta(seconds=60)) == first
+    (datetime.time(9, 58), True)
+    >>> ahead = {"spec": {"renewTime": "2026-01-05T11:00:00.000000Z", "leaseDurationSeconds": 300}}
+    >>> observe_lease(ahead, first, t0).observed_at == t0
+    True
+    """
+    spec = raw.get("spec") or {}
+    renew, duration = spec.get("renewTime"), spec.get("leaseDurationSeconds")
+    if not isinstance(renew, str) or not isinstance(duration, int | float) or duration <= 0:
+        return None
+    if previous is not None and previous.renew_time == renew:
+        return dataclasses.replace(previous, duration_seconds=float(duration))
+    if previous is not None:
+        return LeaseSeen(renew, float(duration), now)
+    try:
+        written = dt.datetime.fromisoformat(renew.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=dt.UTC)
+    return LeaseSeen(renew, float(duration), min(written, now))
+
+
 class Devices:
     """The operator's access to EdgeDevices: reads (from a watch-backed cache once :meth:`watch` is on) and
-    conflict-safe writes of planner changes."""
+    conflict-safe writes of planner changes; and their Leases, as the operator observed them (:meth:`contacts`)."""
 
-    def __init__(self, api: protocols.KubeClient) -> None:
+    def __init__(
+        self, api: protocols.KubeClient, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    ) -> None:
         self.api = api
+        self.clock = clock
         self._watching = False
         self._on_change: Callable[[str], None] | None = None
         self._informers: dict[str, informer.Informer[edgedevice.EdgeDevice]] = {}
         self._keys: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._leases: dict[str, informer.Informer[LeaseSeen]] = {}
+        self._lease_waited: set[str] = set()
 
     def watch(self, on_change: Callable[[str], None] | None = None) -> None:
         """Serve reads from watch-backed caches (one per namespace, started on its first read); ``on_change(ns)``
@@ -61,7 +113,83 @@ class Devices:
         """Stop every watch."""
         for cache in self._informers.values():
             await cache.stop()
+        for leases in self._leases.values():
+            await leases.stop()
         self._informers.clear()
+        self._leases.clear()
+
+    def _lease_informer(self, namespace: str) -> informer.Informer[LeaseSeen] | None:
+        if not self._watching:
+            return None
+        cache = self._leases.get(namespace)
+        if cache is None:
+            holder: list[informer.Informer[LeaseSeen]] = []
+
+            def parse(raw: dict[str, Any]) -> LeaseSeen | None:
+                name = str((raw.get("metadata") or {}).get("name"))
+                return observe_lease(raw, holder[0].get(name) if holder else None, self.clock())
+
+            cache = informer.Informer(
+                self.api, kube.LEASES, namespace, parse, on_change=lambda name: self._lease_changed(namespace, name)
+            )
+            holder.append(cache)
+            self._leases[namespace] = cache.start()
+        return cache
+
+    def _lease_changed(self, namespace: str, name: str | None) -> None:
+        """A renewal only matters at once when it brings a device back (the planner sees expiries on its own)."""
+        if self._on_change is None:
+            return
+        cache = self._leases.get(namespace)
+        if name is None:
+            if cache is not None:
+                for item, listed in cache.named_items():
+                    self._keys[(namespace, f"lease/{item}")] = (listed.observed_at,)
+                if cache.relists > 1:
+                    self._on_change(namespace)  # listed again after a gap: anything may have changed
+            return
+        key = (namespace, f"lease/{name}")
+        seen = cache.get(name) if cache is not None else None
+        was = self._keys.get(key)
+        self._keys[key] = (seen.observed_at if seen is not None else None,)
+        now = self.clock()
+        if seen is None or was is None:
+            return
+        (before,) = was
+        if before is not None and now >= before + dt.timedelta(seconds=seen.duration_seconds):
+            self._on_change(namespace)  # it was unreachable and renewed its Lease: it is back
+
+    async def contacts(self, namespace: str) -> dict[str, reachability.Contact] | None:
+        """The Leases of ``namespace`` by name, as observed (None: they cannot be read now; the planner then judges
+        devices by whether they pick up their changes alone)."""
+        cache = self._lease_informer(namespace)
+        if cache is None:
+            try:
+                listing = await self.api.list(kube.LEASES, namespace)
+            except errors.EdgefleetError as exc:
+                log.warning("Failed to list Leases namespace=%s error=%s", namespace, exc)
+                return None
+            now = self.clock()
+            out = {}
+            for raw in listing.items:
+                seen = observe_lease(raw, None, now)
+                if seen is not None:
+                    out[str((raw.get("metadata") or {}).get("name"))] = seen.contact()
+            return out
+        if not cache.synced.is_set():
+            if namespace in self._lease_waited:
+                return None
+            self._lease_waited.add(namespace)
+            try:
+                await cache.wait_synced(SYNC_TIMEOUT_SECONDS)
+            except errors.TransientError:
+                log.warning(
+                    "Failed to read Leases namespace=%s; reachability falls back to pickup timeouts (can the "
+                    "operator list and watch coordination.k8s.io leases?)",
+                    namespace,
+                )
+                return None
+        return {item_name: seen.contact() for item_name, seen in cache.named_items()}
 
     def _informer(self, namespace: str) -> informer.Informer[edgedevice.EdgeDevice] | None:
         if not self._watching:
@@ -75,6 +203,7 @@ class Devices:
                 _parse_device,
                 on_change=lambda name: self._changed(namespace, name),
             ).start()
+            self._lease_informer(namespace)  # the devices' Leases are read with them: start filling that cache too
         return cache
 
     def _changed(self, namespace: str, name: str | None) -> None:
@@ -284,4 +413,4 @@ async def signing_key(api: protocols.KubeClient, namespace: str, name: str) -> e
         ) from exc
 
 
-__all__ = ["Devices", "Revisions", "signing_key", "trigger_key"]
+__all__ = ["Devices", "LeaseSeen", "Revisions", "observe_lease", "signing_key", "trigger_key"]

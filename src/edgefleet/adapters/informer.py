@@ -123,6 +123,10 @@ class Informer(Generic[T]):
         """Every cached object, ordered by name."""
         return [self._items[name][1] for name in sorted(self._items)]
 
+    def named_items(self) -> list[tuple[str, T]]:
+        """Every cached object with its name, ordered by name."""
+        return [(name, self._items[name][1]) for name in sorted(self._items)]
+
     def observe(self, obj: dict[str, Any]) -> None:
         """Take an object this process just wrote (the API server's response) unless the cache has a newer one."""
         self._apply(resources.WatchEvent("MODIFIED", obj))

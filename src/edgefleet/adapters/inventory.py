@@ -7,9 +7,10 @@ says where) and whatever the Kubernetes client raises (:mod:`edgefleet.core.erro
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
-from edgefleet.adapters import kube, manifests
+from edgefleet.adapters import fleet, kube, manifests
 from edgefleet.api import edgedevice
 from edgefleet.core import errors, validation
 from edgefleet.core.documents import Document
@@ -52,12 +53,29 @@ def from_cluster(kubeconfig: Path | None, context: str | None = None) -> list[ed
     return devices
 
 
-async def _list(connection: kube.Connection) -> list[kube.JsonObject]:
+async def _list(connection: kube.Connection, resource: kube.Resource = kube.EDGEDEVICES) -> list[kube.JsonObject]:
     client = kube.connect(connection)
     try:
-        return (await client.list(kube.EDGEDEVICES, None)).items
+        return (await client.list(resource, None)).items
     finally:
         await client.close()
 
 
-__all__ = ["from_cluster", "from_file"]
+def unreachable_in_cluster(
+    kubeconfig: Path | None, context: str | None = None, now: dt.datetime | None = None
+) -> set[tuple[str, str]]:
+    """(namespace, name) of every Lease in a live cluster that was not renewed within its duration: the devices the
+    operator counts as unreachable (by their ``renewTime``; the operator, which watches them, goes by when it saw
+    each renewal)."""
+    connection = kube.from_kubeconfig(kubeconfig, context) if kubeconfig is not None else kube.in_cluster()
+    now = now or dt.datetime.now(dt.UTC)
+    out = set()
+    for raw in asyncio.run(_list(connection, kube.LEASES)):
+        seen = fleet.observe_lease(raw, None, now)
+        meta = raw.get("metadata") or {}
+        if seen is not None and now >= seen.contact().expires_at:
+            out.add((str(meta.get("namespace") or ""), str(meta.get("name"))))
+    return out
+
+
+__all__ = ["from_cluster", "from_file", "unreachable_in_cluster"]

@@ -193,6 +193,7 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Targeted", "type": "integer", "jsonPath": ".status.devices.targeted"},
             {"name": "Updated", "type": "integer", "jsonPath": ".status.devices.updated"},
             {"name": "Healthy", "type": "integer", "jsonPath": ".status.devices.healthy"},
+            {"name": "Unreachable", "type": "integer", "jsonPath": ".status.reachability.unreachable"},
             {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
             {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
             {

@@ -45,6 +45,21 @@ class ArtifactRef(ApiModel):
         return check_fetchable_uri(uri)
 
 
+class DesiredValidity(ApiModel):
+    """How long a desired entry may be acted on, in the style of Uptane's timestamp role.
+
+    The operator stamps every entry it writes and refreshes ``expiresAt`` while the entry stays current and the device
+    is reachable; a device never *begins* an install (nor switches to one) from an entry past ``expiresAt``: it keeps
+    serving its active model and reports why. So a device that boots from its journal's cached spec after weeks
+    offline cannot install a revision that was aborted or superseded meanwhile.
+    """
+
+    assigned_at: dt.datetime = Field(
+        description="When the operator first asked this device for this revision (kept by refreshes)."
+    )
+    expires_at: dt.datetime = Field(description="After this the device does not begin installing from this entry.")
+
+
 class DesiredModel(ApiModel):
     """One model the device should run."""
 
@@ -54,6 +69,19 @@ class DesiredModel(ApiModel):
     revision: Annotated[str, Field(max_length=256)] = Field(description="Rollout revision the entry belongs to.")
     artifact: ArtifactRef = Field(description="The bundle to install.")
     health: HealthSpec = Field(default_factory=HealthSpec, description="Thresholds evaluated on the device.")
+    validity: DesiredValidity | None = Field(
+        default=None, description="When the entry was assigned and until when it may be acted on (None: no expiry)."
+    )
+
+    def expired(self, now: dt.datetime) -> bool:
+        """The entry carries a validity that ended before ``now`` (pure)."""
+        return self.validity is not None and now >= self.validity.expires_at
+
+    def same_target(self, other: DesiredModel | None) -> bool:
+        """Asks for the same thing as ``other``: equal apart from the validity stamp (pure)."""
+        return other is not None and self.model_copy(update={"validity": None}) == other.model_copy(
+            update={"validity": None}
+        )
 
 
 class EdgeDeviceSpec(ApiModel):
@@ -149,6 +177,7 @@ __all__ = [
     "ArtifactRef",
     "Capabilities",
     "DesiredModel",
+    "DesiredValidity",
     "EdgeDevice",
     "EdgeDeviceSpec",
     "EdgeDeviceStatus",

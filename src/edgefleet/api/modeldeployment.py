@@ -294,6 +294,39 @@ class RolloutSpec(ApiModel):
         max_length=32,
         description="When set, devices are only switched inside one of these windows.",
     )
+    max_unreachable: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")] = Field(
+        default="20%",
+        description=(
+            "Above this many unreachable targeted devices (a count or a percentage) the rollout holds until enough "
+            "return; percentages round down."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
+                    "message": "must be a count >= 0 or a percentage from 0% to 100%",
+                }
+            ]
+        },
+    )
+    pickup_timeout_seconds: int = Field(
+        default=120,
+        ge=5,
+        le=7 * 24 * 3600,
+        description=(
+            "A device that reports nothing for a change it was given within this long counts as unreachable (not "
+            "failed); another reachable device takes its place."
+        ),
+    )
+    desired_validity_seconds: int = Field(
+        default=12 * 3600,
+        ge=10,
+        le=30 * 24 * 3600,
+        description=(
+            "How long a desired entry stays valid without a refresh; the operator refreshes entries of reachable "
+            "devices before half of it has passed, and a device never begins an install from an expired entry."
+        ),
+    )
 
     @field_validator("steps")
     @classmethod
@@ -344,6 +377,36 @@ class DeviceCounts(ApiModel):
     updated: int = Field(default=0, ge=0, description="Devices whose desired state is the canary revision.")
     healthy: int = Field(default=0, ge=0, description="Updated devices reporting a healthy verdict.")
     failed: int = Field(default=0, ge=0, description="Updated devices reporting failure or rollback.")
+
+
+class UnreachableDevice(ApiModel):
+    """A targeted device the operator cannot count on now."""
+
+    name: Name = Field(description="The EdgeDevice.")
+    reason: Literal["LeaseExpired", "NotPickedUp"] = Field(
+        description="LeaseExpired: its Lease was not renewed within its duration; NotPickedUp: it reported nothing "
+        "for the change it was given within rollout.pickupTimeoutSeconds."
+    )
+    since: dt.datetime | None = Field(default=None, description="When it became unreachable.")
+
+
+class Reachability(ApiModel):
+    """Which targeted devices can be reached, and whether that holds the rollout."""
+
+    reachable: int = Field(default=0, ge=0, description="Targeted devices the rollout can count on.")
+    unreachable: int = Field(default=0, ge=0, description="Targeted devices that are unreachable.")
+    devices: list[UnreachableDevice] = Field(
+        default_factory=list,
+        max_length=20,
+        description="The unreachable devices, longest unreachable first (20 at most).",
+    )
+    held_since: dt.datetime | None = Field(
+        default=None, description="Since when the rollout is held because more than maxUnreachable are unreachable."
+    )
+    recovering_since: dt.datetime | None = Field(
+        default=None,
+        description="While held: since when at most maxUnreachable are unreachable (it resumes after 60 s in a row).",
+    )
 
 
 class CompiledArtifact(ApiModel):
@@ -402,6 +465,9 @@ class ModelDeploymentStatus(ApiModel):
     current_step_index: int | None = Field(default=None, ge=0, description="Index into spec.rollout.steps.")
     step_started_at: dt.datetime | None = Field(default=None, description="When the current step began.")
     devices: DeviceCounts = Field(default_factory=DeviceCounts, description="Device counts.")
+    reachability: Reachability = Field(
+        default_factory=Reachability, description="Reachable and unreachable targeted devices."
+    )
     artifacts: list[CompiledArtifact] = Field(
         default_factory=list,
         max_length=16,

@@ -1,8 +1,10 @@
 """``edgefleet plan --repo DIR --base REV --head REV``: what merging a pull request would change in the fleet.
 
 Reads the manifests at both revisions straight from Git, validates the head, diffs the edgefleet objects, and, given
-an inventory (``--inventory FILE`` or ``--kubeconfig``), lists the targeted devices by rollout wave. Markdown by
-default (paste it into the pull request), ``--output json`` for bots. Exit 1 when the head does not validate.
+an inventory (``--inventory FILE`` or ``--kubeconfig``), lists the targeted devices by rollout wave; from a cluster it
+also marks the devices whose Lease expired (unreachable: kept out of the canary steps, as the operator plans it).
+Markdown by default (paste it into the pull request), ``--output json`` for bots. Exit 1 when the head does not
+validate.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
         base, _ = _objects(repo, args.base, args.path)
         head, diagnostics = _objects(repo, args.head, args.path)
         devices: list[edgedevice.EdgeDevice] = []
+        unreachable: set[tuple[str, str]] = set()
         if args.inventory:
             devices = inventory.from_file(args.inventory)
         elif args.kubeconfig:
             devices = inventory.from_cluster(args.kubeconfig, args.context)
+            unreachable = inventory.unreachable_in_cluster(args.kubeconfig, args.context)
     except errors.EdgefleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not devices:
         devices = [p.obj for p in head if isinstance(p.obj, edgedevice.EdgeDevice)]
-    result = fleetplan.compare([p.obj for p in base], [p.obj for p in head], devices)
+    result = fleetplan.compare([p.obj for p in base], [p.obj for p in head], devices, unreachable)
     if args.output == "json":
         json.dump({"base": args.base, "head": args.head, **result.to_json()}, sys.stdout, indent=2, default=str)
         print()

@@ -72,6 +72,7 @@ def progress(md: modeldeployment.ModelDeployment) -> RenderableType:
         f"{counts.get('updated', 0)}/{counts.get('targeted', 0)} updated, "
         f"{counts.get('healthy', 0)} healthy, {counts.get('failed', 0)} failed",
     )
+    line.add_row("", "", status.reachability_line(view.get("reachability") or {}))
     return Group(table, line, view["message"] or "")
 
 

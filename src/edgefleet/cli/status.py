@@ -57,6 +57,7 @@ def summary(md: modeldeployment.ModelDeployment) -> dict[str, Any]:
         "canaryRevision": status.canary_revision,
         "abortedRevision": status.aborted_revision,
         "devices": status.devices.to_wire(),
+        "reachability": status.reachability.to_wire(),
         "conditions": [c.to_wire() for c in status.conditions],
         "artifacts": [a.to_wire() for a in status.artifacts],
     }
@@ -65,6 +66,7 @@ def summary(md: modeldeployment.ModelDeployment) -> dict[str, Any]:
 def device_rows(md: modeldeployment.ModelDeployment, devices: Sequence[edgedevice.EdgeDevice]) -> list[dict[str, Any]]:
     """One row per device the deployment targets or still has an entry on (pure)."""
     status = md.status or modeldeployment.ModelDeploymentStatus()
+    unreachable = {d.name: d for d in status.reachability.devices}
     rows = []
     for device in sorted(devices, key=lambda d: d.metadata.name):
         labels = device.metadata.labels or {}
@@ -97,9 +99,29 @@ def device_rows(md: modeldeployment.ModelDeployment, devices: Sequence[edgedevic
                 "samples": report.health.samples if report and report.health else None,
                 "reason": (report.health.reason if report and report.health else None)
                 or (report.message if report else None),
+                "unreachable": unreachable[device.metadata.name].to_wire()
+                if device.metadata.name in unreachable
+                else None,
             }
         )
     return rows
+
+
+def reachability_line(reach: dict[str, Any]) -> str:
+    """``18 reachable, 2 unreachable (dev-03 LeaseExpired since ...)`` from ``status.reachability`` (pure).
+
+    >>> reachability_line({"reachable": 3, "unreachable": 1, "devices": [
+    ...     {"name": "d1", "reason": "LeaseExpired", "since": "2026-01-05T10:00:00Z"}]})
+    '3 reachable, 1 unreachable (d1 LeaseExpired since 2026-01-05T10:00:00Z)'
+    """
+    line = f"{reach.get('reachable', 0)} reachable, {reach.get('unreachable', 0)} unreachable"
+    listed = [f"{d['name']} {d['reason']} since {d.get('since', '?')}" for d in reach.get("devices") or []]
+    if listed:
+        more = reach.get("unreachable", 0) - len(listed)
+        line += f" ({', '.join(listed)}{f' and {more} more' if more > 0 else ''})"
+    if reach.get("heldSince"):
+        line += f"; rollout held since {reach['heldSince']}"
+    return line
 
 
 def styled_phase(phase: str | None) -> str:
@@ -121,11 +143,13 @@ def deployments_table(rows: Sequence[dict[str, Any]]) -> Table:
         "UPDATED",
         "HEALTHY",
         "FAILED",
+        "UNREACHABLE",
         "MESSAGE",
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
         counts = row["devices"]
+        reach = row.get("reachability") or {}
         step = f"{row['step']}/{row['steps']}" if row["step"] else "-"
         table.add_row(
             row["name"],
@@ -137,6 +161,7 @@ def deployments_table(rows: Sequence[dict[str, Any]]) -> Table:
             f"{counts.get('updated', 0)}/{counts.get('targeted', 0)}",
             str(counts.get("healthy", 0)),
             str(counts.get("failed", 0)),
+            str(reach.get("unreachable", 0)),
             (row["message"] or "")[:160],
         )
     return table
@@ -168,7 +193,7 @@ def devices_table(rows: Sequence[dict[str, Any]]) -> Table:
             row["role"],
             row["desiredRevision"] or "-",
             row["activeRevision"] or "-",
-            row["state"] or "-",
+            (row["state"] or "-") + (" (unreachable)" if row.get("unreachable") else ""),
             f"[{color}]{verdict}[/{color}]",
             str(row["samples"] if row["samples"] is not None else "-"),
         )
@@ -187,6 +212,7 @@ def detail(view: dict[str, Any], rows: Sequence[dict[str, Any]]) -> RenderableTy
         ("Stable", view["stableRevision"] or "-"),
         ("Canary", view["canaryRevision"] or "-"),
         ("Aborted", view["abortedRevision"] or "-"),
+        ("Reachable", reachability_line(view.get("reachability") or {})),
     ):
         head.add_row(key, value)
     conds = Table(box=box.SIMPLE, title="Conditions")
@@ -251,6 +277,7 @@ __all__ = [
     "detail",
     "device_rows",
     "devices_table",
+    "reachability_line",
     "register",
     "run",
     "styled_phase",

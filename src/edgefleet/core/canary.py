@@ -31,6 +31,15 @@ def stable_hash(salt: str, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{salt}/{name}".encode()).digest()[:8], "big")
 
 
+def line_of(labels: Mapping[str, str]) -> tuple[str, str]:
+    """The (site, line) a device's labels place it on (pure).
+
+    >>> line_of({common.LABEL_SITE: "s1", common.LABEL_LINE: "l2"}), line_of({})
+    (('s1', 'l2'), ('', ''))
+    """
+    return labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, "")
+
+
 def order(devices: Mapping[str, Mapping[str, str]], salt: str) -> list[str]:
     """Device names in canary order; ``devices`` maps name -> labels (pure).
 
@@ -39,7 +48,7 @@ def order(devices: Mapping[str, Mapping[str, str]], salt: str) -> list[str]:
     """
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for name, labels in devices.items():
-        groups[(labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))].append(name)
+        groups[line_of(labels)].append(name)
     ranked: list[tuple[float, int, str]] = []
     for members in groups.values():
         members.sort(key=lambda n: (stable_hash(salt, n), n))
@@ -70,8 +79,7 @@ def line_keepers(devices: Mapping[str, Mapping[str, str]], salt: str) -> set[str
     """
     last: dict[tuple[str, str], str] = {}
     for name in order(devices, salt):
-        labels = devices[name]
-        last[(labels.get(common.LABEL_SITE, ""), labels.get(common.LABEL_LINE, ""))] = name
+        last[line_of(devices[name])] = name
     return set(last.values())
 
 
@@ -93,4 +101,4 @@ def waves(ordered: Sequence[str], weights: Sequence[int], keepers: Collection[st
     return out
 
 
-__all__ = ["count_for_weight", "line_keepers", "order", "stable_hash", "waves"]
+__all__ = ["count_for_weight", "line_keepers", "line_of", "order", "stable_hash", "waves"]

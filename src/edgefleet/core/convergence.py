@@ -12,6 +12,7 @@ situation                              step
 installed, no longer desired           ``remove``
 desired digest is the active digest    ``in-sync``
 desired digest was rejected before     ``blocked`` (rolled back or failed; wait for a new digest)
+the entry's validity has expired       ``expired`` (keep serving; wait for a refreshed entry)
 active model is still on probation     ``wait`` (its rollback target must stay in the other slot)
 anything else                          ``install``
 =====================================  ==========================================================
@@ -21,18 +22,25 @@ Worked example: desired ``[a@sha256:11.., b@sha256:22..]``, installed ``a`` acti
 ``remove c, in-sync a, blocked b`` (``remove`` first, then desired order).
 
 An install ends in a *switch* to the prepared version, which :func:`still_desired` allows only while the spec still
-names that digest (the spec may move on during a long download).
+names that digest (the spec may move on during a long download) and its entry has not expired.
+
+Expiry (``DesiredModel.validity``, stamped and refreshed by the operator, Uptane's timestamp role in small): a device
+never begins an install from an entry past its ``expiresAt``, and never switches to one, so a device that boots
+without network from its journal's cached spec, or comes back after weeks, cannot install a revision that was
+aborted or superseded meanwhile; what it serves keeps serving. An entry without a validity (written by hand, or by
+an operator that predates it) never expires.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from edgefleet.api.edgedevice import DesiredModel
 
-StepKind = Literal["remove", "in-sync", "blocked", "wait", "install"]
+StepKind = Literal["remove", "in-sync", "blocked", "expired", "wait", "install"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +72,19 @@ class ConvergencePlan:
 
     @property
     def converged(self) -> bool:
-        """True when every step is ``in-sync`` or ``blocked`` (nothing the device can still do)."""
-        return all(s.kind in ("in-sync", "blocked") for s in self.steps)
+        """True when every step is ``in-sync``, ``blocked`` or ``expired`` (nothing the device can do by itself)."""
+        return all(s.kind in ("in-sync", "blocked", "expired") for s in self.steps)
 
     def of(self, kind: StepKind) -> list[Step]:
         """The steps of one kind, in plan order."""
         return [s for s in self.steps if s.kind == kind]
 
 
-def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) -> ConvergencePlan:
-    """The convergence plan for ``desired`` given ``installed`` (pure; see the module table).
+def plan(
+    desired: Sequence[DesiredModel], installed: Mapping[str, Installed], now: dt.datetime | None = None
+) -> ConvergencePlan:
+    """The convergence plan for ``desired`` given ``installed`` at ``now`` (pure; see the module table; without
+    ``now`` nothing expires).
 
     The module's worked example:
 
@@ -86,6 +97,15 @@ def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) ->
     >>> result = plan([want("a", d1), want("b", d2)], installed)
     >>> [(s.kind, s.name) for s in result.steps], result.converged
     ([('remove', 'c'), ('in-sync', 'a'), ('blocked', 'b')], False)
+
+    An entry past its validity is not installed (but an active one keeps serving):
+
+    >>> from edgefleet.api.edgedevice import DesiredValidity
+    >>> t0 = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
+    >>> stale = want("b", d3).model_copy(update={"validity": DesiredValidity(assigned_at=t0, expires_at=t0)})
+    >>> step = plan([stale], {}, now=t0).steps[0]
+    >>> step.kind, step.reason
+    ('expired', 'its desired entry expired at 2026-01-05T10:00:00+00:00')
     """
     wanted = {m.name for m in desired}
     steps: list[Step] = [
@@ -102,6 +122,10 @@ def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) ->
             steps.append(
                 Step("blocked", model.name, model, f"{digest} was {local.rejected[digest]}; waiting for a new digest")
             )
+        elif now is not None and model.expired(now):
+            assert model.validity is not None
+            reason = f"its desired entry expired at {model.validity.expires_at.isoformat()}"
+            steps.append(Step("expired", model.name, model, reason))
         elif local.on_probation:
             steps.append(Step("wait", model.name, model, "the active version is still on probation"))
         else:
@@ -109,15 +133,18 @@ def plan(desired: Sequence[DesiredModel], installed: Mapping[str, Installed]) ->
     return ConvergencePlan(tuple(steps))
 
 
-def still_desired(desired: Sequence[DesiredModel], name: str, digest: str) -> bool:
+def still_desired(desired: Sequence[DesiredModel], name: str, digest: str, now: dt.datetime | None = None) -> bool:
     """Whether a version of ``name`` prepared for ``digest`` may be switched to: only while the spec still names that
-    digest, so a device never switches to a version the spec has moved on from (pure).
+    digest and (at ``now``) its entry has not expired, so a device never switches to a version the spec has moved on
+    from (pure).
 
     >>> still_desired([], "a", "sha256:" + "1" * 64)
     False
     """
     current = next((m for m in desired if m.name == name), None)
-    return current is not None and current.artifact.digest == digest
+    if current is None or current.artifact.digest != digest:
+        return False
+    return now is None or not current.expired(now)
 
 
 __all__ = ["ConvergencePlan", "Installed", "Step", "StepKind", "plan", "still_desired"]

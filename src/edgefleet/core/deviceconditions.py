@@ -4,7 +4,8 @@ The agent writes four condition types on its own EdgeDevice, read by the operato
 
 ===============  ==========================================================================================
 ``Ready``        always present: True (``Converged``) when every desired model serves its desired digest;
-                 False with ``Installing`` while one is being installed, else ``DesiredVersionRejected``
+                 False with ``Installing`` while one is being installed, ``DesiredVersionRejected`` when one
+                 was rejected, else ``DesiredStateExpired`` (a desired entry expired before it was installed)
 ``Healthy``      always present: False (``HealthThresholdsBroken``) while a served model's verdict is Unhealthy
 ``Reconciling``  only while True (``Installing``): a model is Pending, Downloading, Verifying or Installing
 ``Stalled``      only while True (``DesiredVersionRejected``): a desired version was rolled back or failed;
@@ -25,13 +26,15 @@ Worked example: a device installing ``b`` while ``a`` serves and is healthy says
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from edgefleet.api.common import Condition, ConditionStatus
 from edgefleet.api.edgedevice import ModelStatus
 from edgefleet.core import conditions as kconditions
 
 MAX_MESSAGE = 1024
+EXPIRED = "DesiredStateExpired"
+"""Ready's reason while a desired entry expired before its version was installed (nothing installs until a refresh)."""
 INSTALLING = ("Pending", "Downloading", "Verifying", "Installing")
 REJECTED = ("RolledBack", "Failed")
 
@@ -54,6 +57,7 @@ def conditions(
     generation: int | None,
     now: dt.datetime,
     refused: str | None = None,
+    expired: Collection[str] = (),
 ) -> list[Condition]:
     """Ready and Healthy (always), Reconciling and Stalled (only while True) for ``models`` (pure).
 
@@ -70,8 +74,9 @@ def conditions(
     [('Ready', 'SpecRefused'), ('Stalled', 'SpecRefused')]
     """
     models = list(models)
-    installing = [m.name for m in models if m.state in INSTALLING]
+    installing = [m.name for m in models if m.state in INSTALLING and m.name not in expired]
     stuck = [m.name for m in models if m.state in REJECTED]
+    waiting = [m.name for m in models if m.name in expired]
     unhealthy = [m.name for m in models if m.health is not None and m.health.verdict == "Unhealthy"]
     conds = [c for c in previous if c.type not in ("Reconciling", "Stalled")]
     if installing:
@@ -86,16 +91,19 @@ def conditions(
                 conds, "Stalled", "True", "DesiredVersionRejected",
                 f"desired version rejected for {', '.join(stuck)}; see status.models[].message", generation, now,
             )  # fmt: skip
-        ready = not installing and not stuck
-        conds = _set(
-            conds,
-            "Ready",
-            "True" if ready else "False",
-            "Converged" if ready else ("Installing" if installing else "DesiredVersionRejected"),
-            "serving every desired model" if ready else "not serving every desired model at its desired digest",
-            generation,
-            now,
-        )
+        ready = not installing and not stuck and not waiting
+        if ready:
+            reason, message = "Converged", "serving every desired model"
+        elif installing or stuck:
+            reason = "Installing" if installing else "DesiredVersionRejected"
+            message = "not serving every desired model at its desired digest"
+        else:
+            reason = EXPIRED
+            message = (
+                f"the desired entry of {', '.join(waiting)} expired: nothing new is installed until the operator "
+                "refreshes it; see status.models[].message"
+            )
+        conds = _set(conds, "Ready", "True" if ready else "False", reason, message, generation, now)
     return _set(
         conds,
         "Healthy",
@@ -107,4 +115,4 @@ def conditions(
     )
 
 
-__all__ = ["MAX_MESSAGE", "conditions"]
+__all__ = ["EXPIRED", "MAX_MESSAGE", "conditions"]

@@ -49,7 +49,7 @@ MAX_REASON = 512
 
 @dataclasses.dataclass(frozen=True)
 class Heartbeat:
-    """What a device's ``coordination.k8s.io`` Lease says (its agent renews it every ``duration / 4``)."""
+    """What a device's ``coordination.k8s.io`` Lease says (its agent renews it three times per ``duration``)."""
 
     renew_time: dt.datetime | None
     duration_seconds: int | None

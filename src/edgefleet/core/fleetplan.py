@@ -17,7 +17,7 @@ the inventory holds 8 matching devices. The plan shows ``weld`` changed (``spec.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from edgefleet.api import edgedevice, modeldeployment
@@ -50,6 +50,9 @@ class DeviceWave:
     wave: int
     weight: int
     target: str | None
+    unreachable: bool = False
+    """Its Lease expired (as the inventory's cluster says now): the operator fills its place in a canary step from
+    reachable devices, and it gets the new stable revision when it returns."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,11 @@ class RolloutPreview:
         """Targeted devices that match no compile target (they would get no variant)."""
         return tuple(d for d in self.devices if d.target is None)
 
+    @property
+    def unreachable(self) -> tuple[DeviceWave, ...]:
+        """Targeted devices known to be unreachable now."""
+        return tuple(d for d in self.devices if d.unreachable)
+
 
 @dataclasses.dataclass(frozen=True)
 class FleetPlan:
@@ -83,7 +91,12 @@ class FleetPlan:
         return {
             "objects": [dataclasses.asdict(o) for o in self.changed],
             "rollouts": [
-                {**dataclasses.asdict(r), "unmatched": [d.device for d in r.unmatched]} for r in self.rollouts
+                {
+                    **dataclasses.asdict(r),
+                    "unmatched": [d.device for d in r.unmatched],
+                    "unreachable": [d.device for d in r.unreachable],
+                }
+                for r in self.rollouts
             ],
         }
 
@@ -129,6 +142,7 @@ def _preview(
     md: modeldeployment.ModelDeployment,
     previous: modeldeployment.ModelDeployment | None,
     inventory: Sequence[edgedevice.EdgeDevice],
+    unreachable: Collection[tuple[str, str]],
 ) -> RolloutPreview:
     weights = tuple(s.set_weight for s in md.spec.rollout.steps if s.set_weight is not None)
     namespaces = (
@@ -142,12 +156,15 @@ def _preview(
             if (d.metadata.namespace or "") == ns and md.spec.selector.matches(dict(d.metadata.labels or {}))
         }
         ordered = canary.order(matching, md.metadata.name)
-        wave_of = canary.waves(ordered, weights, canary.line_keepers(matching, md.metadata.name))
+        lost = {name for name in matching if (ns, name) in unreachable}
+        # Unreachable devices take no place in a canary step (reachable ones fill it), as the operator plans it.
+        held_back = canary.line_keepers(matching, md.metadata.name) | lost
+        wave_of = canary.waves(ordered, weights, held_back)
         for name in ordered:
             labels = matching[name]
             target = next((t.name for t in md.spec.compile.targets if t.selector.matches(labels)), None)
             wave = wave_of[name]
-            waves_out.append(DeviceWave(name, ns, wave + 1, weights[wave], target))
+            waves_out.append(DeviceWave(name, ns, wave + 1, weights[wave], target, name in lost))
     return RolloutPreview(
         deployment=md.metadata.name,
         namespace=md.metadata.namespace or "",
@@ -159,8 +176,16 @@ def _preview(
     )
 
 
-def compare(base: Sequence[Obj], head: Sequence[Obj], inventory: Sequence[edgedevice.EdgeDevice] = ()) -> FleetPlan:
-    """Compare two revisions of a fleet repository (pure). See the module docstring for an example."""
+def compare(
+    base: Sequence[Obj],
+    head: Sequence[Obj],
+    inventory: Sequence[edgedevice.EdgeDevice] = (),
+    unreachable: Collection[tuple[str, str]] = (),
+) -> FleetPlan:
+    """Compare two revisions of a fleet repository (pure). See the module docstring for an example.
+
+    ``unreachable`` names the inventory devices known to be unreachable now, as (namespace, name): they are marked,
+    and kept out of the canary steps the way the operator keeps them out."""
     before = {_key(o): o for o in base}
     after = {_key(o): o for o in head}
     objects: list[ObjectChange] = []
@@ -177,7 +202,7 @@ def compare(base: Sequence[Obj], head: Sequence[Obj], inventory: Sequence[edgede
             objects.append(ObjectChange(*key, action="changed" if changes else "unchanged", changes=changes))
         if isinstance(new, modeldeployment.ModelDeployment) and (old is None or objects[-1].action == "changed"):
             previous = old if isinstance(old, modeldeployment.ModelDeployment) else None
-            rollouts.append(_preview(new, previous, inventory))
+            rollouts.append(_preview(new, previous, inventory, set(unreachable)))
     return FleetPlan(tuple(objects), tuple(rollouts))
 
 
@@ -212,7 +237,11 @@ def to_markdown(result: FleetPlan, base: str, head: str, max_devices: int = 50) 
         lines.append(f"{len(r.devices)} devices targeted; steps {', '.join(f'{w}%' for w in r.weights)}.")
         lines += ["", "| Wave | Weight | Devices |", "| --- | --- | --- |"]
         for wave, weight in enumerate(r.weights, start=1):
-            names = [f"{d.namespace + '/' if d.namespace else ''}{d.device}" for d in r.devices if d.wave == wave]
+            names = [
+                f"{d.namespace + '/' if d.namespace else ''}{d.device}{' (unreachable)' if d.unreachable else ''}"
+                for d in r.devices
+                if d.wave == wave
+            ]
             shown = ", ".join(names[:max_devices]) + (
                 f" … (+{len(names) - max_devices})" if len(names) > max_devices else ""
             )
@@ -221,6 +250,13 @@ def to_markdown(result: FleetPlan, base: str, head: str, max_devices: int = 50) 
             lines += [
                 "",
                 f"⚠ {len(r.unmatched)} targeted devices match no compile target and would get no variant.",
+            ]
+        if r.unreachable:
+            lines += [
+                "",
+                f"⚠ {len(r.unreachable)} targeted devices are unreachable now (their Lease expired): reachable devices "
+                "take their place in the canary steps, the rollout completes without them, and they get the new "
+                "stable revision when they return.",
             ]
     return "\n".join(lines) + "\n"
 

@@ -35,7 +35,7 @@ class AgentSettings:
 
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     max_bundle_bytes: int = 512 * 1024**2
-    lease_duration_seconds: int = 600
+    lease_duration_seconds: int = 300
     status_interval_seconds: float = 300.0
     health_tick_seconds: float = 0.05
     retry_initial_seconds: float = 1.0
@@ -91,7 +91,12 @@ class AgentConfig(ApiModel):
     max_bundle_bytes: int = Field(default=512 * 1024**2, ge=1, description="Refuse bigger artifacts.")
     download_timeout_seconds: float = Field(default=300.0, gt=0)
     lease_duration_seconds: int = Field(
-        default=600, ge=5, description="Heartbeat Lease duration; renewed every 1/4 (150 s by default)."
+        default=300,
+        ge=5,
+        description=(
+            "Heartbeat Lease duration; renewed three times per duration (every 100 s by default). The operator counts "
+            "the device as unreachable once its Lease was not renewed for this long."
+        ),
     )
     status_interval_seconds: float = Field(
         default=300.0, gt=0, description="Health numbers at most this often; changed verdicts and states at once."

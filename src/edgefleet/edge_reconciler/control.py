@@ -52,7 +52,7 @@ class KubeControl:
         namespace: str,
         name: str,
         *,
-        lease_duration_seconds: int = 600,
+        lease_duration_seconds: int = 300,
         retry_initial_seconds: float = 1.0,
         retry_max_seconds: float = 30.0,
     ) -> None:

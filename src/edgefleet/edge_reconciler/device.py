@@ -12,7 +12,8 @@
                :mod:`edgefleet.core.probation`); an Unhealthy verdict switches back to the previous slot, whose
                session is kept warm for exactly this moment.
 ``report``     sends status when something changed (:class:`~edgefleet.edge_reconciler.reporting.StatusReporter`).
-``heartbeat``  registers the device and renews its Lease.
+``heartbeat``  registers the device and renews its Lease (three times per ``leaseDurationSeconds``; a missed renewal
+               is retried as soon as anything else reaches the API server again).
 
 The parts: :class:`~edgefleet.edge_reconciler.installer.Installer` prepares a version in the inactive slot,
 :class:`~edgefleet.edge_reconciler.switching.Switcher` makes every change of what serves (journal first, then
@@ -23,7 +24,6 @@ phases. :mod:`edgefleet.edge_reconciler.faults` marks where tests cut power.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
@@ -34,11 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import protocols
 from edgefleet.api.edgedevice import Capabilities, DesiredModel, ModelState
-from edgefleet.core import convergence
+from edgefleet.core import convergence, deviceconditions
 from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import config, installer, monitor, reporting, serving, state, switching
 
 log = logging.getLogger(__name__)
+EXPIRED = deviceconditions.EXPIRED
+RENEWALS_PER_LEASE = 3
+"""Lease renewals per ``leaseDurationSeconds``: two renewals may be missed before the operator counts the device as
+unreachable (kubelet renews its node Lease four times per duration; three keeps steady-state writes lower)."""
 
 
 def _wall() -> dt.datetime:
@@ -73,6 +77,8 @@ class Agent:
         self.clock = clock
         self.wall = wall
         self.wake = asyncio.Event()
+        self.reached = asyncio.Event()
+        """Set whenever something reached the API server (a status write, a spec): a missed heartbeat retries now."""
         self.lock = asyncio.Lock()
         self.monitor = monitor.HealthMonitor(registry, lambda: store.journal)
         self.reporter = reporting.StatusReporter(
@@ -83,6 +89,7 @@ class Agent:
             capabilities=capabilities,
             clock=clock,
             wall=wall,
+            on_written=self.reached.set,
         )
         self.installer = installer_type(
             store=store,
@@ -123,7 +130,7 @@ class Agent:
     async def reconcile(self) -> float | None:
         """Plan and apply once; returns when to look again (``None``: on the next spec change or resync)."""
         journal = self.store.journal
-        plan = convergence.plan(journal.spec.models, journal.view())
+        plan = convergence.plan(journal.spec.models, journal.view(), self.wall())
         requeue: float | None = None
         for step in plan.of("remove"):
             await self.switcher.remove(step.name)
@@ -140,6 +147,18 @@ class Agent:
                 digest = desired.artifact.digest
                 kind: ModelState = "RolledBack" if rec.rejected.get(digest) == "RolledBack" else "Failed"
                 self.reporter.phase(step.name, kind, rec.rejected_reason.get(digest, step.reason))
+            elif step.kind == "expired":
+                # Never begin an install from an entry the operator stopped vouching for (the revision may have been
+                # aborted or superseded while this device was away); serve what is active and say why.
+                active = rec.active_slot
+                serving = f"serving version {active.version}" if active is not None else "serving nothing"
+                message = (
+                    f"{EXPIRED}: version {desired.version} is not installed: {step.reason}; {serving} until the "
+                    "operator refreshes the entry"
+                )
+                if current is None or current.message != message:
+                    log.warning("Refused expired desired entry model=%s version=%s", step.name, desired.version)
+                self.reporter.phase(step.name, "Pending", message, reason=EXPIRED)
             elif step.kind == "wait":
                 message = f"version {desired.version} waits until the active version finishes probation"
                 self.reporter.phase(step.name, current.state if current else "Active", message)
@@ -177,6 +196,7 @@ class Agent:
 
     async def follow_specs(self) -> None:
         async for item in self.control.specs():
+            self.reached.set()
             if isinstance(item, protocols.SpecRefused):
                 # Keep converging on the last accepted spec; the device's own status says why the new one was not.
                 log.error("Refused desired spec generation=%s error=%s", item.generation, item.message)
@@ -217,16 +237,14 @@ class Agent:
                 log.exception("Reconcile failed unexpectedly error=%s", type(exc).__name__)
                 requeue = self.settings.retry_max_seconds
             timeout = self.settings.resync_seconds if requeue is None else max(requeue, 0.01)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+            await reporting.wait_event(self.wake, timeout)
 
     async def monitor_forever(self) -> None:
         while True:
             # Tick only while something is on probation; otherwise sleep until an alarm or a switch (thousands of
             # idle simulated devices must not wake 20 times a second each).
             tick = self.settings.health_tick_seconds if self.monitor.watched() else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.registry.alarm.wait(), tick)
+            await reporting.wait_event(self.registry.alarm, tick)
             self.registry.alarm.clear()
             try:
                 await self.check_probation()
@@ -242,10 +260,17 @@ class Agent:
                 await asyncio.sleep(self.settings.retry_max_seconds)
 
     async def heartbeat_forever(self) -> None:
+        """Register, then renew the Lease :data:`RENEWALS_PER_LEASE` times per ``leaseDurationSeconds``.
+
+        A missed renewal is retried with backoff, and at once when anything else the agent does reaches the API server
+        again (a status write, its spec): the operator counts a device as reachable while its Lease was renewed
+        within its duration, so a device that comes back is noticed as soon as it can say so.
+        """
         delay = self.settings.retry_initial_seconds
         registered = False
         renewals = 0
-        period = self.settings.lease_duration_seconds / 4
+        period = self.settings.lease_duration_seconds / RENEWALS_PER_LEASE
+        failing = False
         while True:
             try:
                 if not registered:
@@ -256,10 +281,16 @@ class Agent:
                 # an outage) would otherwise renew every Lease in the same second forever after.
                 delay = random.uniform(0.0, period) if renewals == 0 else period
                 renewals += 1
+                failing = False
             except EdgefleetError as exc:
                 log.warning("Missed heartbeat error=%s", exc)
-                delay = min(max(delay, self.settings.retry_initial_seconds), period)
-            await asyncio.sleep(delay)
+                delay = self.settings.retry_initial_seconds if not failing else min(delay * 2, period)
+                failing = True
+            if not failing:
+                await asyncio.sleep(delay)
+                continue
+            self.reached.clear()
+            await reporting.wait_event(self.reached, delay)
 
     async def run(self) -> None:
         """Recover, then run every task until cancelled."""

@@ -28,6 +28,17 @@ from edgefleet.edge_reconciler import config, monitor, state, telemetry
 log = logging.getLogger(__name__)
 
 
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until ``event`` is set, at most ``timeout`` seconds (None: no limit).
+
+    Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that arrives just as the event is set, and a
+    loop built on it then runs on after its task was cancelled (an agent that never stops).
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 def fingerprint(status: EdgeDeviceStatus) -> str:
     """The status without ``evaluatedAt`` (pure): equal fingerprints need no new write."""
     wire = status.to_wire()
@@ -49,7 +60,10 @@ class StatusReporter:
         capabilities: Capabilities | None,
         clock: Callable[[], float],
         wall: Callable[[], dt.datetime],
+        on_written: Callable[[], None] | None = None,
     ) -> None:
+        self.on_written = on_written
+        """Called after every status write that reached the API server."""
         self.control = control
         self.store = store
         self.monitor = monitor
@@ -64,13 +78,14 @@ class StatusReporter:
         self.refused: protocols.SpecRefused | None = None
         self._last_reported: str | None = None
 
-    def phase(self, name: str, state_: ModelState, message: str | None) -> None:
-        """Record where ``name`` stands (a :data:`telemetry.PhaseSink`); ``since`` moves only when the state does."""
+    def phase(self, name: str, state_: ModelState, message: str | None, *, reason: str | None = None) -> None:
+        """Record where ``name`` stands (a :data:`telemetry.PhaseSink`); ``since`` moves only when the state does.
+        ``reason`` names why a desired version waits when its state alone does not (an expired entry)."""
         old = self.phases.get(name)
-        if old is not None and old.state == state_ and old.message == message:
+        if old is not None and old.state == state_ and old.message == message and old.reason == reason:
             return
         since = old.since if old is not None and old.state == state_ else self.wall()
-        self.phases[name] = telemetry.Phase(state_, message, since)
+        self.phases[name] = telemetry.Phase(state_, message, since, reason)
         self.dirty.set()
 
     def phase_of(self, name: str) -> telemetry.Phase | None:
@@ -113,8 +128,7 @@ class StatusReporter:
         last_attempt = self.clock()
         reported_verdicts: dict[str, str] = {}
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.dirty.wait(), tick)
+            await wait_event(self.dirty, tick)
             if (
                 not self.dirty.is_set()
                 and self.clock() - last_attempt < interval
@@ -145,10 +159,12 @@ class StatusReporter:
                 self.dirty.set()
                 continue
             delay = self.settings.retry_initial_seconds
+            if self.on_written is not None:
+                self.on_written()
             self._last_reported = written
             reported_verdicts = verdicts
             self.conditions = list(status.conditions)
             self.reports += 1
 
 
-__all__ = ["StatusReporter", "fingerprint"]
+__all__ = ["StatusReporter", "fingerprint", "wait_event"]

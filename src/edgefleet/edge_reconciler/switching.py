@@ -136,7 +136,7 @@ class Switcher:
     async def switch(self, desired: DesiredModel, prepared: installer.Prepared) -> None:
         """Serve ``prepared`` for ``desired``, unless the spec moved on meanwhile (then the install is abandoned)."""
         name, digest = desired.name, desired.artifact.digest
-        if not convergence.still_desired(self.store.journal.spec.models, name, digest):
+        if not convergence.still_desired(self.store.journal.spec.models, name, digest, self.wall()):
             self.installer.abandon(desired)
             self.wake.set()
             return

@@ -59,6 +59,8 @@ class Phase:
     state: ModelState
     message: str | None
     since: dt.datetime
+    reason: str | None = None
+    """Why the desired version waits, when the state does not say it (``DesiredStateExpired``)."""
 
 
 PhaseSink = Callable[[str, ModelState, str | None], None]
@@ -141,7 +143,12 @@ def device_status(
         capabilities=capabilities,
         models=models,
         conditions=deviceconditions.conditions(
-            previous_conditions, models, generation, now, refused.message if refused is not None else None
+            previous_conditions,
+            models,
+            generation,
+            now,
+            refused.message if refused is not None else None,
+            expired=[n for n, p in phases.items() if p.reason == deviceconditions.EXPIRED],
         ),
     )
 

@@ -77,7 +77,7 @@ class Controller:
         )
         self.deps = reconcile.Deps(
             api=api,
-            devices=fleet.Devices(api),
+            devices=fleet.Devices(api, clock),
             templates=fleet.Revisions(api),
             compile_jobs=self.compile_jobs,
             compile_stage=self._compile_stage,

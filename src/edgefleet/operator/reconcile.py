@@ -3,8 +3,8 @@
 One pass has one shape (STYLE rules 1, 2, 22):
 
 1. **Observe** everything once: the deployment (read fresh from the API server), the templates of its stable and its
-   current revision, every EdgeDevice of the namespace (from the watch-backed cache) and the compile job of the
-   current revision, if one ran (:mod:`edgefleet.operator.compilejobs`).
+   current revision, every EdgeDevice of the namespace and their Leases (from the watch-backed caches) and the
+   compile job of the current revision, if one ran (:mod:`edgefleet.operator.compilejobs`).
 2. **Plan** once (:func:`decide`, pure): record a finished compile's outcome in the status memory (the published
    artifacts, or ``lastAttemptedRevision`` + ``compileFailure``), then let the rollout planner decide.
 3. **Act**: write the devices' desired models, and start the compile the plan asks for (or find it running).
@@ -32,6 +32,7 @@ import pydantic
 from edgefleet.adapters import fleet, kube, protocols
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import conditions, errors, planner, revisions
+from edgefleet.core.planner import reachability
 from edgefleet.operator import compilation, compilejobs, metrics
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Observation:
     stable: revisions.RevisionTemplate | None
     candidate: revisions.RevisionTemplate | None
     devices: tuple[edgedevice.EdgeDevice, ...]
+    contacts: Mapping[str, reachability.Contact] | None
+    """The devices' Leases as the operator observed them (None: they could not be read)."""
     job: compilejobs.CompileJob | None
     """The compile job of the spec's revision, if one runs or ended without being recorded."""
     job_state: compilejobs.JobState | None
@@ -169,7 +172,8 @@ async def observe(md: modeldeployment.ModelDeployment, deps: Deps) -> Observatio
     deps.compile_jobs.prune(namespace, name, keep=revision)
     job = deps.compile_jobs.find(compilejobs.JobKey(namespace, name, revision))
     devices = tuple(await deps.devices.devices(namespace))
-    return Observation(md, stable, candidate, devices, job, job.state() if job is not None else None)
+    contacts = await deps.devices.contacts(namespace)
+    return Observation(md, stable, candidate, devices, contacts, job, job.state() if job is not None else None)
 
 
 # -- plan -------------------------------------------------------------------------------------------------------
@@ -203,7 +207,9 @@ def decide(seen: Observation, now: dt.datetime) -> Decision:
         )
         status = status.model_copy(update={"last_attempted_revision": revision, "compile_failure": failure})
         events.append(planner.Event("Warning", error.reason.value, str(error)))
-    plan = planner.plan(md.model_copy(update={"status": status}), seen.devices, candidate, seen.stable, now)
+    plan = planner.plan(
+        md.model_copy(update={"status": status}), seen.devices, candidate, seen.stable, now, seen.contacts
+    )
     stalled_on = plan.status.compile_failure  # kept by the planner only while it stalls this spec
     final = plan.status.model_copy(
         update={

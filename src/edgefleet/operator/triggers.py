@@ -122,8 +122,10 @@ class Triggers:
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
             self.wake.clear()
+            # Not asyncio.wait_for: on Python 3.11 it can swallow the cancellation that stops this loop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.wait_seconds())
+                async with asyncio.timeout(self.wait_seconds()):
+                    await self.wake.wait()
 
     async def close(self) -> None:
         """Cancel the loop and the runs in flight."""

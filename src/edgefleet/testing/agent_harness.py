@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from edgefleet.adapters import artifacts, inference_server, protocols
-from edgefleet.api.edgedevice import ArtifactRef, DesiredModel
+from edgefleet.api.edgedevice import ArtifactRef, DesiredModel, DesiredValidity, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.api.modeldeployment import HealthSpec
+from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
 from edgefleet.testing import onnx_models
 from edgefleet.testing.artifact_server import ArtifactServer
@@ -44,6 +46,37 @@ def desired(
         artifact=ArtifactRef(uri=uri, digest=tb.digest, size_bytes=size or len(tb.data), precision="fp32"),
         health=health,
     )
+
+
+def valid_for(entry: DesiredModel, seconds: float) -> DesiredModel:
+    """``entry`` as the operator stamps it: assigned now, valid for ``seconds`` (negative: already expired)."""
+    now = dt.datetime.now(dt.UTC)
+    validity = DesiredValidity(assigned_at=now, expires_at=now + dt.timedelta(seconds=seconds))
+    return entry.model_copy(update={"validity": validity})
+
+
+class OfflineControl:
+    """A :class:`~edgefleet.adapters.protocols.DeviceControl` with no network: every call fails as an unreachable
+    API server makes it fail, and no spec ever arrives (the agent acts on its journal's cached spec)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def register(self, labels: Mapping[str, str]) -> None:
+        self.attempts += 1
+        raise TransientError("the API server is unreachable (no network)")
+
+    async def heartbeat(self, now: dt.datetime) -> None:
+        self.attempts += 1
+        raise TransientError("the API server is unreachable (no network)")
+
+    async def specs(self) -> AsyncIterator[tuple[EdgeDeviceSpec, int | None]]:
+        await asyncio.Event().wait()  # nothing ever arrives
+        yield EdgeDeviceSpec(), None  # pragma: no cover - unreachable
+
+    async def report(self, status: EdgeDeviceStatus) -> None:
+        self.attempts += 1
+        raise TransientError("the API server is unreachable (no network)")
 
 
 def spec_json(models: Sequence[DesiredModel]) -> str:

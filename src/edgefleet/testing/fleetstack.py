@@ -17,7 +17,7 @@ from edgefleet.testing.adder import manifest
 from edgefleet.testing.operatorproc import OperatorProcess
 
 REPO = controlplane.REPO
-VERSIONS = (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0))
+VERSIONS = (("1.0.0", 1.0), ("2.0.0", 2.0), ("3.0.0", 3.0), ("4.0.0", 4.0), ("5.0.0", 5.0))
 
 
 @dataclasses.dataclass

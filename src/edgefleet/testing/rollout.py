@@ -15,6 +15,7 @@ from typing import Any
 
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import planner, revisions
+from edgefleet.core.planner import reachability
 
 T0 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)  # a Monday
 NAME = "weld"
@@ -32,6 +33,9 @@ def spec(
     paused: bool = False,
     automatic: bool = True,
     selector: dict[str, Any] | None = None,
+    max_unreachable: int | str = "20%",
+    pickup: int = 120,
+    validity: int = 12 * 3600,
 ) -> modeldeployment.ModelDeploymentSpec:
     """A valid spec; the model digest follows the version so each version is a new revision."""
     rollout: dict[str, Any] = {
@@ -47,6 +51,9 @@ def spec(
         "maxUnavailable": max_unavailable,
         "successThreshold": threshold,
         "progressDeadlineSeconds": deadline,
+        "maxUnreachable": max_unreachable,
+        "pickupTimeoutSeconds": pickup,
+        "desiredValiditySeconds": validity,
     }
     if windows is not None:
         rollout["maintenanceWindows"] = windows
@@ -140,6 +147,11 @@ class Fleet:
     history: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     events: list[planner.Event] = dataclasses.field(default_factory=list)
     last: planner.RolloutPlan | None = None
+    lease_seconds: float | None = None
+    """With a value, every device has a Lease of this duration, renewed at every :meth:`tick` unless it is off."""
+    renewed: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
+    off: set[str] = dataclasses.field(default_factory=set)
+    """Devices without power: they neither report nor renew their Lease."""
 
     @classmethod
     def new(cls, s: modeldeployment.ModelDeploymentSpec, devices: Sequence[edgedevice.EdgeDevice]) -> Fleet:
@@ -148,9 +160,29 @@ class Fleet:
         )
         return cls(md=md, devices={d.metadata.name: d for d in devices})
 
+    def with_leases(self, seconds: float) -> Fleet:
+        """Give every device a Lease of ``seconds``, renewed now."""
+        self.lease_seconds = seconds
+        self.renewed = dict.fromkeys(self.devices, self.now)
+        return self
+
+    def power_off(self, *names: str) -> None:
+        self.off.update(names)
+
+    def power_on(self, *names: str) -> None:
+        """The devices come back: they renew their Lease at once."""
+        self.off.difference_update(names)
+        for name in names:
+            self.renewed[name] = self.now
+
+    def contacts(self) -> dict[str, reachability.Contact] | None:
+        if self.lease_seconds is None:
+            return None
+        return {n: reachability.Contact(at, self.lease_seconds) for n, at in self.renewed.items() if n in self.devices}
+
     def plan(self) -> planner.RolloutPlan:
         candidate = template(self.md.spec) if self.compiled else None
-        return planner.plan(self.md, list(self.devices.values()), candidate, self.stable, self.now)
+        return planner.plan(self.md, list(self.devices.values()), candidate, self.stable, self.now, self.contacts())
 
     def apply(self, p: planner.RolloutPlan) -> None:
         for change in p.changes:
@@ -171,7 +203,7 @@ class Fleet:
         """Every device reports on its desired entry as ``verdict`` says."""
         for name, dev in list(self.devices.items()):
             entry = next((m for m in dev.spec.models if m.deployment == NAME), None)
-            if entry is None:
+            if entry is None or name in self.off:
                 continue
             said = verdict(name, entry.revision)
             if said is None:
@@ -252,7 +284,12 @@ class Fleet:
         )
 
     def tick(self, seconds: float) -> None:
+        """Advance the clock; devices with power renew their Lease."""
         self.now += dt.timedelta(seconds=seconds)
+        if self.lease_seconds is not None:
+            for name in self.devices:
+                if name not in self.off:
+                    self.renewed[name] = self.now
 
     def run(self, verdict: Verdict = healthy, rounds: int = 50, seconds: float = 10.0) -> None:
         """Reconcile, let devices report, advance the clock; until nothing changes or ``rounds`` run out."""

@@ -152,7 +152,8 @@ def test_silent_canary_fails_the_analysis_at_the_deadline() -> None:
 def test_set_weight_step_fails_when_devices_never_converge() -> None:
     fleet = promoted_fleet(20, deadline=60)
     fleet.reconcile()
-    fleet.tick(61)  # canaries never report
+    fleet.report(lambda _d, _r: "Silent")  # the canaries picked their change up (installing) and never finish it
+    fleet.tick(61)
     p = fleet.reconcile()
     assert p.status.phase == "RolledBack"
     assert "no progress for 60s" in (fleet.condition("Ready") or pytest.fail("no Ready")).message

@@ -84,3 +84,47 @@ def test_simulated_fleet_registers_converges_and_stops_cleanly(
             sim.stop()
     assert not any(alive(pid) for pid in pids)
     assert not Path(spec.root).exists()
+
+
+def test_the_offline_share_loses_power_at_once_and_the_rollout_completes_without_it(
+    control_plane: controlplane.ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """``FleetSpec.offline`` puts the last devices in a worker of their own that ``power_off_offline`` SIGKILLs: the
+    operator counts them unreachable once their Leases expire and a rollout completes on the others."""
+    cp = control_plane
+    n, off = 30, 3
+    with fleetstack.running(cp, namespace, tmp_path) as stack:
+        spec = layout.FleetSpec(
+            kubeconfig=str(cp.kubeconfig),
+            namespace=namespace,
+            devices=n,
+            processes=1,
+            root=str(tmp_path / "fleet"),
+            trust_keys=(str(stack.trust_key),),
+            load_rps=2.0,
+            watch="hub",
+            offline=off,
+            lease_duration_seconds=6,
+        )
+        with fleet.Fleet(spec).start() as sim:
+            sim.wait(lambda s: s.registered == n, 60, "every device registered")
+            stack.apply(stack.deployment("1.0.0", STEPS, HEALTH))
+            sim.wait(lambda s: s.count("1.0.0") == n, 120, "every device Healthy on 1.0.0")
+            sim.power_off_offline()
+            lost = {layout.device_name(spec, i) for i in range(n - off, n)}
+            deadline = time.monotonic() + 60
+            status = stack.md_status()
+            while time.monotonic() < deadline and (status.get("reachability") or {}).get("unreachable") != off:
+                sim.check()  # the powered-off worker does not count as a crash
+                time.sleep(0.5)
+                status = stack.md_status()
+            listed = {d["name"] for d in (status.get("reachability") or {}).get("devices") or []}
+            assert listed == lost, status.get("reachability")
+            stack.apply(stack.deployment("2.0.0", STEPS, HEALTH))
+            sim.wait(lambda s: s.count("2.0.0") == n - off, 120, "every reachable device Healthy on 2.0.0")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not str(stack.md_status().get("stableRevision")).startswith("2.0.0"):
+                time.sleep(0.5)
+            status = stack.md_status()
+            assert status["phase"] == "Healthy" and str(status["stableRevision"]).startswith("2.0.0"), status
+            assert not status.get("abortedRevision")

@@ -21,7 +21,8 @@ outputs only. The rules:
   last step the canary becomes stable.
 * **Failure.** At any time, more failed canary devices than ``successThreshold`` allows fail the rollout; an analysis
   that has not succeeded ``progressDeadlineSeconds`` after its window fails it, counting silent devices as failures; a
-  ``setWeight`` step that has not completed within ``progressDeadlineSeconds`` fails it. With ``rollback.automatic`` the
+  ``setWeight`` step that made no progress for ``progressDeadlineSeconds`` (no device was given the canary, and a
+  device that works on it has not finished) fails it. With ``rollback.automatic`` the
   rollout is aborted: every device returns to stable, ``Ready=False reason=RolledBack`` carries the evidence and the
   revision is recorded as aborted. Without it the deployment is ``Degraded`` and ``Stalled`` until a person aborts or
   changes the spec.
@@ -42,6 +43,12 @@ outputs only. The rules:
 * **Spec changes.** A new revision supersedes a running canary: its devices go back to stable and the new rollout starts
   at step 0 once compiled. Returning the spec to the stable revision ends the rollout.
 * **Late joiners** get the stable revision; they become canaries only when a step needs more devices.
+* **Offline devices** (:mod:`~edgefleet.core.planner.reachability`): a device whose Lease was not renewed within its
+  duration, or that reports nothing for its entry within ``pickupTimeoutSeconds``, is unreachable: reachable devices
+  fill its place in a step's share, ``maxUnavailable`` and ``successThreshold`` count reachable devices, it is given
+  nothing but the entry of what it runs, the last step completes on the reachable fleet, and more unreachable devices
+  than ``maxUnreachable`` hold the rollout until they return. Every entry carries a validity that the pass refreshes
+  while it stays current (:meth:`~edgefleet.core.planner.availability.Ledger.refresh`).
 
 Worked example (20 devices on 5 lines, steps ``[setWeight 10, analysis 60s/100 samples, setWeight 100]``,
 ``maxUnavailable: 25%`` = 5): the first plan after compile puts the canary on 2 devices of 2 different lines and
@@ -59,6 +66,7 @@ pass, :func:`plan`).
 
 from edgefleet.core.planner.availability import resolve_max_unavailable
 from edgefleet.core.planner.devices import DeviceChange, apply_change, owned_entries, removal, stale_after
+from edgefleet.core.planner.reachability import Contact
 from edgefleet.core.planner.rollout import RolloutPlan, plan
 from edgefleet.core.planner.state import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE, Event, EventType
 from edgefleet.core.planner.steps import describe_step
@@ -67,6 +75,7 @@ __all__ = [
     "ANNOTATION_ABORT",
     "ANNOTATION_PAUSED",
     "ANNOTATION_PROMOTE",
+    "Contact",
     "DeviceChange",
     "Event",
     "EventType",

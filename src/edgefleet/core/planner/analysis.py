@@ -40,6 +40,8 @@ class Evidence:
     """The failed devices, each with what it reports."""
     silent: tuple[str, ...]
     samples: int
+    unreachable: int = 0
+    """Devices on the revision that are unreachable and not counted above."""
 
     @property
     def share(self) -> float:
@@ -64,15 +66,20 @@ class Evidence:
 
 
 def gather(ledger: availability.Ledger, targeted: Sequence[devices.DeviceView], revision: str) -> Evidence:
-    """The evidence on ``revision`` from the targeted devices whose entry (in ``ledger``) is that revision (pure)."""
-    updated = ledger.on(revision, targeted)
+    """The evidence on ``revision`` from the targeted devices whose entry (in ``ledger``) is that revision (pure).
+
+    Only reachable devices are counted, with one exception: a device that reported a failure of ``revision`` counts
+    as failed even after it went offline (the report is evidence; the silence of an offline device is not).
+    """
+    on = ledger.on(revision, targeted)
+    updated = [d for d in on if d.reachable or d.failed(ledger.entry(d), revision)]
     failed = tuple(d.why_unhealthy() for d in updated if d.failed(ledger.entry(d), revision))
     healthy = [d.healthy(ledger.entry(d), revision) for d in updated]
     silent = tuple(
         d.name for d, ok in zip(updated, healthy, strict=True) if not ok and not d.failed(ledger.entry(d), revision)
     )
     samples = sum(d.samples(ledger.entry(d), revision) for d in updated)
-    return Evidence(len(updated), sum(healthy), failed, silent, samples)
+    return Evidence(len(updated), sum(healthy), failed, silent, samples, unreachable=len(on) - len(updated))
 
 
 def too_many_failures(evidence: Evidence, threshold: float) -> bool:
@@ -102,6 +109,8 @@ class AnalysisJudgement:
     """Why it failed (FAILED) or how far it got (WAITING)."""
     wake_in: float | None = None
     """Seconds until the verdict can change (WAITING)."""
+    restart_clock: bool = False
+    """Waiting without evidence that could come in (WAITING): the step clock restarts, so the deadline cannot pass."""
 
 
 def judge(
@@ -126,8 +135,14 @@ def judge(
     deadline = window_end + dt.timedelta(seconds=rollout.progress_deadline_seconds)
     if now >= window_end and evidence.samples >= analysis.min_samples and evidence.share >= threshold:
         return AnalysisJudgement(AnalysisVerdict.PASSED)
-    if evidence.updated == 0 and now >= window_end:
+    if evidence.updated == 0 and evidence.unreachable == 0 and now >= window_end:
         return AnalysisJudgement(AnalysisVerdict.PASSED)  # nothing to judge: no device takes the canary at this weight
+    if evidence.updated == 0 and evidence.unreachable > 0:
+        # Every device that runs the canary is unreachable: that is no evidence either way, so neither pass nor fail.
+        return AnalysisJudgement(
+            AnalysisVerdict.WAITING, f"no reachable device runs the canary ({evidence.unreachable} unreachable)",
+            POLL_SECONDS, restart_clock=True,
+        )  # fmt: skip
     if now >= deadline:
         return AnalysisJudgement(
             AnalysisVerdict.FAILED,

@@ -2,7 +2,8 @@
 
 A device is *unavailable* while its desired revision differs from the one it reports active (it is downloading,
 installing or switching). A change that makes an available device unavailable is *costly*: it is made only while fewer
-than ``maxUnavailable`` targeted devices are unavailable, and only inside a maintenance window. A change that makes a
+than ``maxUnavailable`` reachable targeted devices are unavailable (an offline device is not unavailable because of the
+rollout), and only inside a maintenance window. A change that makes a
 device available (returning a device that rolled itself back to stable, for example) is free and always allowed, and
 it gives its unit of budget back.
 
@@ -16,9 +17,11 @@ allowed in this pass; when one of the 3 reports its revision active, the next pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
 
 from edgefleet.api import edgedevice
+from edgefleet.core import canary
 from edgefleet.core.planner import devices
 
 Proposal = tuple[devices.DeviceView, edgedevice.DesiredModel | None]
@@ -38,8 +41,21 @@ def resolve_max_unavailable(value: int | str, total: int) -> int:
     return max(1, count)
 
 
+def same(a: edgedevice.DesiredModel | None, b: edgedevice.DesiredModel | None) -> bool:
+    """Both ask for the same thing (or both for nothing), whatever their validity stamps say (pure)."""
+    return (a is None and b is None) or (a is not None and a.same_target(b))
+
+
 class Ledger:
     """The desired entry of every device during one planning pass and the availability budget left.
+
+    Only reachable devices count towards ``maxUnavailable`` (an offline device is not unavailable because of the
+    rollout), and an unreachable device is only ever given the entry of what it already runs (a *release*: it will not
+    start a change on its own when it returns), none, or, when the pass moves devices back rather than forward, the
+    stable entry in place of another one if it runs nothing. A device that did not pick up its entry keeps it while the
+    rollout moves forward (``forward=True``), so the same change is not offered to it again and again. Every
+    entry the ledger sets carries a fresh validity (``validity_seconds`` from ``now``); :meth:`refresh` renews the
+    validity of current entries before it runs out.
 
     >>> def device(name, active):
     ...     return devices.DeviceView(name, {}, True, False, None,
@@ -56,23 +72,44 @@ class Ledger:
     [('a', 'r2')]
     """
 
-    def __init__(self, views: Sequence[devices.DeviceView], limit: int, window_open: bool) -> None:
+    def __init__(
+        self,
+        views: Sequence[devices.DeviceView],
+        limit: int,
+        window_open: bool,
+        now: dt.datetime | None = None,
+        validity_seconds: float | None = None,
+    ) -> None:
         self._entries = {d.name: d.original for d in views}
-        self.budget = limit - sum(d.unavailable(d.original) for d in views if d.targeted)
+        self.budget = limit - sum(d.unavailable(d.original) for d in views if d.targeted and d.reachable)
         self.window_open = window_open
         self.blocked_by_window = False
         """A costly change waited for a maintenance window in this pass."""
+        self.now = now.replace(microsecond=0) if now is not None else None
+        self.validity_seconds = validity_seconds
 
     def entry(self, device: devices.DeviceView) -> edgedevice.DesiredModel | None:
         """The entry ``device`` has after the changes made so far in this pass."""
         return self._entries[device.name]
 
-    def switch(self, device: devices.DeviceView, desired: edgedevice.DesiredModel | None) -> bool:
-        """Move ``device`` to ``desired`` if availability and maintenance windows allow; True when it is there."""
+    def switch(
+        self, device: devices.DeviceView, desired: edgedevice.DesiredModel | None, *, forward: bool = False
+    ) -> bool:
+        """Move ``device`` to ``desired`` if availability, maintenance windows and reachability allow; True when it is
+        there. An entry asking for what the device already has is kept as it is (with its validity)."""
         current = self._entries[device.name]
-        if desired == current:
+        if same(desired, current):
             return True
-        costly = device.targeted and device.unavailable(desired) and not device.unavailable(current)
+        if not device.reachable and desired is not None:
+            # Never a change an offline device would start on its own when it returns; moving back (not forward), a
+            # device that runs nothing may have another entry replaced by this one (the stable one).
+            runs_nothing = device.active is None and current is not None and not forward
+            if desired.revision != device.active and not runs_nothing:
+                return False
+            if device.stuck and forward:
+                return False
+        counted = device.targeted and device.reachable
+        costly = counted and device.unavailable(desired) and not device.unavailable(current)
         if costly:
             if not self.window_open:
                 self.blocked_by_window = True
@@ -80,20 +117,54 @@ class Ledger:
             if self.budget <= 0:
                 return False
             self.budget -= 1
-        elif device.targeted and device.unavailable(current) and not device.unavailable(desired):
+        elif counted and device.unavailable(current) and not device.unavailable(desired):
             self.budget += 1  # the device becomes available: the budget is "limit minus unavailable devices"
-        self._entries[device.name] = desired
+        self._entries[device.name] = self._stamped(desired, None)
         return True
 
-    def converge(self, proposals: Iterable[Proposal]) -> None:
+    def _stamped(
+        self, desired: edgedevice.DesiredModel | None, assigned: dt.datetime | None
+    ) -> edgedevice.DesiredModel | None:
+        """``desired`` with a validity from now (assigned now unless ``assigned`` says otherwise)."""
+        if desired is None or self.now is None or self.validity_seconds is None:
+            return desired
+        validity = edgedevice.DesiredValidity(
+            assigned_at=assigned or self.now, expires_at=self.now + dt.timedelta(seconds=self.validity_seconds)
+        )
+        return desired.model_copy(update={"validity": validity})
+
+    def refresh(self, views: Iterable[devices.DeviceView], current: Collection[str]) -> None:
+        """Renew the validity of the entries of reachable targeted devices whose revision is in ``current`` (the
+        stable and the canary revision) once less than half of it is left; each device at its own point between
+        one half and one quarter left (a hash of its name), so entries written together are not refreshed together.
+
+        A refresh keeps ``assignedAt``. Entries of unreachable devices, and entries that are no longer current, are
+        left to expire: a device that returns after longer than the validity must hear from the operator before it
+        installs anything.
+        """
+        if self.now is None or self.validity_seconds is None:
+            return
+        for device in views:
+            entry = self._entries[device.name]
+            if entry is None or not device.targeted or not device.reachable or entry.revision not in current:
+                continue
+            if entry.validity is not None:
+                spread = canary.stable_hash("validity", device.name) / 2**64
+                threshold = self.validity_seconds * (0.5 - 0.25 * spread)
+                if (entry.validity.expires_at - self.now).total_seconds() > threshold:
+                    continue
+            assigned = entry.validity.assigned_at if entry.validity is not None else None
+            self._entries[device.name] = self._stamped(entry, assigned)
+
+    def converge(self, proposals: Iterable[Proposal], *, forward: bool = False) -> None:
         """Switch each device to its proposed entry, free changes first so they never wait for budget."""
         ordered = sorted(proposals, key=lambda p: (self._costs(p), p[0].name))
         for device, desired in ordered:
-            self.switch(device, desired)
+            self.switch(device, desired, forward=forward)
 
     def _costs(self, proposal: Proposal) -> bool:
         device, desired = proposal
-        return device.unavailable(desired) and not device.unavailable(self._entries[device.name])
+        return device.reachable and device.unavailable(desired) and not device.unavailable(self._entries[device.name])
 
     def release_untargeted(self, views: Iterable[devices.DeviceView]) -> None:
         """Remove this deployment's entry from devices the selector no longer matches (never costly)."""
@@ -126,4 +197,4 @@ class Ledger:
         )
 
 
-__all__ = ["Ledger", "Proposal", "resolve_max_unavailable"]
+__all__ = ["Ledger", "Proposal", "resolve_max_unavailable", "same"]

@@ -14,9 +14,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 from edgefleet.api import edgedevice, modeldeployment
+from edgefleet.core.planner import reachability
 
 MAX_NAMES = 8
 """Device names quoted in one message."""
+MAX_LISTED = 20
+"""Unreachable devices listed in ``status.reachability.devices``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,20 @@ class DeviceView:
     """More than one owned entry (the model was renamed): the device needs a rewrite whatever the pass decides."""
     fresh: bool
     """The health verdict is recent enough to count (see :func:`stale_after`)."""
+    reach: reachability.Reachability = reachability.REACHABLE
+    """Whether the rollout can count on the device now (see :mod:`~edgefleet.core.planner.reachability`)."""
+    contact: reachability.Contact | None = None
+    """Its Lease as the operator observed it."""
+
+    @property
+    def reachable(self) -> bool:
+        return self.reach.reachable
+
+    @property
+    def stuck(self) -> bool:
+        """Unreachable because it did not pick up its entry although its Lease may be fresh: its entry is left as it is
+        while a rollout moves forward, so the device is not offered the same change again and again."""
+        return self.reach.reason == "NotPickedUp"
 
     @property
     def active(self) -> str | None:
@@ -133,8 +150,13 @@ class DeviceView:
         return f"{self.name} ({detail})" if detail else self.name
 
 
-def view(device: edgedevice.EdgeDevice, md: modeldeployment.ModelDeployment, now: dt.datetime) -> DeviceView:
-    """What deployment ``md`` knows about ``device`` at ``now`` (pure)."""
+def view(
+    device: edgedevice.EdgeDevice,
+    md: modeldeployment.ModelDeployment,
+    now: dt.datetime,
+    contact: reachability.Contact | None = None,
+) -> DeviceView:
+    """What deployment ``md`` knows about ``device`` at ``now``, with its Lease as ``contact`` (pure)."""
     name, spec = md.metadata.name, md.spec
     labels = dict(device.metadata.labels or {})
     owned = owned_entries(device, name)
@@ -152,6 +174,8 @@ def view(device: edgedevice.EdgeDevice, md: modeldeployment.ModelDeployment, now
         report=report,
         dirty=len(owned) > 1,
         fresh=_fresh(report, now, stale_after(spec.health)),
+        reach=reachability.judge(entry, report, contact, spec.rollout.pickup_timeout_seconds, now),
+        contact=contact,
     )
 
 
@@ -163,6 +187,7 @@ def _fresh(report: edgedevice.ModelStatus | None, now: dt.datetime, limit: dt.ti
 
 
 __all__ = [
+    "MAX_LISTED",
     "MAX_NAMES",
     "DeviceChange",
     "DeviceView",

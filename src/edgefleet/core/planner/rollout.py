@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import conditions, revisions
-from edgefleet.core.planner import analysis, devices, state, steps
+from edgefleet.core.planner import analysis, availability, devices, reachability, state, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +40,15 @@ def plan(
     candidate: revisions.RevisionTemplate | None,
     stable: revisions.RevisionTemplate | None,
     now: dt.datetime,
+    contacts: Mapping[str, reachability.Contact] | None = None,
 ) -> RolloutPlan:
     """Decide the next state of a rollout (pure; see the package docstring for the rules).
 
     ``observed`` are all EdgeDevices of the namespace; those outside ``spec.selector`` lose this deployment's entries.
     ``candidate`` is the compiled template of the current spec, None while it is not compiled. ``stable`` is the
-    template of ``status.stableRevision`` (required when that is set). ``now`` must be timezone-aware.
+    template of ``status.stableRevision`` (required when that is set). ``now`` must be timezone-aware. ``contacts``
+    are the devices' Leases as the operator observed them, by device name (a device without one is judged by whether
+    it picks up its changes alone; see :mod:`~edgefleet.core.planner.reachability`).
 
     Worked example (the package's): 20 devices on 5 lines run the stable revision; the spec asks for a new one with
     steps ``[setWeight 10, analysis 60s/100 samples, setWeight 100]``. The first plan after compile starts the rollout
@@ -71,7 +74,7 @@ def plan(
         raise ValueError(f"candidate template is for revision {candidate.revision}, spec is {revision}")
     if old.stable_revision is not None and (stable is None or stable.revision != old.stable_revision):
         raise ValueError(f"the template of stable revision {old.stable_revision} is needed to plan")
-    run = state.PlanningPass.of(md, observed, candidate, stable, now)
+    run = state.PlanningPass.of(md, observed, candidate, stable, now, contacts)
     run.ledger.release_untargeted(run.views)
     memory = _remembered(state.RolloutState.of(old), revision, md.metadata.generation, candidate)
     announced = old.rollout_failure
@@ -139,19 +142,27 @@ def _compiling(
 
 
 def _steady(run: state.PlanningPass, memory: state.RolloutState) -> state.RolloutSummary:
-    """No canary: every device on stable."""
+    """No canary: every device on stable (every reachable one; unreachable ones get it when they return)."""
     stable = memory.stable_revision
     assert stable is not None
     if not run.signals.held:
         _converge_to_stable(run, memory)
-    on_stable = [d for d in run.targeted if run.ledger.converged(d, stable)]
-    expected = [d for d in run.targeted if run.entry_for(stable, d) is not None]
-    if len(on_stable) == len(expected) and all(run.ledger.entry(d) == run.entry_for(stable, d) for d in run.targeted):
+    lost = [name for name, _ in run.unreachable_after()]
+    reachable = [d for d in run.targeted if d.name not in lost]
+    on_stable = [d for d in reachable if run.ledger.converged(d, stable)]
+    expected = [d for d in reachable if run.entry_for(stable, d) is not None]
+    if len(on_stable) == len(expected) and all(
+        availability.same(run.ledger.entry(d), run.entry_for(stable, d)) for d in reachable
+    ):
         message = f"Revision {stable} is active on {len(on_stable)} devices"
+        if lost:
+            message += f"; {len(lost)} unreachable get it when they return: {devices.names(lost)}"
         return state.RolloutSummary("Healthy", "True", conditions.Cause("RolloutComplete", message))
     if run.signals.held:
         return run.held()
     message = f"{len(on_stable)}/{len(expected)} devices run revision {stable}"
+    if lost:
+        message += f"; {len(lost)} unreachable"
     return state.RolloutSummary.unknown("Progressing", "Progressing", message, run.device_wait())
 
 
@@ -251,12 +262,17 @@ def _fail(
 def _rolled_back(run: state.PlanningPass, memory: state.RolloutState, message: str) -> state.RolloutSummary:
     stable = memory.stable_revision
     assert stable is not None
-    pending = [d for d in run.targeted if run.entry_for(stable, d) is not None and not run.ledger.converged(d, stable)]
+    pending = [
+        d
+        for d in run.targeted
+        if d.reachable and run.entry_for(stable, d) is not None and not run.ledger.converged(d, stable)
+    ]
     return state.RolloutSummary.stalled_by("RolledBack", "RolledBack", message, run.device_wait() if pending else None)
 
 
 def _converge_to_stable(run: state.PlanningPass, memory: state.RolloutState) -> None:
-    """Every targeted device to the stable entry; free changes first so they never wait for budget."""
+    """Every targeted device to the stable entry; free changes first so they never wait for budget. Unreachable devices
+    only take it if they run it (see :class:`~edgefleet.core.planner.availability.Ledger`)."""
     run.ledger.converge((d, run.entry_for(memory.stable_revision, d)) for d in run.targeted)
 
 
@@ -272,9 +288,12 @@ def _result(
     compile_: str | None,
 ) -> RolloutPlan:
     ledger = run.ledger
-    converging = any((e := ledger.entry(d)) is not None and not d.converged(e, e.revision) for d in run.targeted)
+    ledger.refresh(run.targeted, {r for r in (memory.stable_revision, memory.canary_revision) if r is not None})
+    converging = any(
+        (e := ledger.entry(d)) is not None and d.reachable and not d.converged(e, e.revision) for d in run.targeted
+    )
     reconciling = None
-    if summary.phase in ("Progressing", "Compiling"):
+    if summary.phase in ("Progressing", "Compiling") or summary.cause.reason == state.HELD_UNREACHABLE:
         reconciling = conditions.Cause(summary.cause.reason, summary.message)
     elif summary.phase == "RolledBack" and converging:
         reconciling = conditions.Cause("RollingBack", summary.message)
@@ -295,8 +314,25 @@ def _result(
         healthy=sum(d.healthy(ledger.entry(d), revision) for d in updated) if revision else 0,
         failed=sum(d.failed(ledger.entry(d), revision) for d in updated) if revision else 0,
     )
+    lost = run.unreachable_after()
+    reach = modeldeployment.Reachability(
+        reachable=len(run.targeted) - len(lost),
+        unreachable=len(lost),
+        devices=[
+            modeldeployment.UnreachableDevice(name=name, reason=why.reason or "LeaseExpired", since=why.since)
+            for name, why in lost[: devices.MAX_LISTED]
+        ],
+        held_since=memory.hold.since,
+        recovering_since=memory.hold.recovering_since,
+    )
     status = old.model_copy(
-        update={"conditions": conds, "phase": summary.phase, "devices": counts, **memory.status_fields()}
+        update={
+            "conditions": conds,
+            "phase": summary.phase,
+            "devices": counts,
+            "reachability": reach,
+            **memory.status_fields(),
+        }
     )
     requeue = max(1.0, summary.wake_in) if summary.wake_in is not None else None
     return RolloutPlan(
@@ -345,6 +381,9 @@ def _example_fleet(
     for i in range(n):
         entry = stable.desired_for("weld", {})
         assert entry is not None
+        assigned = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
+        validity = edgedevice.DesiredValidity(assigned_at=assigned, expires_at=assigned + dt.timedelta(hours=12))
+        entry = entry.model_copy(update={"validity": validity})
         fleet.append(
             edgedevice.EdgeDevice.model_validate(
                 {

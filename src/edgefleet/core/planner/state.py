@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import conditions, revisions, windows
-from edgefleet.core.planner import analysis, availability, devices
+from edgefleet.core.planner import analysis, availability, devices, reachability
 
 ANNOTATION_PROMOTE = "edgefleet.io/promote"
 ANNOTATION_ABORT = "edgefleet.io/abort"
 ANNOTATION_PAUSED = "edgefleet.io/paused"
 
 EventType = Literal["Normal", "Warning"]
+HELD_UNREACHABLE = "TooManyUnreachable"
+"""The reason of Ready (and Reconciling) while a rollout is held for too many unreachable devices."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,9 @@ class RolloutState:
     rollout_failure: modeldeployment.RolloutFailure | None = None
     last_attempted_revision: str | None = None
     compile_failure: modeldeployment.CompileFailure | None = None
+    hold: reachability.Hold = dataclasses.field(default_factory=reachability.Hold)
+    """Whether the rollout is held for too many unreachable devices (``status.reachability.heldSince`` and
+    ``recoveringSince``)."""
 
     @classmethod
     def of(cls, status: modeldeployment.ModelDeploymentStatus) -> RolloutState:
@@ -97,11 +103,12 @@ class RolloutState:
             rollout_failure=status.rollout_failure,
             last_attempted_revision=status.last_attempted_revision,
             compile_failure=status.compile_failure,
+            hold=reachability.Hold(status.reachability.held_since, status.reachability.recovering_since),
         )
 
     def without_canary(self) -> RolloutState:
         """No rollout running."""
-        return dataclasses.replace(self, canary_revision=None, step=None, started=None)
+        return dataclasses.replace(self, canary_revision=None, step=None, started=None, hold=reachability.Hold())
 
     def status_fields(self) -> dict[str, object]:
         """The status fields this state writes (``model_copy`` updates)."""
@@ -172,15 +179,61 @@ class PlanningPass:
         candidate: revisions.RevisionTemplate | None,
         stable: revisions.RevisionTemplate | None,
         now: dt.datetime,
+        contacts: Mapping[str, reachability.Contact] | None = None,
     ) -> PlanningPass:
-        views = tuple(devices.view(d, md, now) for d in sorted(observed, key=lambda d: d.metadata.name))
+        contacts = contacts or {}
+        views = tuple(
+            devices.view(d, md, now, contacts.get(d.metadata.name))
+            for d in sorted(observed, key=lambda d: d.metadata.name)
+        )
         targeted = tuple(d for d in views if d.targeted)
-        limit = availability.resolve_max_unavailable(md.spec.rollout.max_unavailable, len(targeted))
-        window_open = windows.is_open(md.spec.rollout.maintenance_windows, now)
-        ledger = availability.Ledger(views, limit, window_open)
+        rollout = md.spec.rollout
+        limit = availability.resolve_max_unavailable(rollout.max_unavailable, len(targeted))
+        window_open = windows.is_open(rollout.maintenance_windows, now)
+        ledger = availability.Ledger(views, limit, window_open, now, rollout.desired_validity_seconds)
         return cls(
             md.metadata.name, md.spec, now, RolloutSignals.of(md), views, targeted, candidate, stable, ledger, []
         )
+
+    @functools.cached_property
+    def unreachable(self) -> tuple[devices.DeviceView, ...]:
+        """The targeted devices the rollout cannot count on now, longest unreachable first."""
+        out = [d for d in self.targeted if not d.reachable]
+        return tuple(sorted(out, key=lambda d: (d.reach.since or self.now, d.name)))
+
+    def unreachable_after(self) -> list[tuple[str, reachability.Reachability]]:
+        """The targeted devices that are unreachable with the entries the pass leaves them (what status reports, and
+        what the next pass starts from), longest unreachable first."""
+        pickup = self.spec.rollout.pickup_timeout_seconds
+        out = []
+        for d in self.targeted:
+            verdict = reachability.judge(self.ledger.entry(d), d.report, d.contact, pickup, self.now)
+            if not verdict.reachable:
+                out.append((d.name, verdict))
+        return sorted(out, key=lambda item: (item[1].since or self.now, item[0]))
+
+    def unreachable_limit(self) -> int:
+        """``maxUnreachable`` as a device count."""
+        return reachability.resolve_max_unreachable(self.spec.rollout.max_unreachable, len(self.targeted))
+
+    def outage(self, held: reachability.Hold) -> RolloutSummary:
+        """The summary while too many targeted devices are unreachable: held, resuming by itself."""
+        lost, total = self.unreachable, len(self.targeted)
+        names = devices.names(d.name for d in lost)
+        assert held.since is not None
+        limit = f"maxUnreachable {self.spec.rollout.max_unreachable} ({self.unreachable_limit()})"
+        if held.recovering_since is None:
+            message = (
+                f"Rollout is held since {held.since.isoformat()}: {len(lost)}/{total} targeted devices are "
+                f"unreachable ({names}), more than {limit}; it resumes by itself once enough of them are back"
+            )
+        else:
+            message = (
+                f"Rollout is held since {held.since.isoformat()}: {len(lost)}/{total} targeted devices are "
+                f"unreachable, within {limit} since {held.recovering_since.isoformat()}; it resumes after "
+                f"{reachability.MIN_HOLD_SECONDS:.0f}s in a row within it"
+            )
+        return RolloutSummary.unknown("Paused", HELD_UNREACHABLE, message, analysis.POLL_SECONDS)
 
     def template(self, revision: str | None) -> revisions.RevisionTemplate | None:
         """The template of ``revision`` if the pass has it (the candidate or the stable one)."""
@@ -218,6 +271,7 @@ __all__ = [
     "ANNOTATION_ABORT",
     "ANNOTATION_PAUSED",
     "ANNOTATION_PROMOTE",
+    "HELD_UNREACHABLE",
     "Event",
     "EventType",
     "PlanningPass",

@@ -126,6 +126,7 @@ class Fleet:
         self.trust_key = self.key.public_key()
         self.operator: OperatorProcess | None = None
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.api_proxies: dict[str, TcpProxy] = {}
         self.sockets: dict[str, Path] = {}
         self.store_dir = root / "store"
@@ -145,12 +146,15 @@ class Fleet:
         *,
         max_unavailable: str = "40%",
         progress_deadline: int = 60,
+        **rollout: Any,
     ) -> None:
+        """Apply the ``adder`` ModelDeployment at ``version``; ``rollout`` adds fields to ``spec.rollout``."""
         body = json.loads(manifest(self.namespace, self.url, version, self.root / "models", steps))
         # A short health window: a device's probation (during which the next version waits) ends in seconds.
         body["spec"]["health"] = {"latencyP95Ms": 500.0, "maxErrorRate": 0.05, "minSamples": 10, "windowSeconds": 2}
         body["spec"]["rollout"]["maxUnavailable"] = max_unavailable
         body["spec"]["rollout"]["progressDeadlineSeconds"] = progress_deadline
+        body["spec"]["rollout"].update(rollout)
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(body))
 
     def artifacts(self) -> dict[str, str]:
@@ -202,6 +206,18 @@ class Fleet:
     def reconnect(self, device: str) -> None:
         self.loop.run(self.api_proxies[device].up())
 
+    def power_off(self, device: str) -> None:
+        """SIGKILL the agent's process group: a power cut (its state directory stays as the cut left it)."""
+        proc = self.agents[device]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def power_on(self, device: str) -> None:
+        """Start the agent again with its config and state directory (booting after a power cut)."""
+        assert self.agents[device].poll() is not None, f"{device} is running"
+        self.agents[device] = _start(self.root, device, *self.commands[device])
+
 
 def _kubeconfig_through(cp: controlplane.ControlPlane, port: int, path: Path) -> Path:
     doc = yaml.safe_load(cp.kubeconfig.read_text())
@@ -219,11 +235,24 @@ def _upstream(cp: controlplane.ControlPlane) -> tuple[str, int]:
     return host, int(port)
 
 
+def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with (root / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 @contextlib.contextmanager
 def running(
-    cp: controlplane.ControlPlane, namespace: str, root: Path, agents: int, tmpfs: dict[str, str] | None = None
+    cp: controlplane.ControlPlane,
+    namespace: str,
+    root: Path,
+    agents: int,
+    tmpfs: dict[str, str] | None = None,
+    agent_settings: dict[str, Any] | None = None,
+    lines: int = 2,
 ) -> Iterator[Fleet]:
-    """Start the fleet; ``tmpfs`` maps device names to the size of a tmpfs mounted as that device's state dir."""
+    """Start the fleet; ``tmpfs`` maps device names to the size of a tmpfs mounted as that device's state dir;
+    ``agent_settings`` are written into every agent's config file (e.g. ``leaseDurationSeconds``); the agents are
+    dealt round-robin over ``lines`` lines."""
     model_dir = root / "models"
     model_dir.mkdir()
     for i, version in enumerate(VERSIONS):
@@ -260,15 +289,12 @@ def running(
                     if mounted.returncode == 0:  # not root: the full-disk test skips, the others still run
                         fleet.mounts.append(state)
                 kubeconfig = _kubeconfig_through(cp, proxy.port, root / f"{name}.kubeconfig")
-                config = agent_config(root, name, namespace, kubeconfig, line=i % 2)
-                with (root / f"{name}.log").open("ab") as log:
-                    fleet.agents[name] = subprocess.Popen(
-                        [sys.executable, "-m", "edgefleet.edge_reconciler.main", "--config", str(config)],
-                        env={**os.environ, "PYTHONPATH": pythonpath},
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                config = agent_config(root, name, namespace, kubeconfig, line=i % lines)
+                if agent_settings:
+                    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), **agent_settings}))
+                command = [sys.executable, "-m", "edgefleet.edge_reconciler.main", "--config", str(config)]
+                fleet.commands[name] = (command, {**os.environ, "PYTHONPATH": pythonpath})
+                fleet.agents[name] = _start(root, name, *fleet.commands[name])
                 fleet.sockets[name] = root / f"{name}.sock"
             yield fleet
         finally:

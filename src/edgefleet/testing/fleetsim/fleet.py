@@ -47,6 +47,8 @@ class Fleet:
         self.remove_root = remove_root
         self.procs: list[subprocess.Popen[bytes]] = []
         self.stats_files: list[Path] = []
+        self.powered_off: set[int] = set()
+        """Workers whose power was cut on purpose (:meth:`power_off_offline`)."""
 
     def start(self) -> Fleet:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,7 @@ class Fleet:
         spec_file.write_text(self.spec.to_json())
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
         try:
-            for k, shard in enumerate(layout.shards(self.spec.devices, self.spec.processes)):
+            for k, shard in enumerate(layout.worker_shards(self.spec)):
                 stats = self.root / f"worker-{k}.json"
                 self.stats_files.append(stats)
                 with (self.root / f"worker-{k}.log").open("ab") as log:
@@ -85,10 +87,22 @@ class Fleet:
         """The fleet's statistics now (from the workers' files, at most a second old)."""
         return layout.combine(layout.read_stats(self.stats_files), at=time.monotonic())
 
+    def power_off_offline(self) -> None:
+        """Cut the power of the ``offline`` devices at once: SIGKILL their worker process (no agent stops cleanly;
+        their state directories stay as the cut left them)."""
+        if not self.spec.offline:
+            return
+        k = len(self.procs) - 1
+        proc = self.procs[k]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.powered_off.add(k)
+
     def check(self) -> None:
-        """Raise :class:`FleetError` with the log tail when a worker exited."""
+        """Raise :class:`FleetError` with the log tail when a worker exited (not by :meth:`power_off_offline`)."""
         for k, proc in enumerate(self.procs):
-            if proc.poll() is not None:
+            if proc.poll() is not None and k not in self.powered_off:
                 tail = (self.root / f"worker-{k}.log").read_text(errors="replace")[-3000:]
                 raise FleetError(f"fleet worker {k} exited with {proc.returncode}; its log ends:\n{tail}")
 

@@ -28,7 +28,7 @@ class FleetSpec:
 
     The heartbeat and status intervals are the agent's own defaults (``edge_reconciler.config.AgentSettings``),
     which keep steady-state API writes under one per device per minute: a Lease renewal every
-    ``lease_duration_seconds / 4`` (150 s) and a status write when something changed, with mere health numbers
+    ``lease_duration_seconds / 3`` (100 s) and a status write when something changed, with mere health numbers
     coalesced to one write per ``status_interval_seconds`` (300 s); a changed verdict or state is written at once.
     """
 
@@ -42,7 +42,7 @@ class FleetSpec:
     prefix: str = "sim"
     load_rps: float = 0.0
     """Synthetic inferences per second per device (0: none) through the device's own serving registry."""
-    lease_duration_seconds: int = 600
+    lease_duration_seconds: int = 300
     status_interval_seconds: float = 300.0
     verdict_check_seconds: float = 2.0
     report_coalesce_seconds: float = 1.0
@@ -76,6 +76,10 @@ class FleetSpec:
     of three lines each, every device ``x86-avx2``."""
     log_level: str = "WARNING"
     """Of the worker processes' logs (``<root>/worker-<k>.log``); ``INFO`` logs every install, switch and rollback."""
+    offline: int = 0
+    """The last ``offline`` devices run in a worker process of their own, so that
+    :meth:`edgefleet.testing.fleetsim.fleet.Fleet.power_off_offline` can cut their power at once (SIGKILL): the
+    share of a real fleet that is switched off, in maintenance or cut off at any moment."""
     switch_interval_seconds: float | None = None
     """The workers' ``sys.setswitchinterval`` (``None``: Python's 5 ms). The devices of a process share one GIL, so an
     inference finishing while other devices parse requests or verify bundles waits up to this long per busy thread,
@@ -134,6 +138,20 @@ def labels(spec: FleetSpec, index: int) -> dict[str, str]:
         "edgefleet.io/line": f"site-{site}-line-{line}",
         "edgefleet.io/hardware-class": HARDWARE_CLASSES[index % len(HARDWARE_CLASSES)],
     }
+
+
+def worker_shards(spec: FleetSpec) -> list[range]:
+    """The device indexes of each worker process: the devices that stay on spread over ``processes``, then the
+    ``offline`` ones in a process of their own (pure).
+
+    >>> worker_shards(FleetSpec("k", "ns", 10, 2, "/tmp", (), offline=2))
+    [range(0, 4), range(4, 8), range(8, 10)]
+    """
+    online = spec.devices - spec.offline
+    out = shards(online, spec.processes)
+    if spec.offline:
+        out.append(range(online, spec.devices))
+    return out
 
 
 def shards(devices: int, processes: int) -> list[range]:
@@ -230,4 +248,5 @@ __all__ = [
     "read_stats",
     "shards",
     "socket_path",
+    "worker_shards",
 ]
