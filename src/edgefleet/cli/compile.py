@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{model_path}: {exc}", file=sys.stderr)
         return 1
     # Signed once, here, where the bundle is published.
-    digest, data = bundle.build(result.manifest, result.model, key)
+    digest, data = bundle.build(result.manifest, result.model, key, result.golden)
     args.store.mkdir(parents=True, exist_ok=True)
     out = args.store / f"{digest.replace(':', '-')}.bundle"
     _write_atomic(out, data)

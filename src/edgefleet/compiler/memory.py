@@ -127,7 +127,7 @@ def plan(budget_bytes: int, activation: int, calibration_samples: int, fixed_bat
     (stride) or 64 (chunk); a fixed batch size fixes the chunk.
 
     >>> plan(3 * 1024**3, 200 * 1024**2, 64, None)
-    Plan(budget_bytes=3221225472, activation_bytes=209715200, calibration_stride=2, evaluation_chunk=8)
+    Plan(budget_bytes=3221225472, activation_bytes=209715200, calibration_stride=2, evaluation_chunk=4)
     """
     per_sample = max(activation, 1)
     share = budget_bytes * CALIBRATION_SHARE

@@ -160,21 +160,32 @@ def gate(
         return GateVerdict(False, "no relative error measured", "fail")
     value = severity(task, fidelity)
     limit = budget.limit(task)
-    if not value <= limit + 1e-12:  # also rejects NaN
-        return GateVerdict(False, f"{what} {value:.4f} > budget {limit:.4f}", "fail")
-    interval = (intervals or {}).get("severity")
-    if lossy and interval is not None and not interval[1] <= limit + 1e-12:
+    interval = (intervals or {}).get("severity") if lossy else None
+    if interval is None or not math.isfinite(value):
+        if not value <= limit + 1e-12:  # also rejects NaN
+            return GateVerdict(False, f"{what} {value:.4f} > budget {limit:.4f}", "fail")
+        return GateVerdict(True, f"{what} {value:.4f} <= budget {limit:.4f}")
+    low, high = interval
+    band = f"{what} {value:.4f} (90% CI {low:.4f}-{high:.4f})"
+    if high <= limit + 1e-12:
+        return GateVerdict(True, f"{band} <= budget {limit:.4f}")
+    if low > limit + 1e-12 or not math.isfinite(low):
+        return GateVerdict(False, f"{band} > budget {limit:.4f}", "fail")
+    if value <= limit + 1e-12:
         needed = figures.samples_needed(task, value, interval, samples, limit)
         more = f"{needed} needed" if needed is not None else "no sample count would"
         return GateVerdict(
             False,
-            f"undecided: {what} {value:.4f} (90% CI {interval[0]:.4f}-{interval[1]:.4f}) with {samples} evaluation "
-            f"samples cannot show <= {limit:.4f}; {more}",
+            f"undecided: {band} with {samples} evaluation samples cannot show <= {limit:.4f}; {more}",
             "undecided",
             needed,
         )
-    bound = f" (upper bound {interval[1]:.4f})" if lossy and interval is not None else ""
-    return GateVerdict(True, f"{what} {value:.4f} <= budget {limit:.4f}{bound}")
+    return GateVerdict(
+        False,
+        f"undecided: {band} is over the budget {limit:.4f} as measured, but {samples} evaluation samples cannot "
+        "show that it is; failed closed",
+        "undecided",
+    )
 
 
 def severity(task: str, fidelity: Mapping[str, float]) -> float:
@@ -218,7 +229,7 @@ def speed_ratio(candidate: Latency, base: Latency) -> tuple[float, Interval]:
     98 % confidence). Without rounds the p50 ratio stands, with no spread.
 
     >>> speed_ratio(Latency(0.5, 0.6, (0.5, 0.52, 0.49)), Latency(1.0, 1.1, (1.0, 1.0, 0.98)))
-    (0.5, (0.49, 0.52))
+    (0.5, (0.5, 0.52))
     """
     pairs = [c / b for c, b in zip(candidate.rounds, base.rounds, strict=False) if b > 0]
     if not pairs:

@@ -69,7 +69,7 @@ class CompileStage:
         refs: dict[str, edgedevice.ArtifactRef] = {}
         recorded = []
         for target, result in zip(spec.compile.targets, results, strict=True):
-            digest, data = bundle.build(result.manifest, result.model, self.key)
+            digest, data = bundle.build(result.manifest, result.model, self.key, result.golden)
             stored = await self.artifacts.put(data)
             log.info("Published bundle target=%s variant=%s digest=%s", target.name, result.variant, digest)
             refs[target.name] = edgedevice.ArtifactRef(

@@ -67,4 +67,4 @@ def compile_example(example: Example, t: modeldeployment.CompileTarget, **kwargs
 
 def publish(result: jobs.CompiledModel, key: ed25519.Ed25519PrivateKey) -> tuple[str, bytes]:
     """Sign the compiled members as a publisher does: ``(digest, bundle bytes)``."""
-    return bundle.build(result.manifest, result.model, key)
+    return bundle.build(result.manifest, result.model, key, result.golden)
