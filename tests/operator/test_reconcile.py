@@ -128,7 +128,9 @@ class Stage:
         self.error = error
         self.compiles = 0
 
-    async def compile(self, spec: modeldeployment.ModelDeploymentSpec) -> compilation.Published:
+    async def compile(
+        self, spec: modeldeployment.ModelDeploymentSpec, owner: tuple[str, str] | None = None
+    ) -> compilation.Published:
         self.compiles += 1
         if self.error is not None:
             raise self.error

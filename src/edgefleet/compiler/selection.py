@@ -294,6 +294,39 @@ def choose(
     return Choice(best, reason, verdicts, _describe(best, fp32))
 
 
+def pool(
+    per_device: Sequence[Mapping[str, tuple[float, float, Sequence[float]]]], reference: str = "fp32"
+) -> dict[str, Latency]:
+    """Timings several devices reported, as latencies relative to ``reference`` on the same device and round (pure).
+
+    Each device's rounds are divided by its own reference's rounds (a round ran every candidate under the same
+    load), and the devices' ratios are pooled, so :func:`speed_ratio` against the reference becomes the median ratio
+    over every device's rounds. Only variants every device timed are kept.
+
+    >>> pooled = pool([{"fp32": (2.0, 2.2, (2.0, 2.0)), "int8": (1.0, 1.1, (1.0, 1.2))},
+    ...                {"fp32": (4.0, 4.4, (4.0, 4.0)), "int8": (4.4, 4.6, (4.4, 4.4))}])
+    >>> speed_ratio(pooled["int8"], pooled["fp32"])[0]
+    0.8
+    """
+    usable = [d for d in per_device if reference in d]
+    if not usable:
+        return {}
+    variants = set.intersection(*(set(d) for d in usable))
+    out: dict[str, Latency] = {}
+    for variant in sorted(variants):
+        rounds: list[float] = []
+        p50s: list[float] = []
+        p95s: list[float] = []
+        for device in usable:
+            p50, p95, own = device[variant]
+            ref_p50, ref_p95, ref_rounds = device[reference]
+            rounds += [a / b for a, b in zip(own, ref_rounds, strict=False) if b > 0]
+            p50s.append(p50 / ref_p50 if ref_p50 > 0 else math.inf)
+            p95s.append(p95 / ref_p95 if ref_p95 > 0 else math.inf)
+        out[variant] = Latency(sorted(p50s)[len(p50s) // 2], max(p95s), tuple(rounds))
+    return out
+
+
 def _failures(candidates: Sequence[Candidate], verdicts: Mapping[str, GateVerdict]) -> str:
     return "; ".join(f"{c.name}: {verdicts[c.name].reason}" for c in candidates)
 

@@ -539,12 +539,13 @@ def document_images(count: int, size: int = 224, seed: int = 0) -> tuple[FArray,
             _photo_background(rng, photos, size, size), Image.new("RGB", (size, size), (255, 255, 255)), 0.5
         )
         draw = ImageDraw.Draw(page)
-        font = ImageFont.load_default(size=int(rng.integers(size // 16, size // 11)))
+        font_size = int(rng.integers(size // 16, size // 11))
+        font = ImageFont.load_default(size=font_size)
         y = int(rng.integers(4, size // 10))
-        while y < size - 2 * font.size:
+        while y < size - 2 * font_size:
             text = " ".join(str(w) for w in rng.choice(_WORDS, size=4))
             draw.text((int(rng.integers(4, size // 14)), y), text, font=font, fill=(int(rng.integers(0, 60)),) * 3)
-            y += int(font.size * 1.5)
+            y += int(font_size * 1.5)
         turns = i % 4
         if turns:
             page = page.transpose(getattr(Image.Transpose, _PAGE_TURNS[turns]))
