@@ -61,10 +61,11 @@ async def test_compile_signs_and_publishes_a_verifiable_bundle_per_target(
         manifest = opened.manifest
         assert manifest["model"]["sourceSha256"] == spec.model.sha256
         assert manifest["io"]["inputs"] == [{"name": "x", "dtype": "tensor(float)", "shape": ["batch", 4]}]
-        for sample in manifest["golden"]["samples"]:
-            x = bundle.decode_array(sample["inputs"]["x"])
-            y = bundle.decode_array(sample["outputs"]["y"])
-            assert np.allclose(y, x + 2.5, rtol=manifest["golden"]["rtol"], atol=manifest["golden"]["atol"])
+        golden = bundle.golden_samples(opened)
+        assert len(golden.samples) == 2 and opened.golden is not None  # the golden.bin member
+        for sample in golden.samples:
+            x, y = sample.inputs["x"], sample.outputs["y"]
+            assert np.allclose(y, x + 2.5, rtol=golden.rtol, atol=golden.atol)
         assert artifact.uri == local.uri(artifact.digest)
 
 

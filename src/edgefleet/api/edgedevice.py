@@ -193,7 +193,9 @@ class BenchmarkResult(ApiModel):
     name: Name = Field(description="The request's name.")
     revision: Annotated[str, Field(max_length=256)] = Field(description="The request's revision.")
     state: Literal["Running", "Done", "Failed"] = Field(description="Where the benchmark stands.")
-    timings: Annotated[list[BenchmarkTiming], Field(max_length=8)] = Field(default_factory=list)
+    timings: Annotated[list[BenchmarkTiming], Field(max_length=8)] = Field(
+        default_factory=list, description="One entry per candidate, in the order of the request."
+    )
     message: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="Why it failed.")
 
 

@@ -305,8 +305,8 @@ def pool(
 
     >>> pooled = pool([{"fp32": (2.0, 2.2, (2.0, 2.0)), "int8": (1.0, 1.1, (1.0, 1.2))},
     ...                {"fp32": (4.0, 4.4, (4.0, 4.0)), "int8": (4.4, 4.6, (4.4, 4.4))}])
-    >>> speed_ratio(pooled["int8"], pooled["fp32"])[0]
-    0.8
+    >>> round(speed_ratio(pooled["int8"], pooled["fp32"])[0], 2)
+    0.85
     """
     usable = [d for d in per_device if reference in d]
     if not usable:
