@@ -39,6 +39,9 @@ _BASE_FEATURES = frozenset({"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "a
 # The tar layout of a bundle (adapters/bundle.py): 512-byte headers and blocks, two end blocks, 10 KiB records.
 _BLOCK, _RECORD = 512, 20 * 512
 # signature.json: {"algorithm":"ed25519","keyId":<16 hex>,"payloadSha256":<64 hex>,"signature":<88 base64>}
+# What a compiled bundle may add to its model: the golden member's bound plus 64 KiB for the manifest, the signature
+# and the tar framing (a manifest of a dozen candidates is ~8 KiB). The compile fails rather than exceed it.
+MAX_OVERHEAD_BYTES = golden.MAX_MEMBER_BYTES + 64 * 1024
 _SIGNATURE_BYTES = len('{"algorithm":"ed25519","keyId":"","payloadSha256":"","signature":""}') + 16 + 64 + 88
 
 
@@ -164,4 +167,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["GOLDEN_TOLERANCE", "SCHEMA_VERSION", "Members", "build", "bundle_bytes"]
+__all__ = ["GOLDEN_TOLERANCE", "MAX_OVERHEAD_BYTES", "SCHEMA_VERSION", "Members", "build", "bundle_bytes"]

@@ -326,6 +326,13 @@ def compile_model(
         for c in measured
         if c.error is None
     }
+    overhead = sizes[selected.name] - selected.size_bytes
+    if overhead > manifest.MAX_OVERHEAD_BYTES:
+        raise errors.InvalidSpecError(
+            f"{where}: the bundle would add {overhead} bytes to its model, over the bound of "
+            f"{manifest.MAX_OVERHEAD_BYTES} (golden samples {len(members.golden)} bytes); nothing was published",
+            errors.Reason.BUNDLE_REJECTED,
+        )
     report = selection.format_report(selection.report_rows(measured, choice, sizes))
     peak = memory.peak_bytes()
     notes.append(f"peak resident memory {memory.format_bytes(peak)}" if peak else "peak resident memory not measured")
