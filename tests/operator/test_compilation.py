@@ -95,6 +95,35 @@ async def test_a_failed_accuracy_gate_is_reported_with_its_numbers(
     assert caught.value.reason == "AccuracyGateFailed"
 
 
+async def test_a_compile_over_its_memory_budget_is_stopped_with_a_clear_reason(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    """The worker runs the compile in a supervised child: over the budget it is stopped, not OOM-killed, and the
+    error names the budget, the step and the operator setting (the deployment's Stalled reason)."""
+    stage = compilation.CompileStage(
+        pool,
+        store.LocalStore(tmp_path, "http://s"),
+        bundle.generate_key(),
+        "edgefleet.testing.compilers:memory_hog",
+        memory_budget_bytes=384 * 1024**2,
+    )
+    with pytest.raises(errors.InvalidSpecError) as caught:
+        await stage.compile(sim.spec())
+    assert caught.value.reason is errors.Reason.COMPILE_MEMORY_EXCEEDED
+    assert caught.value.reason.is_compile_failure  # recorded in status.compileFailure, Stalled, not retried
+    message = str(caught.value)
+    assert "exceeded its memory budget of 384.00 MiB" in message and "while calibrating step" in message
+    assert "EDGEFLEET_COMPILE_MEMORY_BYTES" in message
+    # the pool survived: the next compile in the same worker works
+    data = models.adder(1.0)
+    (tmp_path / "model.onnx").write_bytes(data)
+    ok = compilation.CompileStage(
+        pool, store.LocalStore(tmp_path / "s2", "http://s"), bundle.generate_key(), PASSTHROUGH
+    )
+    with models.served(tmp_path) as url:
+        assert len((await ok.compile(spec_for(url, data))).artifacts) == 2
+
+
 async def test_the_optimising_compiler_runs_in_the_worker_and_its_bundle_verifies(
     pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
 ) -> None:
