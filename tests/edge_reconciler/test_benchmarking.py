@@ -208,7 +208,7 @@ async def test_device_reported_measurements_choose_per_hardware_class(tmp_path: 
         fastest = min(pooled, key=lambda v: selection.speed_ratio(pooled[v], pooled["fp32"])[0])
         if choice.selected.name != "fp32":
             changed = True
-            ratio, (_, high) = selection.speed_ratio(pooled[choice.selected.name], pooled["fp32"])
+            _, (_, high) = selection.speed_ratio(pooled[choice.selected.name], pooled["fp32"])
             assert high <= 1.05, f"{device} chose {choice.selected.name}, slower than FP32 there"
         assert selection.speed_ratio(pooled[choice.selected.name], pooled[fastest])[0] <= 1.05
     # before the devices reported, the choice was FP32 for the class; their numbers changed it
