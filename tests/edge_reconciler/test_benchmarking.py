@@ -154,9 +154,7 @@ def _status(root: pathlib.Path) -> dict[str, Any]:
         return {}
 
 
-@pytest.mark.skipif(
-    "amx_int8" not in cpu.cpuinfo_flags() or not cpu.amx_usable(), reason="needs a CPU with usable AMX"
-)
+@pytest.mark.skipif("amx_int8" not in cpu.cpuinfo_flags() or not cpu.amx_usable(), reason="needs a CPU with usable AMX")
 async def test_device_reported_measurements_choose_per_hardware_class(tmp_path: pathlib.Path) -> None:
     key = bundle.generate_key()
     result = compiled_for_another_class()
