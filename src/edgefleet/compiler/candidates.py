@@ -97,6 +97,7 @@ def build(
                 cache_dir=cache_dir,
                 stride=stride,
             )
+        model = passes.tidy(model)
         passes.check_loadable(model)
     except errors.InvalidSpecError as exc:
         return Variant(recipe, None, {}, str(exc), clock() - start)

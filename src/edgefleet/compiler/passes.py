@@ -439,6 +439,26 @@ def pack_sparse(model: bytes, min_elements: int = 1024) -> tuple[bytes, int]:
     return serialize(proto), packed
 
 
+def tidy(model: bytes) -> bytes:
+    """Drop what a device never needs from a finished variant: opset imports no node uses (onnxruntime's optimiser
+    writes every domain it knows), intermediate ``value_info`` (onnxruntime infers shapes when it loads the model),
+    doc strings, and long node names (onnxruntime's fusions name nodes ``dense0/MatMulAddFusion_MatMul_quant``;
+    nothing refers to a node by name once the model is built, so they become ``n0``, ``n1``, ...). Tensor names stay.
+    Every byte counts for a device behind a thin link."""
+    proto = onnx.load_model_from_string(model)
+    used = {n.domain or "" for n in proto.graph.node} | {""}
+    keep = [o for o in proto.opset_import if (o.domain or "") in used or o.domain == "ai.onnx"]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+    del proto.graph.value_info[:]
+    proto.doc_string = ""
+    proto.graph.doc_string = ""
+    for index, node in enumerate(proto.graph.node):
+        node.doc_string = ""
+        node.name = f"n{index}"
+    return serialize(proto)
+
+
 def check_loadable(model: bytes) -> None:
     """Raise InvalidSpecError unless onnxruntime's CPU provider can load ``model``."""
     options = ort.SessionOptions()

@@ -118,14 +118,15 @@ def compile_model(
     start = clock()
     notes: list[str] = []
     try:
-        fp32_model = passes.optimize(passes.serialize(passes.normalize(source_proto)))
+        normalized = passes.optimize(passes.serialize(passes.normalize(source_proto)))
+        fp32_model = passes.tidy(normalized)
         reference_session = measurement.session(source, threads=hw.threads)
         inputs, _ = measurement.signature(reference_session)
         eval_feed = datasets.check_against(eval_arrays, inputs, "evaluation set")
         first = datasets.samples(dict(eval_feed), 1)[0]
         say("Planning memory")
         activation = memory.activation_bytes(
-            lambda feed: measurement.session(passes.expose(fp32_model), threads=hw.threads).run(None, dict(feed)),
+            lambda feed: measurement.session(passes.expose(normalized), threads=hw.threads).run(None, dict(feed)),
             first,
         )
         calib_count = min(effort.calibration_samples, len(next(iter(calib_arrays.values())))) if calib_arrays else 0
@@ -157,10 +158,10 @@ def compile_model(
         )
     recipes = selection.plan_candidates(target.precision, choices, has_calibration=calib_feeds is not None)
 
-    base_model = fp32_model
+    base_model = normalized  # node names as in the source: quantization.excludeNodes names them
     pruned_share = None
     if target.pruning is not None and target.pruning.sparsity > 0:
-        base_model, pruned_share = passes.prune(fp32_model, target.pruning.sparsity)
+        base_model, pruned_share = passes.prune(normalized, target.pruning.sparsity)
         recipes.insert(1, selection.Recipe("fp32-pruned", "fp32", "fp32", {"pruned": True}))
 
     quant_base = base_model
