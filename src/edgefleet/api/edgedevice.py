@@ -183,7 +183,7 @@ class BenchmarkTiming(ApiModel):
     p50_ms: float = Field(ge=0, description="Median latency, ms.")
     p95_ms: float = Field(ge=0, description="95th percentile latency, ms.")
     rounds_ms: Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=15)] = Field(
-        default_factory=list, description="Median of each interleaved round, ms (round i ran under the same load)."
+        default_factory=list, description="20th percentile of each interleaved round, ms (round i ran under one load)."
     )
 
 

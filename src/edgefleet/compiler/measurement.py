@@ -3,8 +3,9 @@
 Latency is measured the way a device runs the model: batch 1, a fixed number of intra-op threads, sequential
 execution, full online graph optimisation. The compile host is shared with other work, so candidates are
 measured *interleaved*: every round runs each session a few times in a rotating order, so a burst of background
-load hits all candidates alike instead of penalising whichever happened to run during it. Each candidate's
-per-round medians are kept, so the selection rule can demand a speed-up that holds in every round.
+load hits all candidates alike instead of penalising whichever happened to run during it. Each candidate keeps one
+figure per round, the 20th percentile of its runs there (the runs least disturbed by other processes), so the
+selection rule compares candidates round by round.
 
 A session that cannot be created or run raises ``InvalidSpecError(reason=Reason.INVALID_INPUT)`` saying why
 (onnxruntime's own exception types stay in here, STYLE rule 5).
@@ -142,7 +143,9 @@ def latencies(
                     run(None, feed)
                     times.append((clock() - start) * 1000.0)
                 samples[name].extend(times)
-                medians[name].append(float(np.median(times)))
+                # The round's figure is its fastest fifth: on a shared host the slow runs are the ones another
+                # process preempted, and the 20th percentile keeps the paired ratios steady where the median swings.
+                medians[name].append(float(np.percentile(times, 20)))
     except Exception as exc:  # onnxruntime's own exception types
         raise _invalid_input(f"inference failed while timing: {str(exc).splitlines()[0]}") from exc
     return {

@@ -60,7 +60,7 @@ Progress = Callable[[str], None]
 class Effort:
     """How hard the compiler works. Defaults suit small edge models on a 2-core build host."""
 
-    latency_rounds: int = 9
+    latency_rounds: int = 11
     round_seconds: float = 0.03
     calibration_samples: int = 128
     sensitivity_samples: int = 64

@@ -70,7 +70,8 @@ class Budget:
 
 @dataclasses.dataclass(frozen=True)
 class Latency:
-    """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and the median of each timing round.
+    """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and one figure per timing round (the 20th
+    percentile of the round's runs).
 
     Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine load.
     """

@@ -49,7 +49,8 @@ def timings(
     budget_seconds: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[tuple[float, float, list[float]]]:
-    """Interleaved batch-1 timings of ``runners``: ``(p50, p95, per-round medians)`` in ms each (blocking).
+    """Interleaved batch-1 timings of ``runners``: ``(p50, p95, per-round figures)`` in ms each (blocking); a round's
+    figure is the 20th percentile of its runs, as the compiler measures (:mod:`edgefleet.compiler.measurement`).
 
     One warm-up run each estimates the run time; then every round runs each runner (in an order rotating per round)
     as often as fits ``budget_seconds`` spread over the rounds (1 to :data:`MAX_RUNS_PER_ROUND` runs).
@@ -76,7 +77,7 @@ def timings(
                 runners[i]()
                 times.append((clock() - start) * 1000.0)
             samples[i].extend(times)
-            medians[i].append(float(np.median(times)))
+            medians[i].append(float(np.percentile(times, 20)))  # the round's least disturbed runs
     return [
         (float(np.percentile(s, 50)), float(np.percentile(s, 95)), m) for s, m in zip(samples, medians, strict=True)
     ]
