@@ -302,7 +302,7 @@ def cases(pretrained: bool) -> list[Case]:
             "classification",
             cls.read_bytes(),
             examples.npz_bytes({"x": lines, "labels": line_labels}),
-            examples.npz_bytes({"x": examples.text_line_images(32, seed=2)[0]}),,
+            examples.npz_bytes({"x": examples.text_line_images(32, seed=2)[0]}),
             ("auto", "fp16"),
         )
     )
@@ -313,7 +313,7 @@ def cases(pretrained: bool) -> list[Case]:
             "classification",
             page.read_bytes(),
             examples.npz_bytes({"x": pages, "labels": page_labels}),
-            examples.npz_bytes({"x": examples.document_images(32, seed=2)[0]}),,
+            examples.npz_bytes({"x": examples.document_images(32, seed=2)[0]}),
             ("auto", "fp16"),
         )
     )
@@ -323,7 +323,7 @@ def cases(pretrained: bool) -> list[Case]:
             "detection",
             det.read_bytes(),
             examples.npz_bytes({"x": examples.text_scene_images(8, size=480, width=640, seed=1)}),
-            examples.npz_bytes({"x": examples.text_scene_images(8, size=480, width=640, seed=2)}),,
+            examples.npz_bytes({"x": examples.text_scene_images(8, size=480, width=640, seed=2)}),
             ("auto", "fp16"),
         )
     )
@@ -333,7 +333,7 @@ def cases(pretrained: bool) -> list[Case]:
             "classification",
             rec.read_bytes(),
             examples.npz_bytes({"x": examples.text_line_images(64, height=48, width=320, seed=1)[0]}),
-            examples.npz_bytes({"x": examples.text_line_images(64, height=48, width=320, seed=2)[0]}),,
+            examples.npz_bytes({"x": examples.text_line_images(64, height=48, width=320, seed=2)[0]}),
             ("auto", "fp16"),
         )
     )
