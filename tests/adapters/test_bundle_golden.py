@@ -66,10 +66,10 @@ def test_a_changed_or_missing_golden_member_is_tampering(key: bundle.ed25519.Ed2
     _, data = bundle.build(manifest, b"model-bytes", key, member)
     parts = _unpack(data)
     other = members(scale=2.0)[1]
-    with pytest.raises(bundle.BundleError, match="golden.bin does not match the sha256/size pinned"):
+    with pytest.raises(bundle.BundleError, match=r"golden.bin does not match the sha256/size pinned"):
         bundle.open_bundle(_pack({**parts, "golden.bin": other}), [key.public_key()])
     without = {k: v for k, v in parts.items() if k != "golden.bin"}
-    with pytest.raises(bundle.BundleError, match="pins golden.bin but the bundle has no such member"):
+    with pytest.raises(bundle.BundleError, match=r"pins golden.bin but the bundle has no such member"):
         bundle.open_bundle(_pack(without), [key.public_key()])
 
 
@@ -89,7 +89,7 @@ def test_build_refuses_to_publish_what_a_device_would_reject(key: bundle.ed25519
     with pytest.raises(bundle.BundleError, match=r"refusing to publish.*over the 262144-byte limit"):
         bundle.build(manifest, b"m", key, bytes(bundle.MAX_GOLDEN_BYTES + 1))
     lying = {**manifest, "golden": {**manifest["golden"], "samples": members(count=3)[0]["golden"]["samples"]}}
-    with pytest.raises(bundle.BundleError, match="refusing to publish.*does not unpack to exactly"):
+    with pytest.raises(bundle.BundleError, match=r"refusing to publish.*does not unpack to exactly"):
         bundle.build(lying, b"m", key, member)
 
 

@@ -182,7 +182,8 @@ def _signed_unchecked(manifest: dict[str, Any], members: dict[str, bytes]) -> tu
     manifest_bytes = bundle.canonical_json(body)
     kid = bundle.key_id(KEY.public_key())
     signature = bundle._signature_document(kid, manifest_bytes, KEY.sign(manifest_bytes))
-    data = bundle._pack({**members, bundle.MANIFEST: manifest_bytes, bundle.SIGNATURE: bundle.canonical_json(signature)})
+    envelope = bundle.canonical_json(signature)
+    data = bundle._pack({**members, bundle.MANIFEST: manifest_bytes, bundle.SIGNATURE: envelope})
     return bundle.sha256_digest(data), data
 
 

@@ -339,8 +339,9 @@ def open_bundle(
     Checks, in order: size, whole-bundle digest (when given), tar structure (the three required members and at most
     the optional ``golden.bin``, regular files, plain names, each member within its limit), the signature envelope,
     the ed25519 signature over the manifest bytes against ``trusted_keys``, canonical form, and only then the
-    manifest (JSON, typed validation) and every pinned member's sha256 and size against it. Raises :class:`BundleError` naming the first check that failed, and nothing else. A digest
-    mismatch does not say what the bytes hash to: a device must not become an oracle about what a URI serves.
+    manifest (JSON, typed validation) and every pinned member's sha256 and size against it. Raises
+    :class:`BundleError` naming the first check that failed, and nothing else. A digest mismatch does not say what
+    the bytes hash to: a device must not become an oracle about what a URI serves.
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
