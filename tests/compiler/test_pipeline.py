@@ -133,8 +133,9 @@ def test_unreachable_budget_fails_the_accuracy_gate_with_a_report() -> None:
     ):
         assert name in message
     assert "> budget 0.0001" in message
-    # sensitivity-guided fallback was tried before giving up
+    # sensitivity-guided fallback was tried before giving up, and the message says what it tried and why it stopped
     assert "-float1 " in message
+    assert "sensitivity fallback from int8-qdq-" in message and "1 in float: " in message and "stopped: " in message
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ def compile_model(
     say("Optimising FP32")
     start = clock()
     notes: list[str] = []
+    tried: list[str] = []  # what the sensitivity fallback tried, also for a failure's message
     try:
         normalized = passes.optimize(passes.serialize(passes.normalize(source_proto)))
         fp32_model = passes.tidy(normalized)
@@ -214,6 +215,7 @@ def compile_model(
             )
             built += [v.sized() for v in outcome.variants]
             notes += outcome.notes
+            tried = outcome.notes
     if not effort.measure_all:
         for variant in built:  # a candidate that cannot ship needs no bytes (and no memory) from here on
             if variant.recipe.name != "fp32" and not candidates.verdict(variant, task, budget).passed:
@@ -270,7 +272,8 @@ def compile_model(
                 else ""
             )
             + f"relax {words.budget}, choose another precision ({words.precision}), "
-            f"or keep sensitive nodes in float ({words.exclude_nodes}).\n{report}",
+            f"or keep sensitive nodes in float ({words.exclude_nodes}).\n{report}"
+            + "".join(f"\n{note}" for note in tried),
             reason=errors.Reason.ACCURACY_GATE_FAILED,
         )
     selected = choice.selected
