@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edgefleet.adapters import bundle, fleet, kube, store
 from edgefleet.api import edgedevice
@@ -24,6 +25,7 @@ from edgefleet.operator import devicebench as operator_bench
 from edgefleet.testing import examples
 from edgefleet.testing import rollout as sim
 from edgefleet.testing.compile_fixtures import FAST, target
+from edgefleet.testing.controlplane import ControlPlane
 from edgefleet.testing.fakekube import FakeKube
 
 NS = "plant"
@@ -188,3 +190,123 @@ def _no_pool() -> Any:
     import concurrent.futures
 
     return concurrent.futures.ThreadPoolExecutor(1)
+
+
+@pytest.mark.controlplane
+async def test_on_the_real_api_server_two_classes_measure_and_each_gets_its_own_choice(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The same exchange through a real kube-apiserver (CRDs, ``spec.benchmarks`` patched by the operator's code,
+    ``status.benchmarks`` written through the status subresource), for two fleets whose devices report different
+    hardware classes and measure differently: the class whose devices time INT8 faster gets INT8, the class whose
+    devices time it slower gets the smallest float variant at FP32's speed. Neither is the compile host's class."""
+    namespaces = {"x86-64-vnni": namespace, "x86-64-avx2": f"{namespace}-b"[:63]}
+    control_plane.kubectl("create", "namespace", namespaces["x86-64-avx2"])
+    client = kube.connect(kube.from_kubeconfig(control_plane.kubeconfig))
+    chosen, results = {}, {}
+    try:
+        for cls, ns in namespaces.items():
+            for name in ("dev-1", "dev-2", "dev-3"):
+                body = device(name, cls)
+                status = body.pop("status")
+                body["kind"], body["spec"] = "EdgeDevice", {}
+                await client.create(kube.EDGEDEVICES, ns, body)
+                await client.merge_patch(kube.EDGEDEVICES, ns, name, {"status": status}, subresource="status")
+        for cls, ns in namespaces.items():
+            result = results[cls] = _compiled_elsewhere(cls)
+            names = [result.selected.name] + [a.candidate.name for a in result.alternatives]
+            assert names[0] == "fp32" and any(n.startswith("int8") for n in names), names
+
+            def timings_for(_device: str, cls: str = cls, names: list[str] = names) -> Mapping[str, Timing]:
+                # vnni devices: INT8 in half FP32's time; avx2 devices: INT8 1.4x slower; FP16 as fast as FP32
+                jitter = (1.0, 1.02, 0.99, 1.01, 1.0)
+                int8 = 0.5 if cls == "x86-64-vnni" else 1.4
+                ms = {n: int8 if n.startswith("int8") else 1.0 for n in names}
+                return {n: (v, v * 1.2, tuple(v * j for j in jitter)) for n, v in ms.items()}
+
+            benchmarks = operator_bench.DeviceBenchmarks(
+                client, fleet.Devices(client), per_class=2, timeout_seconds=60, poll_seconds=0.1
+            )
+            stage = compilation.CompileStage(
+                _no_pool(),
+                store.LocalStore(tmp_path / cls, "http://store:8080"),
+                bundle.generate_key(),
+                benchmarks=benchmarks,
+            )
+            spec = spec_one_target()
+            stop = asyncio.Event()
+            responder = asyncio.create_task(_respond_real(client, ns, timings_for, stop))
+            try:
+                assert await benchmarks.classes(ns, spec) == {"x86": (cls,)}
+                _, artifact = await stage._choose_on_devices(spec, spec.compile.targets[0], result, "r1", (ns, "weld"))
+            finally:
+                stop.set()
+                await responder
+            assert artifact.selected_by is not None and f"2 of 2 devices of class {cls}" in artifact.selected_by
+            chosen[cls] = artifact.variant
+            for raw in (await client.list(kube.EDGEDEVICES, ns)).items:
+                assert (raw.get("spec") or {}).get("benchmarks", []) == []  # withdrawn
+    finally:
+        await client.close()
+    assert chosen["x86-64-vnni"].startswith("int8"), chosen
+    avx2 = results["x86-64-avx2"]
+    floats = [
+        c
+        for c in avx2.candidates
+        if c.precision != "int8" and c.name in {a.candidate.name for a in avx2.alternatives} | {"fp32"}
+    ]
+    # on avx2 INT8 is slower: the float group (FP16 as fast as FP32) is left, and its smaller artifact ships
+    assert chosen["x86-64-avx2"] == min(floats, key=lambda c: c.size_bytes).name, (chosen, floats)
+    assert all(r.selected.name == "fp32" for r in results.values())  # before the devices' numbers: the safe choice
+
+
+def _compiled_elsewhere(cls: str) -> Any:
+    rng = np.random.default_rng(0)
+    return pipeline.compile_model(
+        examples_mlp(),
+        target("auto", accuracyBudget={"maxRelativeError": 0.05}),
+        "regression",
+        evaluation=examples.npz_bytes({"x": rng.standard_normal((32, 64)).astype(np.float32)}),
+        calibration=examples.npz_bytes({"x": rng.standard_normal((16, 64)).astype(np.float32)}),
+        model_name="weld",
+        model_version="1.0.0",
+        represented=False,
+        target_class=cls,
+        effort=FAST,
+    )
+
+
+async def _respond_real(
+    client: kube.Client, namespace: str, timings_for: Callable[[str], Mapping[str, Timing]], stop: asyncio.Event
+) -> None:
+    """Play the devices on the real API server: answer each request in a device's spec through the status
+    subresource, as an agent's status report does."""
+    while not stop.is_set():
+        for raw in (await client.list(kube.EDGEDEVICES, namespace)).items:
+            current = edgedevice.EdgeDevice.model_validate(raw)
+            done = {(b.name, b.revision) for b in (current.status.benchmarks if current.status else [])}
+            fresh = [r for r in current.spec.benchmarks if (r.name, r.revision) not in done]
+            if not fresh:
+                continue
+            measured = timings_for(current.metadata.name)
+            results = [
+                edgedevice.BenchmarkResult(
+                    name=r.name,
+                    revision=r.revision,
+                    state="Done",
+                    timings=[
+                        edgedevice.BenchmarkTiming(
+                            variant=c.variant,
+                            digest=c.artifact.digest,
+                            p50_ms=measured[c.variant][0],
+                            p95_ms=measured[c.variant][1],
+                            rounds_ms=list(measured[c.variant][2]),
+                        )
+                        for c in r.candidates
+                    ],
+                ).to_wire()
+                for r in fresh
+            ]
+            patch = {"status": {"benchmarks": results}}
+            await client.merge_patch(kube.EDGEDEVICES, namespace, current.metadata.name, patch, subresource="status")
+        await asyncio.sleep(0.05)

@@ -69,7 +69,7 @@ class Effort:
     tolerance: float = selection.DEFAULT_TOLERANCE
     measure_all: bool = False  # also time candidates that fail the gate (for benchmarks)
     memory_budget_bytes: int = memory.DEFAULT_BUDGET_BYTES
-    max_alternatives: int = 3  # in-budget variants besides FP32 offered to devices of an unrepresented class
+    max_alternatives: int = 3  # in-budget variants besides FP32 offered to devices (a request holds at most 4)
 
 
 def compile_model(
