@@ -17,9 +17,11 @@ prints one table per model: model and bundle bytes, latency, speed-up against th
 interval of the paired rounds' median, fidelity against the source FP32 with 90 % intervals, build time and the
 compile's peak resident memory. Under each table two checks: ``auto`` is not slower than FP32 (median paired ratio
 within the 5 % tolerance), and no plain-onnxruntime variant of equal-or-better speed (within the same 5 %) and
-equal-or-better fidelity (the gate's figure, within the budget) is smaller than ``auto``'s model.
+equal-or-better fidelity (the gate's figure, within the budget) is smaller than ``auto``'s model. Then, per edgefleet
+bundle, its bytes over its model against the bound (``compiler.manifest.MAX_OVERHEAD_BYTES``) and the compile's peak
+resident memory against the budget.
 
-Run: ``PYTHONPATH=src python benchmarks/compile_bench.py [--pretrained] [--only NAME] [--rounds 9]``
+Run: ``PYTHONPATH=src python benchmarks/compile_bench.py [--pretrained] [--only NAME] [--rounds 11]``
 """
 
 from __future__ import annotations
@@ -41,7 +43,18 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import datasets, fidelity, hardware, jobs, measurement, memory, passes, pipeline, selection
+from edgefleet.compiler import (
+    datasets,
+    fidelity,
+    hardware,
+    jobs,
+    manifest,
+    measurement,
+    memory,
+    passes,
+    pipeline,
+    selection,
+)
 from edgefleet.core import errors
 from edgefleet.testing import compile_fixtures, examples
 
@@ -236,7 +249,7 @@ def bench(case: Case, rounds: int, key: Any) -> str:
             f"| {lat[v.label].p50:.3f} | {1 / ratio:.2f}x ({1 / high:.2f}-{1 / low:.2f}) | "
             f"{selection.format_fidelity(fid[v.label], ci[v.label])} | {v.seconds:.1f} | {rss} | {v.note} |"
         )
-    lines += ["", *checks(case, variants, lat, fid)]
+    lines += ["", *checks(case, variants, lat, fid), *bounds(variants)]
     return "\n".join(lines)
 
 
@@ -269,6 +282,24 @@ def checks(
         out.append(
             f"- {verdict}: {v.label} is at least as fast and as faithful; {len(v.model)} bytes vs auto's "
             f"{len(auto.model)}"
+        )
+    return out
+
+
+def bounds(variants: list[Variant]) -> list[str]:
+    """Every edgefleet bundle within the byte bound over its model, every compile within the memory budget."""
+    out = []
+    for v in variants:
+        if v.bundle_bytes is None:
+            continue
+        over = v.bundle_bytes - len(v.model)
+        verdict = "PASS" if over <= manifest.MAX_OVERHEAD_BYTES else "FAIL"
+        rss = v.peak_rss or 0
+        within = "PASS" if 0 < rss <= BUDGET_BYTES else "FAIL"
+        bound = manifest.MAX_OVERHEAD_BYTES
+        out.append(
+            f"- {verdict}/{within}: {v.label} bundle is its model + {over} bytes (bound {bound}); "
+            f"peak RSS {memory.format_bytes(rss)} (budget {memory.format_bytes(BUDGET_BYTES)})"
         )
     return out
 
