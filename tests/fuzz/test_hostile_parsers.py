@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import ipaddress
 import json
 import os
@@ -175,16 +174,7 @@ def _golden_member() -> tuple[dict[str, Any], bytes]:
 
 
 def _signed_unchecked(manifest: dict[str, Any], members: dict[str, bytes]) -> tuple[str, bytes]:
-    """Sign and pack as a buggy or compromised publisher would: without :func:`bundle.build`'s refusal to publish
-    what a device would reject (so the device's own checks are what is fuzzed)."""
-    body = dict(manifest)
-    body["files"] = {name: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for name, d in members.items()}
-    manifest_bytes = bundle.canonical_json(body)
-    kid = bundle.key_id(KEY.public_key())
-    signature = bundle._signature_document(kid, manifest_bytes, KEY.sign(manifest_bytes))
-    envelope = bundle.canonical_json(signature)
-    data = bundle._pack({**members, bundle.MANIFEST: manifest_bytes, bundle.SIGNATURE: envelope})
-    return bundle.sha256_digest(data), data
+    return onnx_models.signed_unchecked(manifest, members, KEY)
 
 
 GOLDEN_MEMBER = _golden_member()

@@ -295,20 +295,29 @@ def build(
     decoded, as a device does, before it is returned: a bundle that would be rejected raises :class:`BundleError`
     saying why ("refusing to publish ..."), and nothing is returned.
     """
-    body = dict(manifest)
     members = {MODEL: model} if golden_member is None else {MODEL: model, GOLDEN: golden_member}
+    digest, data = _seal(manifest, members, signing_key)
+    try:
+        opened = open_bundle(data, [signing_key.public_key()])
+        if "golden" in manifest:
+            golden_samples(opened)
+    except BundleError as exc:
+        raise BundleError(f"refusing to publish a bundle a device would reject: {exc}") from exc
+    return digest, data
+
+
+def _seal(
+    manifest: Mapping[str, Any], members: Mapping[str, bytes], signing_key: ed25519.Ed25519PrivateKey
+) -> tuple[str, bytes]:
+    """Pin ``members`` in the manifest, sign it and pack, with no check of the result (:func:`build` checks; the
+    test harness uses this to craft signed bundles a device must reject)."""
+    body = dict(manifest)
     body["files"] = {
         name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in members.items()
     }
     manifest_bytes = canonical_json(body)
     signature = _signature_document(key_id(signing_key.public_key()), manifest_bytes, signing_key.sign(manifest_bytes))
     data = _pack({**members, MANIFEST: manifest_bytes, SIGNATURE: canonical_json(signature)})
-    try:
-        opened = open_bundle(data, [signing_key.public_key()])
-        if "golden" in body:
-            golden_samples(opened)
-    except BundleError as exc:
-        raise BundleError(f"refusing to publish a bundle a device would reject: {exc}") from exc
     return sha256_digest(data), data
 
 
