@@ -107,14 +107,18 @@ class ModelRuntime:
         return array
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        """Symbolic dimensions shared by several inputs must agree (pure); raises InferenceError (``BadShape``)."""
+        """Symbolic dimensions shared by several inputs must agree (pure); raises InferenceError (``BadShape``).
+
+        ``?`` is not a name: exporters (PaddlePaddle's among them) write it for every unknown dimension, so a
+        ``[?, 3, ?, ?]`` image input takes any height and width.
+        """
         seen: dict[str, int] = {}
         for spec in self.inputs:
             array = feeds.get(spec.name)
             if array is None or array.ndim != len(spec.shape):
                 continue
             for dim, size in zip(spec.shape, array.shape, strict=True):
-                if isinstance(dim, str) and dim not in ("None", "") and seen.setdefault(dim, size) != size:
+                if isinstance(dim, str) and dim not in ("None", "", "?") and seen.setdefault(dim, size) != size:
                     raise InferenceError(f"dimension {dim!r} differs between inputs", "BadShape")
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
