@@ -18,7 +18,11 @@ def manifest() -> dict[str, object]:
     return {
         "schemaVersion": 1,
         "model": {"name": "weld", "version": "1.0.0"},
-        "golden": {"samples": [{"inputs": {"x": bundle.encode_array(sample)}}], "rtol": 1e-3, "atol": 1e-4},
+        "golden": {
+            "samples": [{"inputs": {"x": bundle.encode_array(sample)}, "outputs": {"y": bundle.encode_array(sample)}}],
+            "rtol": 1e-3,
+            "atol": 1e-4,
+        },
     }
 
 

@@ -56,15 +56,22 @@ def test_compile_then_verify(tmp_path: pathlib.Path, key: pathlib.Path, capsys: 
     assert len(bundles) == 1
     digest = "sha256:" + bundles[0].name.removeprefix("sha256-").removesuffix(".bundle")
     out = capsys.readouterr().out
-    assert f"Wrote {bundles[0]} {digest}" in out
-    assert "Candidates" in out  # the table
+    assert f"Wrote {bundles[0]} {digest} ({bundles[0].stat().st_size} bytes" in out
+    assert "Candidates" in out  # the table, with model and bundle bytes and intervals
+    assert "model_bytes" in out and "bundle_bytes" in out and "speedup_90ci" in out
+    assert "peak resident memory" in out
     data = json.loads(report.read_text())
     assert data["selected"] == "fp16" and data["digest"] == digest
     assert {c["name"] for c in data["candidates"]} == {"fp32", "fp16"}
+    assert data["peakRssBytes"] > 0 and 0 < data["goldenBytes"] <= 256 * 1024
+    selected = next(c for c in data["candidates"] if c["name"] == "fp16")
+    assert selected["bundleBytes"] == bundles[0].stat().st_size
+    assert selected["fidelityIntervals"]["top1Agreement"][1] == 1.0
 
     pub = key.with_name(key.name + ".pub")
     assert cli("verify", str(bundles[0]), "--trust-key", str(pub), "--digest", digest) == 0
-    assert "OK " + digest in capsys.readouterr().out
+    verified = capsys.readouterr().out
+    assert "OK " + digest in verified and "golden samples 3 (in golden.bin" in verified
 
     tampered = tmp_path / "tampered.bundle"
     raw = bytearray(bundles[0].read_bytes())
@@ -101,6 +108,9 @@ def test_unreachable_budget_writes_nothing(
     err = capsys.readouterr().err
     assert "precision int8 cannot meet the accuracy budget" in err
     assert "int8-dynamic" in err and "> budget 0.0001" in err
+    # remedies in the CLI's words, not the ModelDeployment's fields
+    assert "--max-accuracy-drop / --max-relative-error" in err and "--exclude-node" in err and "--precision" in err
+    assert "spec.compile" not in err and "excludeNodes" not in err
 
 
 def test_missing_inputs_are_reported(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgefleet.compiler import jobs, packager
-from edgefleet.core import errors, tensors
+from edgefleet.core import errors, golden
 from edgefleet.testing import models
 from edgefleet.testing import rollout as sim
 
@@ -34,9 +34,11 @@ def test_packages_the_source_as_is_with_golden_samples(tmp_path: pathlib.Path, t
     assert "files" not in manifest
     assert manifest["target"]["name"] == "arm64" and manifest["variant"]["reason"] == "packaged as is"
     assert manifest["io"]["inputs"] == [{"name": "x", "dtype": "tensor(float)", "shape": ["batch", 4]}]
-    for sample in manifest["golden"]["samples"]:
-        x, y = tensors.decode(sample["inputs"]["x"]), tensors.decode(sample["outputs"]["y"])
-        assert np.allclose(y, x + 2.5)
+    assert result.golden is not None
+    decoded = golden.decode(manifest["golden"], result.golden)
+    assert len(decoded.samples) == 2
+    for sample in decoded.samples:
+        assert np.allclose(sample.outputs["y"], sample.inputs["x"] + 2.5)
 
 
 def test_a_file_that_is_not_onnx_is_an_invalid_model(tmp_path: pathlib.Path) -> None:

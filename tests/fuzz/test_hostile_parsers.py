@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from edgefleet.adapters import bundle, inference_server, onnx_session
 from edgefleet.api import addresses
 from edgefleet.api.edgedevice import ArtifactRef
+from edgefleet.core import golden
 from edgefleet.testing import onnx_models
 from edgefleet.testing.badinput import COUNTS as tried
 
@@ -93,6 +94,8 @@ def test_manifest_parsing_is_total(manifest: Any, golden: Any, sample: Any, raw:
         except bundle.BundleError:
             continue
         assert isinstance(parsed, bundle.Manifest)
+        if isinstance(parsed.golden, bundle.GoldenMember):  # tensors live in golden.bin (its property is below)
+            continue
         for item in parsed.golden.samples:
             for tensor in [*item.inputs.values(), *item.outputs.values()]:
                 with contextlib.suppress(bundle.BundleError):
@@ -113,15 +116,68 @@ def test_signed_bundles_with_hostile_golden_samples_never_raise(sample: Any, rto
     manifest["golden"] = {"samples": [{"inputs": {names: sample}, "outputs": {"y": sample}}], "rtol": rtol}
     manifest["extra"] = extra
     try:
-        digest, data = bundle.build(manifest, onnx_models.model_bytes("good", "2.0.0"), KEY)
+        digest, data = _signed_unchecked(manifest, {bundle.MODEL: onnx_models.model_bytes("good", "2.0.0")})
     except ValueError:  # rtol=inf cannot be written as canonical JSON at all
         return
     try:
         opened = bundle.open_bundle(data, TRUSTED, digest)
     except bundle.BundleError:
         return
-    problem = RUNTIME.check_golden(opened.parsed.golden)
+    try:
+        samples = bundle.golden_samples(opened)
+    except bundle.BundleError:
+        return
+    problem = RUNTIME.check_golden(samples)
     assert problem is None or isinstance(problem, str)
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+    cut=st.one_of(st.none(), st.integers(0, 4096)),
+    entry=st.one_of(st.none(), json_values),
+)
+def test_signed_bundles_with_hostile_golden_members_never_raise(
+    edits: list[tuple[int, int]], cut: int | None, entry: Any
+) -> None:
+    """A signed schema-2 bundle whose golden.bin (or its description) is hostile: decoding and the smoke test are
+    total (only BundleError, or a returned problem)."""
+    tried["fuzzed golden members"] += 1
+    described, member = GOLDEN_MEMBER
+    raw = bytearray(member)
+    for offset, value in edits:
+        raw[offset % len(raw)] = value
+    manifest = onnx_models.manifest_for("demo", "2.0.0")
+    manifest["golden"] = entry if entry is not None else described
+    members = {bundle.MODEL: onnx_models.model_bytes("good", "2.0.0"), bundle.GOLDEN: bytes(raw[:cut])}
+    digest, data = _signed_unchecked(manifest, members)
+    try:
+        opened = bundle.open_bundle(data, TRUSTED, digest)
+        samples = bundle.golden_samples(opened)
+    except bundle.BundleError:
+        return
+    problem = RUNTIME.check_golden(samples)
+    assert problem is None or isinstance(problem, str)
+
+
+def _golden_member() -> tuple[dict[str, Any], bytes]:
+    """A well-formed golden.bin and its manifest entry for the demo model (one grid-coded input, one raw output)."""
+    feed = np.linspace(0, 1, 4, dtype=np.float32).reshape(1, 4)
+    layout, snapped = golden.snap(feed)
+    inp = dataclasses.replace(layout, name=RUNTIME.inputs[0].name)
+    out_name = next(iter(RUNTIME.run({inp.name: snapped})))
+    out = RUNTIME.run({inp.name: snapped})[out_name]
+    described, member = golden.encode(
+        [[(inp, snapped), (golden.Layout(out_name, str(out.dtype), tuple(out.shape)), out)]], [1]
+    )
+    return {"member": bundle.GOLDEN, "samples": described, "rtol": 1e-4, "atol": 1e-5}, member
+
+
+def _signed_unchecked(manifest: dict[str, Any], members: dict[str, bytes]) -> tuple[str, bytes]:
+    return onnx_models.signed_unchecked(manifest, members, KEY)
+
+
+GOLDEN_MEMBER = _golden_member()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,10 +61,11 @@ async def test_compile_signs_and_publishes_a_verifiable_bundle_per_target(
         manifest = opened.manifest
         assert manifest["model"]["sourceSha256"] == spec.model.sha256
         assert manifest["io"]["inputs"] == [{"name": "x", "dtype": "tensor(float)", "shape": ["batch", 4]}]
-        for sample in manifest["golden"]["samples"]:
-            x = bundle.decode_array(sample["inputs"]["x"])
-            y = bundle.decode_array(sample["outputs"]["y"])
-            assert np.allclose(y, x + 2.5, rtol=manifest["golden"]["rtol"], atol=manifest["golden"]["atol"])
+        golden = bundle.golden_samples(opened)
+        assert len(golden.samples) == 2 and opened.golden is not None  # the golden.bin member
+        for sample in golden.samples:
+            x, y = sample.inputs["x"], sample.outputs["y"]
+            assert np.allclose(y, x + 2.5, rtol=golden.rtol, atol=golden.atol)
         assert artifact.uri == local.uri(artifact.digest)
 
 
@@ -92,6 +93,35 @@ async def test_a_failed_accuracy_gate_is_reported_with_its_numbers(
     with pytest.raises(errors.InvalidSpecError, match=r"int8 drop 0\.034") as caught:
         await stage.compile(sim.spec())
     assert caught.value.reason == "AccuracyGateFailed"
+
+
+async def test_a_compile_over_its_memory_budget_is_stopped_with_a_clear_reason(
+    pool: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    """The worker runs the compile in a supervised child: over the budget it is stopped, not OOM-killed, and the
+    error names the budget, the step and the operator setting (the deployment's Stalled reason)."""
+    stage = compilation.CompileStage(
+        pool,
+        store.LocalStore(tmp_path, "http://s"),
+        bundle.generate_key(),
+        "edgefleet.testing.compilers:memory_hog",
+        memory_budget_bytes=384 * 1024**2,
+    )
+    with pytest.raises(errors.InvalidSpecError) as caught:
+        await stage.compile(sim.spec())
+    assert caught.value.reason is errors.Reason.COMPILE_MEMORY_EXCEEDED
+    assert caught.value.reason.is_compile_failure  # recorded in status.compileFailure, Stalled, not retried
+    message = str(caught.value)
+    assert "exceeded its memory budget of 384.00 MiB" in message and "while calibrating step" in message
+    assert "EDGEFLEET_COMPILE_MEMORY_BYTES" in message
+    # the pool survived: the next compile in the same worker works
+    data = models.adder(1.0)
+    (tmp_path / "model.onnx").write_bytes(data)
+    ok = compilation.CompileStage(
+        pool, store.LocalStore(tmp_path / "s2", "http://s"), bundle.generate_key(), PASSTHROUGH
+    )
+    with models.served(tmp_path) as url:
+        assert len((await ok.compile(spec_for(url, data))).artifacts) == 2
 
 
 async def test_the_optimising_compiler_runs_in_the_worker_and_its_bundle_verifies(

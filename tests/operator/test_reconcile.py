@@ -73,6 +73,11 @@ def test_parse_says_what_is_wrong_and_where() -> None:
         (errors.TransientError("timeout"), errors.TransientError, None),
         (errors.ConflictError("409"), errors.TransientError, None),
         (GATE, errors.InvalidSpecError, "AccuracyGateFailed"),
+        (
+            errors.InvalidSpecError("exceeded its memory budget of 3.00 GiB", errors.Reason.COMPILE_MEMORY_EXCEEDED),
+            errors.InvalidSpecError,
+            "CompileMemoryExceeded",
+        ),
         (errors.NotFoundError("gone"), errors.InvalidSpecError, "InvalidSpec"),
     ],
 )
@@ -128,7 +133,9 @@ class Stage:
         self.error = error
         self.compiles = 0
 
-    async def compile(self, spec: modeldeployment.ModelDeploymentSpec) -> compilation.Published:
+    async def compile(
+        self, spec: modeldeployment.ModelDeploymentSpec, owner: tuple[str, str] | None = None
+    ) -> compilation.Published:
         self.compiles += 1
         if self.error is not None:
             raise self.error
@@ -233,6 +240,23 @@ async def test_a_running_compile_is_found_not_started_again() -> None:
     await cluster.reconcile()  # before the job had a chance to run
     await cluster.compiled()
     assert cluster.stage.compiles == 1
+
+
+async def test_a_compile_stopped_at_its_memory_budget_stalls_with_that_reason() -> None:
+    memory = errors.InvalidSpecError(
+        "the compile of target 'x86' exceeded its memory budget of 3.00 GiB (3.10 GiB resident while calibrating)",
+        errors.Reason.COMPILE_MEMORY_EXCEEDED,
+    )
+    cluster = Cluster.new(Stage(memory))
+    await cluster.reconcile()
+    await cluster.compiled()
+    await cluster.reconcile()
+    status = cluster.status
+    assert status.compile_failure is not None and status.compile_failure.reason == "CompileMemoryExceeded"
+    by_type = {c.type: c for c in status.conditions}
+    assert status.phase == "Stalled" and by_type["Stalled"].reason == "CompileMemoryExceeded"
+    assert "exceeded its memory budget" in by_type["Stalled"].message
+    assert cluster.desired() == {None}
 
 
 async def test_a_failed_compile_is_recorded_in_status_and_not_retried_for_the_same_generation() -> None:

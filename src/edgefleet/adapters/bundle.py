@@ -1,27 +1,34 @@
 """Artifact bundles: the signed, content-addressed unit the operator publishes and devices install.
 
 A bundle is an uncompressed POSIX tar written deterministically (sorted members, mtime 0, uid/gid 0, mode 0644)
-holding exactly three regular files:
+holding these regular files and no others:
 
 ``manifest.json``
     Canonical JSON (sorted keys, no whitespace): model name/version, source digest, compile options, chosen
-    variant and why, input/output signature, golden samples with tolerances, measurements, and
-    ``files: {"model.onnx": {"sha256": ..., "size": ...}}``.
+    variant and why, input/output signature, golden samples with tolerances, measurements, and ``files``: the
+    sha256 and size of every other member except the signature (``{"model.onnx": {...}, "golden.bin": {...}}``).
 ``model.onnx``
     The compiled model.
+``golden.bin`` (schema version 2; optional)
+    The golden samples as one zlib stream of tensors, described by the manifest's ``golden.samples``
+    (:mod:`edgefleet.core.golden`), at most :data:`MAX_GOLDEN_BYTES` (256 KiB). Schema version 1 bundles carry
+    their golden samples base64 inside the manifest instead, and are still accepted.
 ``signature.json``
     ``{"algorithm": "ed25519", "keyId": ..., "payloadSha256": sha256(manifest.json), "signature": base64}``.
-    The manifest pins the model's sha256, so signing the manifest signs the model. A verified bundle must also be
-    byte-identical to the canonical packing of its members, so no byte of it escapes verification.
+    The manifest pins every other member's sha256, so signing the manifest signs them. A verified bundle must also
+    be byte-identical to the canonical packing of its members, so no byte of it escapes verification.
 
 The bundle's identity is ``sha256:<hex>`` of the whole tar. Ed25519 signatures are deterministic (RFC 8032), so
 the same inputs and key give byte-identical bundles and the same digest.
 
 Bundles come from the network: :func:`open_bundle` treats the bytes as hostile. Nothing but the small signature
-envelope is interpreted before the signature over ``manifest.json`` checks out (size limits, only the three expected
-member names, regular files only, no links or paths come first, and are structural); then the manifest is parsed
-with depth and size limits and validated into a typed :class:`Manifest` (:func:`parse_manifest`, the one place the
-manifest's shape is known). Every failure is a :class:`BundleError`; no other exception escapes, whatever the bytes.
+envelope is interpreted before the signature over ``manifest.json`` checks out (size limits per member, only the
+expected member names, regular files only, no links or paths come first, and are structural); then the manifest is
+parsed with depth and size limits and validated into a typed :class:`Manifest` (:func:`parse_manifest`, the one place
+the manifest's shape is known), and every member it pins is checked against its sha256 and size. Every failure is a
+:class:`BundleError`; no other exception escapes, whatever the bytes. :func:`build` opens every bundle it writes the
+same way (and decodes its golden samples, as a device does) before returning it, so a publisher never writes a
+bundle a device would reject.
 """
 
 from __future__ import annotations
@@ -41,16 +48,22 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.core import errors, tensors
+from edgefleet.core import errors, golden, tensors
 
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
 SIGNATURE = "signature.json"
-MEMBERS = (MANIFEST, MODEL, SIGNATURE)
+GOLDEN = golden.MEMBER
+REQUIRED = (MANIFEST, MODEL, SIGNATURE)
+MEMBERS = (MANIFEST, MODEL, SIGNATURE, GOLDEN)
+PINNED = (MODEL, GOLDEN)  # members the manifest pins by sha256 and size
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 4096
+MAX_GOLDEN_BYTES = golden.MAX_MEMBER_BYTES
 MAX_BUNDLE_BYTES = 2 * 1024**3
 MAX_GOLDEN_SAMPLES = 4096
+# The size limit of each member other than the model (which only the bundle limit bounds).
+MEMBER_LIMITS = {MANIFEST: MAX_MANIFEST_BYTES, SIGNATURE: MAX_SIGNATURE_BYTES, GOLDEN: MAX_GOLDEN_BYTES}
 
 
 class BundleError(errors.IntegrityError):
@@ -110,9 +123,20 @@ class GoldenSample(_Part):
 
 
 class Golden(_Part):
-    """The smoke test a device runs before switching: samples and the tolerances of ``numpy.allclose``."""
+    """Schema 1: the smoke test a device runs before switching, inline: samples and the tolerances of
+    ``numpy.allclose``."""
 
     samples: Annotated[list[GoldenSample], pydantic.Field(max_length=MAX_GOLDEN_SAMPLES)] = []
+    rtol: _Tolerance = 1e-5
+    atol: _Tolerance = 1e-6
+
+
+class GoldenMember(_Part):
+    """Schema 2: the golden samples live in the ``golden.bin`` member; ``samples`` describes its tensors (checked
+    in full by :func:`edgefleet.core.golden.layouts` when they are decoded)."""
+
+    member: Literal["golden.bin"]
+    samples: Annotated[list[Any], pydantic.Field(min_length=1, max_length=golden.MAX_SAMPLES)]
     rtol: _Tolerance = 1e-5
     atol: _Tolerance = 1e-6
 
@@ -122,7 +146,7 @@ class Manifest(_Part):
 
     files: dict[_Text, FilePin]
     model: ModelInfo | None = None
-    golden: Golden = Golden()
+    golden: Annotated[GoldenMember | Golden, pydantic.Field(union_mode="left_to_right")] = Golden()
 
 
 def parse_manifest(raw: bytes) -> tuple[dict[str, Any], Manifest]:
@@ -164,13 +188,15 @@ class _Envelope(_Part):
 
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its digest, manifest (raw object and typed view) and model bytes."""
+    """A verified bundle: its digest, manifest (raw object and typed view), model bytes and, when it has one, the
+    ``golden.bin`` member (verified against the manifest's pin)."""
 
     digest: str
     manifest: dict[str, Any]
     model: bytes
     key_id: str
     parsed: Manifest
+    golden: bytes | None = None
 
 
 def encode_array(array: np.ndarray[Any, Any]) -> dict[str, Any]:
@@ -255,16 +281,43 @@ def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
     return info, io.BytesIO(data)
 
 
-def build(manifest: Mapping[str, Any], model: bytes, signing_key: ed25519.Ed25519PrivateKey) -> tuple[str, bytes]:
+def build(
+    manifest: Mapping[str, Any],
+    model: bytes,
+    signing_key: ed25519.Ed25519PrivateKey,
+    golden_member: bytes | None = None,
+) -> tuple[str, bytes]:
     """Assemble and sign a bundle; returns ``(digest, bundle_bytes)``. Deterministic for equal inputs.
 
-    ``manifest`` must be JSON-serialisable without NaN; its ``files`` entry is filled in here.
+    ``manifest`` must be JSON-serialisable without NaN; its ``files`` entry is filled in here. ``golden_member`` is
+    the ``golden.bin`` member its ``golden`` entry describes (schema version 2). The result is opened with
+    :func:`open_bundle` and its golden samples (when the manifest has them; a device refuses a bundle without) are
+    decoded, as a device does, before it is returned: a bundle that would be rejected raises :class:`BundleError`
+    saying why ("refusing to publish ..."), and nothing is returned.
     """
+    members = {MODEL: model} if golden_member is None else {MODEL: model, GOLDEN: golden_member}
+    digest, data = _seal(manifest, members, signing_key)
+    try:
+        opened = open_bundle(data, [signing_key.public_key()])
+        if "golden" in manifest:
+            golden_samples(opened)
+    except BundleError as exc:
+        raise BundleError(f"refusing to publish a bundle a device would reject: {exc}") from exc
+    return digest, data
+
+
+def _seal(
+    manifest: Mapping[str, Any], members: Mapping[str, bytes], signing_key: ed25519.Ed25519PrivateKey
+) -> tuple[str, bytes]:
+    """Pin ``members`` in the manifest, sign it and pack, with no check of the result (:func:`build` checks; the
+    test harness uses this to craft signed bundles a device must reject)."""
     body = dict(manifest)
-    body["files"] = {MODEL: {"sha256": hashlib.sha256(model).hexdigest(), "size": len(model)}}
+    body["files"] = {
+        name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for name, data in members.items()
+    }
     manifest_bytes = canonical_json(body)
     signature = _signature_document(key_id(signing_key.public_key()), manifest_bytes, signing_key.sign(manifest_bytes))
-    data = _pack({MANIFEST: manifest_bytes, MODEL: model, SIGNATURE: canonical_json(signature)})
+    data = _pack({**members, MANIFEST: manifest_bytes, SIGNATURE: canonical_json(signature)})
     return sha256_digest(data), data
 
 
@@ -292,11 +345,12 @@ def open_bundle(
 ) -> Bundle:
     """Verify untrusted bundle bytes and return their content.
 
-    Checks, in order: size, whole-bundle digest (when given), tar structure (exactly the three members, regular
-    files, plain names), the signature envelope, the ed25519 signature over the manifest bytes against
-    ``trusted_keys``, canonical form, and only then the manifest (JSON, typed validation) and the model's sha256 and
-    size against it. Raises :class:`BundleError` naming the first check that failed, and nothing else. A digest
-    mismatch does not say what the bytes hash to: a device must not become an oracle about what a URI serves.
+    Checks, in order: size, whole-bundle digest (when given), tar structure (the three required members and at most
+    the optional ``golden.bin``, regular files, plain names, each member within its limit), the signature envelope,
+    the ed25519 signature over the manifest bytes against ``trusted_keys``, canonical form, and only then the
+    manifest (JSON, typed validation) and every pinned member's sha256 and size against it. Raises
+    :class:`BundleError` naming the first check that failed, and nothing else. A digest mismatch does not say what
+    the bytes hash to: a device must not become an oracle about what a URI serves.
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
@@ -323,16 +377,30 @@ def open_bundle(
         if members[SIGNATURE] != canonical_json(expected_signature) or _pack(members) != data:
             raise BundleError("bundle is not in canonical form (headers, padding or trailer differ; tampered?)")
         manifest, parsed = parse_manifest(members[MANIFEST])
-        model = members[MODEL]
-        pinned = parsed.files.get(MODEL)
-        if pinned is None or pinned.sha256 != hashlib.sha256(model).hexdigest() or pinned.size != len(model):
-            raise BundleError("model.onnx does not match the sha256/size pinned in the manifest (tampered)")
-        return Bundle(digest=digest, manifest=manifest, model=model, key_id=key_id(key), parsed=parsed)
+        for name in PINNED:
+            pinned = parsed.files.get(name)
+            if name not in members:
+                if pinned is not None:
+                    raise BundleError(f"the manifest pins {name} but the bundle has no such member")
+                if name == MODEL:
+                    raise BundleError("the manifest does not pin model.onnx")
+                continue
+            content = members[name]
+            if pinned is None or pinned.sha256 != hashlib.sha256(content).hexdigest() or pinned.size != len(content):
+                raise BundleError(f"{name} does not match the sha256/size pinned in the manifest (tampered)")
+        return Bundle(
+            digest=digest,
+            manifest=manifest,
+            model=members[MODEL],
+            key_id=key_id(key),
+            parsed=parsed,
+            golden=members.get(GOLDEN),
+        )
     raise BundleError(f"signature by key {envelope.key_id!r} does not verify against any trusted key")
 
 
 def _members(data: bytes) -> dict[str, bytes]:
-    """The three members of a bundle tar, structurally checked (no member's content is interpreted)."""
+    """The members of a bundle tar, structurally checked (no member's content is interpreted)."""
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -343,9 +411,11 @@ def _members(data: bytes) -> dict[str, bytes]:
                     raise BundleError(f"member {info.name!r} is not a regular file")
                 if info.name in members:
                     raise BundleError(f"member {info.name!r} appears twice")
-                limit = MAX_SIGNATURE_BYTES if info.name == SIGNATURE else MAX_MANIFEST_BYTES
-                if info.name != MODEL and info.size > limit:
-                    raise BundleError(f"member {info.name!r} is {info.size} bytes, over the {limit}-byte limit")
+                limit = MEMBER_LIMITS.get(info.name)
+                if limit is not None and info.size > limit:
+                    raise BundleError(
+                        f"member {info.name!r} is {info.size} bytes, over the {limit}-byte limit for {info.name}"
+                    )
                 extracted = tar.extractfile(info)
                 if extracted is None:
                     raise BundleError(f"member {info.name!r} cannot be read")
@@ -354,7 +424,7 @@ def _members(data: bytes) -> dict[str, bytes]:
         raise
     except Exception as exc:  # tarfile raises several types (ReadError, EOFError, ValueError...) on hostile bytes
         raise BundleError(f"not a valid bundle archive: {type(exc).__name__}: {exc}") from None
-    missing = [m for m in MEMBERS if m not in members]
+    missing = [m for m in REQUIRED if m not in members]
     if missing:
         raise BundleError(f"bundle is missing {', '.join(missing)}")
     return members
@@ -373,11 +443,45 @@ def _envelope(raw: bytes) -> _Envelope:
         raise BundleError(f"signature.json is malformed: {where}: {first['msg']}") from None
 
 
+def golden_samples(opened: Bundle) -> golden.Golden:
+    """The golden samples of a verified bundle, decoded and bounded; raises only BundleError (malformed, missing).
+
+    Schema version 2 keeps them in ``golden.bin`` (:func:`edgefleet.core.golden.decode`); version 1 inline in the
+    manifest as base64 tensors (:class:`Golden`). A manifest without samples is an error: a model is never switched
+    to untested.
+    """
+    entry = opened.parsed.golden
+    try:
+        if isinstance(entry, GoldenMember):
+            if opened.golden is None:
+                raise BundleError(f"the manifest's golden samples live in {GOLDEN}, which the bundle lacks")
+            return golden.decode(opened.manifest["golden"], opened.golden)
+        if opened.golden is not None:
+            raise BundleError(f"the bundle has {GOLDEN} but the manifest's golden entry does not describe it")
+        if not entry.samples:
+            raise BundleError("the manifest has no golden samples; a model is never switched to untested")
+        decoded = [
+            golden.Sample(
+                {name: tensor.array() for name, tensor in sample.inputs.items()},
+                {name: tensor.array() for name, tensor in sample.outputs.items()},
+            )
+            for sample in entry.samples
+        ]
+        return golden.Golden(tuple(decoded), entry.rtol, entry.atol)
+    except BundleError:
+        raise
+    except errors.IntegrityError as exc:
+        raise BundleError(str(exc)) from None
+    except Exception as exc:  # numpy on hostile shapes/bytes raises several types; this function is total
+        raise BundleError(f"golden samples are malformed: {type(exc).__name__}: {exc}") from None
+
+
 __all__ = [
     "Bundle",
     "BundleError",
     "FilePin",
     "Golden",
+    "GoldenMember",
     "GoldenSample",
     "Manifest",
     "ModelInfo",
@@ -387,6 +491,7 @@ __all__ = [
     "decode_array",
     "encode_array",
     "generate_key",
+    "golden_samples",
     "key_id",
     "load_private_key",
     "load_public_key",

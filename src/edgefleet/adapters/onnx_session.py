@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgefleet.adapters import bundle
+from edgefleet.core import golden
 from edgefleet.core.errors import IntegrityError
 
 _ORT_DTYPES: dict[str, Any] = {
@@ -107,14 +107,18 @@ class ModelRuntime:
         return array
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        """Symbolic dimensions shared by several inputs must agree (pure); raises InferenceError (``BadShape``)."""
+        """Symbolic dimensions shared by several inputs must agree (pure); raises InferenceError (``BadShape``).
+
+        ``?`` is not a name: exporters (PaddlePaddle's among them) write it for every unknown dimension, so a
+        ``[?, 3, ?, ?]`` image input takes any height and width.
+        """
         seen: dict[str, int] = {}
         for spec in self.inputs:
             array = feeds.get(spec.name)
             if array is None or array.ndim != len(spec.shape):
                 continue
             for dim, size in zip(spec.shape, array.shape, strict=True):
-                if isinstance(dim, str) and dim not in ("None", "") and seen.setdefault(dim, size) != size:
+                if isinstance(dim, str) and dim not in ("None", "", "?") and seen.setdefault(dim, size) != size:
                     raise InferenceError(f"dimension {dim!r} differs between inputs", "BadShape")
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
@@ -130,42 +134,29 @@ class ModelRuntime:
             raise InferenceError(f"inference failed: {exc}", type(exc).__name__) from exc
         return dict(zip(self._output_names, results, strict=True))
 
-    def check_golden(self, golden: bundle.Golden) -> str | None:
-        """Run the manifest's golden samples; ``None`` when all match, else what failed (no tensor values).
+    def check_golden(self, samples: golden.Golden) -> str | None:
+        """Run the bundle's golden samples (:func:`edgefleet.adapters.bundle.golden_samples`); ``None`` when all
+        match, else what failed (no tensor values).
 
-        Every output must be finite and ``numpy.allclose(actual, expected, rtol, atol)``. Total: a malformed or
-        hostile sample is a returned problem, never an exception.
+        Every output must be finite and ``numpy.allclose(actual, expected, rtol, atol)``
+        (:func:`edgefleet.core.golden.compare`). Total: a malformed or hostile sample is a returned problem, never an
+        exception.
         """
-        if not golden.samples:
+        if not samples.samples:
             return "the manifest has no golden samples; a model is never switched to untested"
-        rtol, atol = golden.rtol, golden.atol
-        for index, sample in enumerate(golden.samples):
+        for index, sample in enumerate(samples.samples):
             try:
-                feeds = {k: self.coerce(k, v.array()) for k, v in sample.inputs.items()}
-                expected = {k: v.array() for k, v in sample.outputs.items()}
-            except (bundle.BundleError, InferenceError) as exc:
+                feeds = {k: self.coerce(k, v) for k, v in sample.inputs.items()}
+            except InferenceError as exc:
                 return f"golden sample {index} is malformed: {exc}"
             try:
                 actual = self.run(feeds)
             except InferenceError as exc:
                 return f"golden sample {index} did not run: {exc}"
-            for name, want in expected.items():
-                got = actual.get(name)
-                if got is None:
-                    return f"golden sample {index}: the model has no output {name!r}"
-                if not _finite(got):
-                    return f"golden sample {index}: output {name!r} is not finite"
-                try:
-                    close = got.shape == want.shape and bool(np.allclose(got, want, rtol=rtol, atol=atol))
-                except (TypeError, ValueError):  # e.g. a bool expected against a float output
-                    close = False
-                if not close:
-                    return f"golden sample {index}: output {name!r} is outside rtol={rtol}, atol={atol}"
+            problem = golden.compare(index, actual, sample.outputs, samples.rtol, samples.atol)
+            if problem is not None:
+                return problem
         return None
-
-
-def _finite(array: np.ndarray[Any, Any]) -> bool:
-    return not np.issubdtype(array.dtype, np.inexact) or bool(np.all(np.isfinite(array)))
 
 
 def execution_providers() -> list[str]:

@@ -84,11 +84,39 @@ class DesiredModel(ApiModel):
         )
 
 
+class BenchmarkCandidate(ApiModel):
+    """One compiled variant a device is asked to time."""
+
+    variant: Annotated[str, Field(min_length=1, max_length=128)] = Field(description="Candidate variant name.")
+    artifact: ArtifactRef = Field(description="Its signed bundle (verified like an install, never served).")
+
+
+class BenchmarkRequest(ApiModel):
+    """Time these candidates off the request path and report the numbers (written by the operator).
+
+    The device downloads and verifies each bundle, then runs them interleaved on its golden inputs for at most
+    ``budgetSeconds`` in a low-priority thread, and reports ``status.benchmarks``.
+    """
+
+    name: Name = Field(description="Request name, unique per device (the deployment and compile target).")
+    revision: Annotated[str, Field(max_length=256)] = Field(description="Revision whose candidates these are.")
+    # At most 4 (FP32 and the compiler's 3 alternatives): every candidate's URI carries the address policy's CEL
+    # rule, and 8 requests x 4 candidates is what keeps the CRD within the API server's rule-cost budget.
+    candidates: Annotated[list[BenchmarkCandidate], Field(min_length=1, max_length=4)] = Field(
+        description="The candidates, FP32 first."
+    )
+    rounds: int = Field(default=7, ge=3, le=15, description="Interleaved timing rounds.")
+    budget_seconds: float = Field(default=20.0, gt=0, le=120, description="Wall-time bound of the whole benchmark.")
+
+
 class EdgeDeviceSpec(ApiModel):
     """Desired state of the device, written by the operator."""
 
     models: Annotated[list[DesiredModel], common.list_map("name", 32)] = Field(
         default_factory=list, description="Models the device should serve, one per name."
+    )
+    benchmarks: Annotated[list[BenchmarkRequest], common.list_map("name", 8)] = Field(
+        default_factory=list, description="Candidates to time on this device's hardware (compile-time selection)."
     )
 
     @field_validator("models")
@@ -113,6 +141,9 @@ class Capabilities(ApiModel):
         default_factory=list, max_length=16, description="onnxruntime execution providers available."
     )
     onnxruntime_version: Annotated[str, Field(max_length=32)] | None = Field(default=None, description="ORT version.")
+    hardware_class: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Class from the usable CPU flags (x86-64-amx, x86-64-vnni, arm64-dotprod, ...)."
+    )
 
 
 class HealthSummary(ApiModel):
@@ -146,6 +177,30 @@ class ModelStatus(ApiModel):
     message: Annotated[str, Field(max_length=4096)] | None = Field(default=None, description="Details.")
 
 
+class BenchmarkTiming(ApiModel):
+    """What one candidate measured on the device: batch-1 latency over all runs and the median of each round."""
+
+    variant: Annotated[str, Field(min_length=1, max_length=128)] = Field(description="Candidate variant name.")
+    digest: Annotated[str, Field(pattern=common.DIGEST)] = Field(description="The bundle that was timed.")
+    p50_ms: float = Field(ge=0, description="Median latency, ms.")
+    p95_ms: float = Field(ge=0, description="95th percentile latency, ms.")
+    rounds_ms: Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=15)] = Field(
+        default_factory=list, description="20th percentile of each interleaved round, ms (round i ran under one load)."
+    )
+
+
+class BenchmarkResult(ApiModel):
+    """The outcome of one benchmark request (metadata only: timings, never inputs or outputs)."""
+
+    name: Name = Field(description="The request's name.")
+    revision: Annotated[str, Field(max_length=256)] = Field(description="The request's revision.")
+    state: Literal["Running", "Done", "Failed"] = Field(description="Where the benchmark stands.")
+    timings: Annotated[list[BenchmarkTiming], Field(max_length=4)] = Field(
+        default_factory=list, description="One entry per candidate, in the order of the request."
+    )
+    message: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="Why it failed.")
+
+
 class EdgeDeviceStatus(ApiModel):
     """Observed state, reported by the device's agent."""
 
@@ -154,6 +209,9 @@ class EdgeDeviceStatus(ApiModel):
     capabilities: Capabilities | None = Field(default=None, description="Detected hardware and runtimes.")
     models: Annotated[list[ModelStatus], common.list_map("name", 32)] = Field(
         default_factory=list, description="Per-model state."
+    )
+    benchmarks: Annotated[list[BenchmarkResult], common.list_map("name", 8)] = Field(
+        default_factory=list, description="Results of spec.benchmarks, by request name."
     )
     conditions: Annotated[list[Condition], common.list_map("type", 16)] = Field(
         default_factory=list,
@@ -175,6 +233,10 @@ class EdgeDevice(ApiModel):
 
 __all__ = [
     "ArtifactRef",
+    "BenchmarkCandidate",
+    "BenchmarkRequest",
+    "BenchmarkResult",
+    "BenchmarkTiming",
     "Capabilities",
     "DesiredModel",
     "DesiredValidity",

@@ -420,6 +420,10 @@ class CompiledArtifact(ApiModel):
     variant: Annotated[str, Field(max_length=128)] | None = Field(default=None, description="Chosen variant name.")
     accuracy_delta: float | None = Field(default=None, description="Measured accuracy drop against FP32.")
     speedup: float | None = Field(default=None, description="Measured latency speedup against FP32.")
+    selected_by: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None,
+        description="Whose timings chose the variant: the compile host, or benchmarks of devices of that class.",
+    )
 
 
 class CompileFailure(ApiModel):

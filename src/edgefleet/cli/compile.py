@@ -9,7 +9,16 @@ Examples::
 A directory argument means ``<dir>/model.onnx`` with ``<dir>/evaluation.npz`` and ``<dir>/calibration.npz``.
 The compiler (:func:`edgefleet.compiler.pipeline.compile_model`) returns the unsigned bundle members; this command
 signs them with ``--signing-key`` and writes the bundle to ``<store>/sha256-<hex>.bundle``, only when compilation
-succeeds. An unreachable accuracy budget prints the report of every candidate and exits 1 with nothing written.
+succeeds and the bundle passes the checks a device applies (:func:`edgefleet.adapters.bundle.build` opens it before
+it is written). An unreachable accuracy budget prints the report of every candidate and exits 1 with nothing
+written; remedies name this command's flags.
+
+The table shows, per candidate, model bytes and bundle bytes, latency and its speed-up over FP32 with a 90 %
+interval, and fidelity with 90 % intervals; the selected variant is starred. ``--memory-budget`` (default 3Gi)
+bounds how calibration and evaluation are split; the peak resident memory is printed. With ``--target-features``
+of another hardware class than this host's, host timings do not stand for the target: ``auto`` ships FP32 unless
+``--device-benchmark`` gives latencies measured on a device of that class (JSON ``{"candidate": {"p50": ms,
+"p95": ms, "rounds": [ms, ...]}}``, as ``edgefleet-agent`` reports them).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Any
 
 from edgefleet.adapters import bundle
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import hardware, jobs, pipeline, selection, sources
+from edgefleet.compiler import hardware, jobs, memory, pipeline, selection, sources, vocabulary
 from edgefleet.core import errors
 
 
@@ -56,6 +65,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--exclude-node", action="append", default=[], help="node kept in float (repeatable)")
     p.add_argument("--prune", type=float, help="magnitude-prune this share of weights first (0-0.95)")
+    p.add_argument(
+        "--memory-budget",
+        default="3Gi",
+        help="resident memory the compile plans within, e.g. 2Gi (default 3Gi)",
+    )
+    p.add_argument(
+        "--device-benchmark",
+        type=pathlib.Path,
+        help="JSON latencies per candidate measured on a device of the target class (replaces host timings)",
+    )
     p.add_argument("--report-json", type=pathlib.Path, help="write every candidate's numbers here")
     p.add_argument("--generate-key", type=pathlib.Path, metavar="PATH", help="write a new signing key and exit")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
@@ -114,11 +133,20 @@ def run(args: argparse.Namespace) -> int:
         print("edgefleet compile: --evaluation is required for a model file", file=sys.stderr)
         return 2
     try:
+        budget = memory.parse_bytes(args.memory_budget)
+    except ValueError:
+        print(f"edgefleet compile: --memory-budget {args.memory_budget!r} is not a size such as 3Gi", file=sys.stderr)
+        return 2
+    if budget < memory.MIN_BUDGET_BYTES:
+        print(f"edgefleet compile: --memory-budget must be at least {memory.format_bytes(memory.MIN_BUDGET_BYTES)}")
+        return 2
+    try:
         source = sources.read(model_path, "model")
         evaluation = sources.read(evaluation_path, "evaluation set")
         calibration = sources.read(calibration_path, "calibration set") if calibration_path else None
         key = bundle.load_private_key(sources.read(args.signing_key, "signing key"))
         target = _target(args, evaluation, calibration)
+        benchmarks = _device_benchmark(args.device_benchmark) if args.device_benchmark else None
     except (OSError, ValueError, errors.EdgefleetError, bundle.BundleError) as exc:
         print(f"edgefleet compile: {exc}", file=sys.stderr)
         return 1
@@ -129,24 +157,44 @@ def run(args: argparse.Namespace) -> int:
     )
     target_hardware = hardware.Hardware(name=args.target, features=features, threads=args.threads)
     try:
-        result = _compile_with_progress(args, source, target, evaluation, calibration, name, target_hardware)
-    except errors.InvalidSpecError as exc:
+        result = _compile_with_progress(
+            args, source, target, evaluation, calibration, name, target_hardware, budget, benchmarks
+        )
+        # Signed once, here, where the bundle is published; build() opens it as a device would first.
+        digest, data = bundle.build(result.manifest, result.model, key, result.golden)
+    except (errors.InvalidSpecError, bundle.BundleError) as exc:
         print(f"{model_path}: {exc}", file=sys.stderr)
         return 1
-    # Signed once, here, where the bundle is published.
-    digest, data = bundle.build(result.manifest, result.model, key)
     args.store.mkdir(parents=True, exist_ok=True)
     out = args.store / f"{digest.replace(':', '-')}.bundle"
     _write_atomic(out, data)
     if args.report_json:
         _write_atomic(args.report_json, json.dumps(_report(result, digest), indent=2, sort_keys=True).encode())
     if not args.quiet:
-        _print_table(result)
+        _print_table(result, len(data))
+        for note in result.notes:
+            print(f"  {note}")
     print(
         f"Compiled {name} {args.version} for {args.target}: {result.selected.name} ({result.reason}; {result.detail})"
     )
-    print(f"Wrote {out} {digest}")
+    print(f"Wrote {out} {digest} ({len(data)} bytes: model {len(result.model)}, golden {len(result.golden or b'')})")
     return 0
+
+
+def _device_benchmark(path: pathlib.Path) -> dict[str, selection.Latency]:
+    """Latencies per candidate from a JSON file (see the module docstring); ValueError naming what is wrong."""
+    raw = json.loads(sources.read(path, "device benchmark", limit=1024 * 1024))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: must be a JSON object of candidate name -> {{p50, p95, rounds}}")
+    out = {}
+    for name, entry in raw.items():
+        try:
+            out[str(name)] = selection.Latency(
+                float(entry["p50"]), float(entry["p95"]), tuple(float(r) for r in entry.get("rounds", []))
+            )
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: entry {name!r} needs numeric p50, p95 and optional rounds ({exc})") from exc
+    return out
 
 
 def _target(args: argparse.Namespace, evaluation: bytes, calibration: bytes | None) -> modeldeployment.CompileTarget:
@@ -190,6 +238,8 @@ def _compile_with_progress(
     calibration: bytes | None,
     name: str,
     target_hardware: hardware.Hardware,
+    budget: int,
+    benchmarks: dict[str, selection.Latency] | None,
 ) -> jobs.CompiledModel:
     def compile_(progress: pipeline.Progress | None) -> jobs.CompiledModel:
         return pipeline.compile_model(
@@ -201,7 +251,10 @@ def _compile_with_progress(
             model_name=name,
             model_version=args.version,
             target_hardware=target_hardware,
+            device_benchmarks=benchmarks,
+            effort=pipeline.Effort(memory_budget_bytes=budget),
             progress=progress,
+            words=vocabulary.CLI,
         )
 
     if args.quiet:
@@ -220,50 +273,51 @@ def _compile_with_progress(
         return compile_(lambda message: progress.update(task_id, description=message))
 
 
-def _print_table(result: jobs.CompiledModel) -> None:
+def _print_table(result: jobs.CompiledModel, bundle_bytes: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
     choice = selection.Choice(result.selected, result.reason, {}, result.detail)
-    rows = selection.report_rows(result.candidates, choice)
+    sizes = {**result.bundle_bytes, result.selected.name: bundle_bytes}
+    rows = selection.report_rows(result.candidates, choice, sizes)
     verdicts = {c["name"]: c["verdict"] for c in result.manifest["measurements"]["candidates"]}
-    table = Table(title="Candidates (* = selected)")
-    for column in (
-        "variant",
-        "precision",
-        "size",
-        "ratio",
-        "p50_ms",
-        "p95_ms",
-        "speedup",
-        "fidelity",
-        "verdict",
-    ):
-        table.add_column(column, justify="right" if column in ("size", "ratio", "p50_ms", "p95_ms") else "left")
+    table = Table(title="Candidates (* = selected; bundle bytes of the others as they would be published)")
+    numeric = ("model_bytes", "bundle_bytes", "ratio", "p50_ms", "p95_ms", "speedup", "speedup_90ci")
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column in numeric else "left")
     for row, candidate in zip(rows, result.candidates, strict=True):
         row["verdict"] = verdicts.get(candidate.name, "")
         table.add_row(*row.values())
     console = Console()
     if not console.is_terminal:
-        console = Console(width=220)
+        console = Console(width=260)
     console.print(table)
 
 
 def _report(result: jobs.CompiledModel, digest: str) -> dict[str, Any]:
+    verdicts = {c["name"]: c["verdict"] for c in result.manifest["measurements"]["candidates"]}
     return {
         "digest": digest,
         "selected": result.selected.name,
         "reason": result.reason,
         "detail": result.detail,
+        "peakRssBytes": result.peak_rss_bytes,
+        "goldenBytes": len(result.golden or b""),
+        "notes": list(result.notes),
         "candidates": [
             {
                 "name": c.name,
                 "precision": c.precision,
                 "sizeBytes": c.size_bytes,
                 "compressedBytes": c.compressed_bytes,
+                "bundleBytes": result.bundle_bytes.get(c.name),
                 "latencyP50Ms": c.latency.p50 if c.latency else None,
                 "latencyP95Ms": c.latency.p95 if c.latency else None,
                 "fidelity": {k: (v if v == v and abs(v) != float("inf") else None) for k, v in c.fidelity.items()},
+                "fidelityIntervals": {
+                    k: [(x if x == x and abs(x) != float("inf") else None) for x in v] for k, v in c.intervals.items()
+                },
+                "verdict": verdicts.get(c.name),
                 "error": c.error,
                 "options": c.options,
                 "compileSeconds": c.compile_seconds,

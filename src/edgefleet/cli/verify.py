@@ -1,4 +1,5 @@
-"""``edgefleet verify``: check a bundle's digest, structure and signature, as a device does before installing.
+"""``edgefleet verify``: check a bundle's digest, structure, signature and golden samples, as a device does before
+installing (the device then also runs the golden samples).
 
 Example::
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         data = args.bundle.read_bytes()
         keys = [bundle.load_public_key(path.read_bytes()) for path in args.trust_key]
         verified = bundle.open_bundle(data, keys, expected_digest=args.digest)
+        samples = bundle.golden_samples(verified)
     except (OSError, bundle.BundleError) as exc:
         print(f"{args.bundle}: verification failed: {exc}", file=sys.stderr)
         return 1
@@ -60,5 +62,6 @@ def run(args: argparse.Namespace) -> int:
         f"  model.onnx {len(verified.model)} bytes, {measurements.get('sizeRatio')}x smaller than FP32, "
         f"fidelity {measurements.get('fidelity')}"
     )
-    print(f"  golden samples {len(m.get('golden', {}).get('samples', []))}")
+    where = f"in {bundle.GOLDEN}, {len(verified.golden)} bytes" if verified.golden is not None else "inline"
+    print(f"  golden samples {len(samples.samples)} ({where}; rtol {samples.rtol}, atol {samples.atol})")
     return 0

@@ -33,8 +33,27 @@ class Variant:
     options: dict[str, Any]
     error: str | None
     seconds: float
-    outputs: list[Array] | None = None
     fidelity: dict[str, float] = dataclasses.field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    samples: int = 0
+    size_bytes: int = 0
+    compressed_bytes: int = 0
+
+    def sized(self) -> Variant:
+        """Record the model's size and zlib-compressed size (kept when the bytes are dropped); returns self."""
+        if self.model is not None:
+            self.size_bytes = len(self.model)
+            self.compressed_bytes = len(zlib.compress(self.model, 6))
+        return self
+
+    def drop(self) -> None:
+        """Forget the model's bytes (a candidate that cannot ship), keeping its numbers."""
+        self.model = None
+
+    @property
+    def lossy(self) -> bool:
+        """False for optimised FP32 (numerically the source), True for every variant that changes the numbers."""
+        return not (self.recipe.kind == "fp32" and not self.recipe.options.get("pruned"))
 
 
 def build(
@@ -43,8 +62,11 @@ def build(
     calib: Sequence[Mapping[str, Array]] | None,
     cache_dir: pathlib.Path,
     clock: Clock,
+    stride: int | None = None,
 ) -> Variant:
-    """Run the passes of ``recipe`` on ``base``; a pass that fails leaves its error on the variant."""
+    """Run the passes of ``recipe`` on ``base``; a pass that fails leaves its error on the variant.
+
+    ``stride`` is the calibration stride of the memory plan (:func:`edgefleet.compiler.memory.plan`)."""
     start = clock()
     o = dict(recipe.options)
     try:
@@ -73,7 +95,9 @@ def build(
                 reduce_range=bool(o["reduce_range"]),
                 exclude_nodes=names(o.get("exclude_nodes")),
                 cache_dir=cache_dir,
+                stride=stride,
             )
+        model = passes.tidy(model)
         passes.check_loadable(model)
     except errors.InvalidSpecError as exc:
         return Variant(recipe, None, {}, str(exc), clock() - start)
@@ -92,17 +116,28 @@ def evaluate(
     reference: Sequence[Array],
     labels: Array | None,
     threads: int,
+    chunk: int = 64,
 ) -> None:
-    """Run ``variant`` on the evaluation set and record its fidelity against ``reference`` (or its error)."""
+    """Run ``variant`` on the evaluation set (``chunk`` samples at a time) and record its fidelity against
+    ``reference`` with confidence intervals (or its error). The outputs are not kept: only the figures are needed."""
     if variant.model is None:
         return
     try:
-        variant.outputs = measurement.run_dataset(measurement.session(variant.model, threads=threads), feed)
+        outputs = measurement.run_dataset(measurement.session(variant.model, threads=threads), feed, chunk=chunk)
     except errors.InvalidSpecError as exc:
         variant.error = str(exc)
         variant.model = None
         return
-    variant.fidelity = fidelity.measure(task, variant.outputs, reference, labels)
+    variant.fidelity = fidelity.measure(task, outputs, reference, labels)
+    variant.intervals = fidelity.intervals(task, outputs, reference, labels)
+    variant.samples = len(next(iter(feed.values())))
+
+
+def verdict(variant: Variant, task: str, budget: selection.Budget) -> selection.GateVerdict:
+    """The gate's verdict on ``variant``'s fidelity, sample size included."""
+    if variant.model is None:
+        return selection.GateVerdict(False, f"failed: {variant.error}", "fail")
+    return selection.gate(task, variant.fidelity, budget, variant.intervals, variant.samples, variant.lossy)
 
 
 def time_all(
@@ -125,7 +160,7 @@ def time_all(
     for variant in variants:
         if variant.model is None:
             continue
-        passed = selection.gate(task, variant.fidelity, budget).passed
+        passed = verdict(variant, task, budget).passed
         if not measure_all and variant.recipe.name != "fp32" and not passed:
             continue
         try:
@@ -141,18 +176,20 @@ def time_all(
 
 def candidate(variant: Variant, latency: selection.Latency | None) -> selection.Candidate:
     """The numbers of ``variant`` for the selection rule (``latency`` already projected onto the target)."""
-    model = variant.model
     return selection.Candidate(
         name=variant.recipe.name,
         precision=variant.recipe.precision,
-        size_bytes=len(model) if model is not None else 0,
-        compressed_bytes=len(zlib.compress(model, 6)) if model is not None else 0,
+        size_bytes=variant.size_bytes,
+        compressed_bytes=variant.compressed_bytes,
         fidelity=variant.fidelity,
         latency=latency,
         error=variant.error,
         options=variant.options,
         compile_seconds=variant.seconds,
+        intervals=variant.intervals,
+        samples=variant.samples,
+        lossy=variant.lossy,
     )
 
 
-__all__ = ["Variant", "build", "candidate", "evaluate", "names", "time_all"]
+__all__ = ["Variant", "build", "candidate", "evaluate", "names", "time_all", "verdict"]

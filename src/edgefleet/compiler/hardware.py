@@ -1,15 +1,20 @@
 """Hardware classes: what a compile target runs on, as far as choosing a variant is concerned.
 
-A :class:`Hardware` names the instruction-set features that change relative kernel speed (INT8 dot-product and
-native FP16 instructions, see :mod:`edgefleet.compiler.selection`), the execution providers and the intra-op threads
-a device gives the model. Candidates are timed on the compile host (:func:`host`); the selection's cost model projects
-those timings onto the target's features.
+A :class:`Hardware` names the instruction-set features that change relative kernel speed (INT8 dot-product, AMX and
+native FP16 instructions), the execution providers and the intra-op threads a device gives the model, and the
+hardware class those features make (:func:`edgefleet.core.hwclass.classify`). Candidates are timed on the compile host
+(:func:`host`, its features as this process can use them: :func:`edgefleet.adapters.cpu.usable_flags`). The host's
+timings decide for a target only when the host is of the target's class; for any other class the numbers come from
+devices of that class (:mod:`edgefleet.compiler.selection`, rule 4).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import pathlib
+import platform
+
+from edgefleet.adapters import cpu
+from edgefleet.core import hwclass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +25,12 @@ class Hardware:
     features: frozenset[str]
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 1
+    arch: str = dataclasses.field(default_factory=platform.machine)
+
+    @property
+    def hardware_class(self) -> str:
+        """The class these features make (see :mod:`edgefleet.core.hwclass`)."""
+        return hwclass.classify(self.arch, self.features)
 
 
 def host(name: str = "host", threads: int = 1) -> Hardware:
@@ -28,16 +39,8 @@ def host(name: str = "host", threads: int = 1) -> Hardware:
 
 
 def cpu_features() -> frozenset[str]:
-    """Instruction-set flags of this host (``/proc/cpuinfo`` on Linux; empty elsewhere)."""
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+    """Instruction-set flags of this host as this process can use them (``/proc/cpuinfo``; empty elsewhere)."""
+    return cpu.usable_flags(cpu.cpuinfo_flags())
 
 
 __all__ = ["Hardware", "cpu_features", "host"]

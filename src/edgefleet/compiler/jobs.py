@@ -14,17 +14,21 @@ measured numbers in the message, and that error reaches the deployment's Stalled
 use the other core errors.
 
 The operator process imports this module, so it stays light: no onnx or onnxruntime (the compilers it names are
-imported only inside the worker).
+imported only inside the worker). :func:`run` compiles in a supervised child process within the request's memory
+budget (:func:`edgefleet.compiler.memory.run_bounded`): a compile that would exceed it is stopped and reported as
+``InvalidSpecError(reason=CompileMemoryExceeded)``, which becomes the deployment's Stalled reason, instead of an
+out-of-memory kill of the worker.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from edgefleet.compiler import selection
+from edgefleet.compiler import memory, selection
 from edgefleet.core import errors
 
 OPTIMISING = "edgefleet.compiler.pipeline:compile_request"
@@ -39,10 +43,27 @@ PRECISIONS = ("int8", "fp16", "fp32")
 
 @dataclasses.dataclass(frozen=True)
 class CompileRequest:
-    """One compile job: the whole spec (as JSON, so it pickles) and the name of the target to compile for."""
+    """One compile job: the whole spec (as JSON, so it pickles) and the name of the target to compile for.
+
+    ``memory_budget_bytes`` bounds the compile's resident memory. ``device_classes`` are the hardware classes the
+    target's devices report (``status.capabilities.hardwareClass``); when the compile host is not of those classes its
+    timings do not decide, and the result carries the in-budget alternatives for devices of the class to benchmark.
+    """
 
     spec: dict[str, Any]
     target: str
+    memory_budget_bytes: int = memory.DEFAULT_BUDGET_BYTES
+    device_classes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternative:
+    """Another in-budget variant, with its own unsigned bundle members, for devices to benchmark."""
+
+    candidate: selection.Candidate
+    model: bytes
+    manifest: Mapping[str, Any]
+    golden: bytes | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +82,16 @@ class CompiledModel:
     reason: str
     detail: str
     report: str
+    golden: bytes | None = None
+    """The ``golden.bin`` member the manifest's ``golden`` entry describes (``None``: samples inline, schema 1)."""
+    notes: tuple[str, ...] = ()
+    """What the compile did besides building candidates (memory plan, golden samples, fallback), for people."""
+    peak_rss_bytes: int | None = None
+    bundle_bytes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Each candidate's bundle size as it would be published (the selected one's is exact)."""
+    hardware_class: str | None = None
+    """The target's hardware class, when the compile host does not represent it (then ``alternatives`` are set)."""
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def precision(self) -> selection.Precision:
@@ -114,9 +145,30 @@ def load(reference: str) -> Compiler:
     return compiler
 
 
+def compile_in_child(reference: str, request: CompileRequest, progress: Any = None) -> CompiledModel:
+    """The supervised child's work: load the compiler and compile, passing ``progress`` to a compiler that takes it
+    (so a memory breach can say which step the compile was at)."""
+    compiler = load(reference)
+    if "progress" in inspect.signature(compiler).parameters:
+        return compiler(request, progress=progress)  # type: ignore[call-arg]
+    return compiler(request)
+
+
 def run(reference: str, request: CompileRequest) -> CompiledModel:
-    """Entry point inside the worker process: load the compiler, compile, check what it chose."""
-    result = load(reference)(request)
+    """Entry point inside the worker process: compile within the memory budget, check what it chose."""
+    outcome, peak = memory.run_bounded(
+        compile_in_child,
+        (reference, request),
+        request.memory_budget_bytes,
+        what=f"the compile of target {request.target!r}",
+        remedy=(
+            "Raise the operator's EDGEFLEET_COMPILE_MEMORY_BYTES (and the pod's memory limit above it), or give "
+            "spec.compile.targets[].calibration and .evaluation fewer or smaller samples."
+        ),
+    )
+    result: CompiledModel = outcome
+    if result.peak_rss_bytes is None:
+        result = dataclasses.replace(result, peak_rss_bytes=peak)
     if result.precision not in PRECISIONS:
         raise errors.InvalidSpecError(
             f"compiler chose unknown precision {result.precision!r}", reason=errors.Reason.COMPILER_ERROR
@@ -124,4 +176,4 @@ def run(reference: str, request: CompileRequest) -> CompiledModel:
     return result
 
 
-__all__ = ["OPTIMISING", "PACKAGER", "CompileRequest", "CompiledModel", "Compiler", "load", "run"]
+__all__ = ["OPTIMISING", "PACKAGER", "Alternative", "CompileRequest", "CompiledModel", "Compiler", "load", "run"]

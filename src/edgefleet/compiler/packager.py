@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgefleet.api import modeldeployment
-from edgefleet.compiler import jobs, selection, sources
-from edgefleet.core import errors, tensors
+from edgefleet.compiler import goldens, jobs, measurement, selection, sources
+from edgefleet.core import errors, golden
 
 GOLDEN_SAMPLES = 2
 VARIANT = "fp32-passthrough"
@@ -66,25 +66,19 @@ def compile_fp32(request: jobs.CompileRequest) -> jobs.CompiledModel:
         message = f"{spec.model.uri}: not a loadable ONNX model: {exc}"
         raise errors.InvalidSpecError(message, errors.Reason.INVALID_MODEL) from exc
     rng = np.random.default_rng(int(spec.model.sha256[:16], 16))
-    samples = []
+    feeds = [{arg.name: _sample(arg, rng) for arg in session.get_inputs()} for _ in range(GOLDEN_SAMPLES)]
     timings = []
-    for _ in range(GOLDEN_SAMPLES):
-        feed = {arg.name: _sample(arg, rng) for arg in session.get_inputs()}
+    for feed in feeds:
         began = time.perf_counter()
-        outputs = session.run(None, feed)
+        session.run(None, feed)
         timings.append((time.perf_counter() - began) * 1000)
-        samples.append(
-            {
-                "inputs": {name: tensors.encode(value) for name, value in feed.items()},
-                "outputs": {
-                    arg.name: tensors.encode(np.asarray(value))
-                    for arg, value in zip(session.get_outputs(), outputs, strict=True)
-                },
-            }
-        )
+    stacked = {name: np.concatenate([f[name] for f in feeds], axis=0) for name in feeds[0]}
+    inputs, _ = measurement.signature(session)
+    recorded = goldens.record(model, stacked, inputs, GOLDEN_SAMPLES)
+    goldens.check(model, recorded.samples, recorded.member, 1e-4, 1e-5)
     latency = selection.Latency(p50=float(np.percentile(timings, 50)), p95=float(np.percentile(timings, 95)))
     manifest = {
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "model": {
             "name": spec.model.name,
             "version": spec.model.version,
@@ -98,7 +92,7 @@ def compile_fp32(request: jobs.CompileRequest) -> jobs.CompiledModel:
             "inputs": [{"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_inputs()],
             "outputs": [{"name": a.name, "dtype": a.type, "shape": _dims(a.shape)} for a in session.get_outputs()],
         },
-        "golden": {"samples": samples, "rtol": 1e-4, "atol": 1e-5},
+        "golden": {"member": golden.MEMBER, "samples": recorded.samples, "rtol": 1e-4, "atol": 1e-5},
         "measurements": {
             "sizeBytes": len(model),
             "latencyP50Ms": latency.p50,
@@ -106,11 +100,11 @@ def compile_fp32(request: jobs.CompileRequest) -> jobs.CompiledModel:
             "fidelity": {"maxAbsDiff": 0.0},
         },
     }
-    return _result(spec.model.task, model, manifest, latency, time.perf_counter() - started)
+    return _result(spec.model.task, model, manifest, recorded.member, latency, time.perf_counter() - started)
 
 
 def _result(
-    task: str, model: bytes, manifest: dict[str, Any], latency: selection.Latency, seconds: float
+    task: str, model: bytes, manifest: dict[str, Any], member: bytes, latency: selection.Latency, seconds: float
 ) -> jobs.CompiledModel:
     """The packaged source as the only candidate: identical to itself, timed on the golden samples."""
     fidelity = {"maxAbsError": 0.0, "relativeError": 0.0}
@@ -124,6 +118,7 @@ def _result(
         fidelity=fidelity,
         latency=latency,
         compile_seconds=seconds,
+        lossy=False,
     )
     choice = selection.Choice(candidate, REASON, {VARIANT: selection.GateVerdict(True, REASON)}, f"{len(model)} bytes")
     return jobs.CompiledModel(
@@ -134,6 +129,7 @@ def _result(
         reason=choice.reason,
         detail=choice.detail,
         report=selection.format_report(selection.report_rows([candidate], choice)),
+        golden=member,
     )
 
 

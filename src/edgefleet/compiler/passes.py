@@ -268,19 +268,28 @@ def quantize_dynamic(
 
 
 class _Reader(ortq.CalibrationDataReader):  # type: ignore[misc]
+    """Calibration feeds for onnxruntime's calibrators; ``set_range`` lets them collect stride by stride."""
+
     def __init__(self, feeds: Sequence[Mapping[str, np.ndarray[Any, Any]]]) -> None:
         self._feeds = list(feeds)
         self._index = 0
+        self._end = len(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
 
     def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
-        if self._index >= len(self._feeds):
+        if self._index >= self._end:
             return None
         feed = dict(self._feeds[self._index])
         self._index += 1
         return feed
 
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._index, self._end = start_index, min(end_index, len(self._feeds))
+
     def rewind(self) -> None:
-        self._index = 0
+        self._index, self._end = 0, len(self._feeds)
 
 
 def quantize_static(
@@ -294,14 +303,20 @@ def quantize_static(
     reduce_range: bool = False,
     exclude_nodes: Sequence[str] = (),
     cache_dir: pathlib.Path | None = None,
+    stride: int | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Calibrated INT8 (QDQ or QOperator); returns the model and the options actually used.
 
     ``cache_dir`` keeps calibration ranges per (method, opset) so variants that differ only in format, types or
-    excluded nodes calibrate once.
+    excluded nodes calibrate once. ``stride`` feeds the calibrator that many samples at a time (ranges and histograms
+    are merged between strides), which bounds its memory; the sample count must be a multiple of it.
     """
     proto, per_channel = _prepare_for_quantization(model, per_channel)
     extra: dict[str, Any] = {"MatMulConstBOnly": True}
+    if stride is not None and stride < len(calibration):
+        if len(calibration) % stride:
+            raise ValueError(f"{len(calibration)} calibration samples do not split into strides of {stride}")
+        extra["CalibStridedMinMax"] = stride
     if method == "Percentile":
         extra["CalibPercentile"] = 99.99
     with _workdir() as tmp, _quiet():
@@ -339,6 +354,22 @@ def quantize_static(
         "excludedNodes": sorted(exclude_nodes),
     }
     return serialize(out), options
+
+
+def expose(model: bytes, tensors: Sequence[str] | None = None) -> bytes:
+    """``model`` with ``tensors`` (default: every float tensor a node produces) added to the graph outputs."""
+    proto = onnx.load_model_from_string(model)
+    present = [o for n in proto.graph.node for o in n.output if o]
+    if tensors is None:
+        floats = {v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        tensors = [t for t in present if t in floats] if floats else present
+    existing = {o.name for o in proto.graph.output}
+    known = set(present)
+    for name in tensors:
+        if name in known and name not in existing:
+            proto.graph.output.append(onnx.ValueInfoProto(name=name))
+            existing.add(name)
+    return serialize(proto)
 
 
 def weight_nodes(model: bytes) -> list[str]:
@@ -406,6 +437,26 @@ def pack_sparse(model: bytes, min_elements: int = 1024) -> tuple[bytes, int]:
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(keep)
     return serialize(proto), packed
+
+
+def tidy(model: bytes) -> bytes:
+    """Drop what a device never needs from a finished variant: opset imports no node uses (onnxruntime's optimiser
+    writes every domain it knows), intermediate ``value_info`` (onnxruntime infers shapes when it loads the model),
+    doc strings, and long node names (onnxruntime's fusions name nodes ``dense0/MatMulAddFusion_MatMul_quant``;
+    nothing refers to a node by name once the model is built, so they become ``n0``, ``n1``, ...). Tensor names stay.
+    Every byte counts for a device behind a thin link."""
+    proto = onnx.load_model_from_string(model)
+    used = {n.domain or "" for n in proto.graph.node} | {""}
+    keep = [o for o in proto.opset_import if (o.domain or "") in used or o.domain == "ai.onnx"]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+    del proto.graph.value_info[:]
+    proto.doc_string = ""
+    proto.graph.doc_string = ""
+    for index, node in enumerate(proto.graph.node):
+        node.doc_string = ""
+        node.name = f"n{index}"
+    return serialize(proto)
 
 
 def check_loadable(model: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Choosing a compiled variant: the accuracy gate, the latency cost model and the selection rule. Pure.
+"""Choosing a compiled variant: the accuracy gate, the latency comparison and the selection rule. Pure.
 
 Everything here is a function of already-measured numbers: no ONNX, no onnxruntime, no clock. The compiler's
 adapter modules build and measure candidates; this module decides what to build (:func:`plan_candidates`, one
@@ -6,40 +6,54 @@ adapter modules build and measure candidates; this module decides what to build 
 
 The rule, in order:
 
-1. **Gate.** A candidate whose fidelity against FP32 breaks the budget, or that failed to build or load, is never
-   eligible. Classification: the larger of (1 - top-1 agreement) and the labelled-accuracy drop must not exceed
-   ``max_accuracy_drop``. Every other task: the worst per-output relative error must not exceed
-   ``max_relative_error``.
+1. **Gate** (:func:`gate`). A candidate that failed to build or load is never eligible. Classification: the larger
+   of (1 - top-1 agreement) and the labelled-accuracy drop must not exceed ``max_accuracy_drop``; every other task:
+   the worst per-output relative error must not exceed ``max_relative_error``. The gate knows its sample size: a
+   lossy candidate passes only when the upper end of the figure's 90 % confidence interval
+   (:func:`edgefleet.compiler.fidelity.intervals`) is within the budget as well. When the measured figure is within
+   the budget but its upper bound is not, the evaluation set is too small to decide: the verdict says so and how
+   many samples would be needed, and the candidate is not eligible (fail closed). Optimised FP32 (the reference with
+   Conv+BatchNorm folded) is judged on its measured figure alone.
 2. **Precision.** An explicit precision keeps only candidates of that precision; none eligible is a failure with a
    report of the numbers.
-3. **Objective.** ``optimize_for="size"``: the smallest eligible candidate. ``"latency"`` (the default): the
-   *fastest group* is every eligible candidate whose median latency is within ``tolerance`` of the fastest; the
-   smallest of that group wins. With ``precision="auto"`` a non-FP32 candidate is only eligible when it is
-   *confidently* not slower than FP32 (:func:`confidently_not_slower`: median not above FP32's and at least as
-   fast in 3 of 4 paired timing rounds). When in doubt, optimised FP32 wins.
+3. **Objective.** ``optimize_for="size"``: the smallest eligible candidate. ``"latency"`` (the default): latency
+   first, then size. Speeds are compared as the median of per-round latency ratios: timing rounds are interleaved,
+   so round ``i`` of two candidates ran under the same machine load (:func:`speed_ratio`, with a distribution-free
+   confidence interval of that median from the rounds' order statistics). With ``precision="auto"`` a candidate is
+   only eligible when it is *not slower than FP32* beyond the tolerance with confidence: the upper end of its
+   ratio's interval against FP32 is at most ``1 + tolerance``. The *fastest group* is every eligible candidate whose
+   median ratio against the fastest one is at most ``1 + tolerance`` (5 % by default): within it speed differences
+   are indistinguishable, and the smallest artifact wins (then the lower gate figure, then the name).
+4. **Hardware.** Latencies come from the target's hardware class: the compile host's timings when the host
+   represents it, else numbers that devices of the class measured and reported. Until such numbers exist
+   (``measured_on_target=False``) ``auto`` ships optimised FP32: no variant is assumed faster than FP32.
 
 Worked example (``tolerance=0.05``): FP32 1.00 ms / 1.6 MB, FP16 1.01 ms / 0.8 MB, INT8 0.62 ms / 0.42 MB, all in
-budget, INT8 faster than FP32 in all 7 paired rounds. The fastest group is {INT8} (FP16 and FP32 are more than 5 %
-slower than 0.62 ms), so INT8 wins: "smallest of the fastest variants in budget" (detail: "0.620 ms vs FP32
-1.000 ms, 1.61x; 3.81x smaller than FP32"). Had INT8 measured 0.99 ms and been faster in only 4 of 7 rounds, it
-would not be confidently faster than FP32 and FP32 would win.
+budget. INT8's ratio against FP32 is 0.62 (interval 0.60-0.65), so it is the fastest, and FP16 (1.01 / 0.62 = 1.63
+times INT8) and FP32 are outside its group: INT8 wins, "smallest variant in budget within 5 % of the fastest". Had
+INT8 failed the gate, FP16 (ratio 1.01, interval 0.98-1.03 <= 1.05) and FP32 would form the group and FP16, half the
+bytes at the same speed, would ship.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from edgefleet.compiler import fidelity as figures
+
 Precision = Literal["fp32", "fp16", "int8"]
 Objective = Literal["latency", "size"]
+GateState = Literal["pass", "fail", "undecided"]
 
 # Instruction-set features that change how fast INT8 kernels are relative to FP32 (dot-product instructions).
 INT8_DOT_FEATURES = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
 # Features that give native FP16 arithmetic (without them onnxruntime's CPU kernels cast back to FP32).
 FP16_FEATURES = frozenset({"avx512_fp16", "fphp", "asimdhp"})
-# Cost model: minimum latency, relative to FP32, assumed for a precision whose features the target lacks.
-SLOWDOWN_WITHOUT_FEATURES = {"int8": 1.5, "fp16": 1.1, "fp32": 1.0}
+DEFAULT_TOLERANCE = 0.05
+Interval = tuple[float, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +63,15 @@ class Budget:
     max_accuracy_drop: float
     max_relative_error: float
 
+    def limit(self, task: str) -> float:
+        """The limit that applies to ``task``."""
+        return self.max_accuracy_drop if task == "classification" else self.max_relative_error
+
 
 @dataclasses.dataclass(frozen=True)
 class Latency:
-    """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and the median of each timing round.
+    """Batch-1 latency of one candidate, in ms: p50/p95 over all runs and one figure per timing round (the 20th
+    percentile of the round's runs).
 
     Rounds are interleaved across candidates, so round ``i`` of two candidates ran under the same machine load.
     """
@@ -64,7 +83,11 @@ class Latency:
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """One built and measured variant. ``error`` is set when it could not be built, loaded or run."""
+    """One built and measured variant. ``error`` is set when it could not be built, loaded or run.
+
+    ``intervals`` are the 90 % confidence intervals of the fidelity figures over ``samples`` evaluation samples;
+    ``lossy`` is False for optimised FP32, which the gate judges on its measured figure alone.
+    """
 
     name: str
     precision: Precision
@@ -75,14 +98,23 @@ class Candidate:
     error: str | None = None
     options: Mapping[str, object] = dataclasses.field(default_factory=dict)
     compile_seconds: float = 0.0
+    intervals: Mapping[str, Interval] = dataclasses.field(default_factory=dict)
+    samples: int = 0
+    lossy: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class GateVerdict:
-    """Gate outcome for one candidate: passed, and the reason in words."""
+    """Gate outcome for one candidate: passed, the reason in words, and whether the sample size decided it.
+
+    ``state`` is ``undecided`` when the measured figure is within the budget but the evaluation set is too small to
+    show it (then ``needed`` is the sample count that would, when one would).
+    """
 
     passed: bool
     reason: str
+    state: GateState = "pass"
+    needed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,30 +131,62 @@ class Choice:
     detail: str = ""
 
 
-def gate(task: str, fidelity: Mapping[str, float], budget: Budget) -> GateVerdict:
-    """Judge fidelity numbers against the budget (pure).
+def gate(
+    task: str,
+    fidelity: Mapping[str, float],
+    budget: Budget,
+    intervals: Mapping[str, Interval] | None = None,
+    samples: int = 0,
+    lossy: bool = True,
+) -> GateVerdict:
+    """Judge fidelity numbers against the budget (pure); see rule 1 of the module docstring.
 
     ``fidelity`` keys: ``top1Agreement`` and optional ``accuracyDrop`` for classification, ``relativeError`` (worst
-    output) otherwise.
+    output) otherwise; ``intervals["severity"]`` is the confidence interval of the judged figure.
 
     >>> gate("classification", {"top1Agreement": 0.995, "accuracyDrop": 0.002}, Budget(0.01, 0.01)).passed
     True
     >>> gate("regression", {"relativeError": 0.02}, Budget(0.01, 0.01)).reason
     'relative error 0.0200 > budget 0.0100'
+    >>> v = gate("classification", {"top1Agreement": 1.0}, Budget(0.01, 0.01), {"severity": (0.0, 0.0406)}, 64)
+    >>> v.state, v.needed
+    ('undecided', 268)
+    >>> v.reason.split(";")[1]
+    ' 268 needed'
     """
-    if task == "classification":
-        if "top1Agreement" not in fidelity:
-            return GateVerdict(False, "no top-1 agreement measured")
-        drop = severity(task, fidelity)
-        if drop > budget.max_accuracy_drop + 1e-12:
-            return GateVerdict(False, f"accuracy drop {drop:.4f} > budget {budget.max_accuracy_drop:.4f}")
-        return GateVerdict(True, f"accuracy drop {drop:.4f} <= budget {budget.max_accuracy_drop:.4f}")
-    if "relativeError" not in fidelity:
-        return GateVerdict(False, "no relative error measured")
-    err = fidelity["relativeError"]
-    if not err <= budget.max_relative_error + 1e-12:  # also rejects NaN
-        return GateVerdict(False, f"relative error {err:.4f} > budget {budget.max_relative_error:.4f}")
-    return GateVerdict(True, f"relative error {err:.4f} <= budget {budget.max_relative_error:.4f}")
+    what = "accuracy drop" if task == "classification" else "relative error"
+    if task == "classification" and "top1Agreement" not in fidelity:
+        return GateVerdict(False, "no top-1 agreement measured", "fail")
+    if task != "classification" and "relativeError" not in fidelity:
+        return GateVerdict(False, "no relative error measured", "fail")
+    value = severity(task, fidelity)
+    limit = budget.limit(task)
+    interval = (intervals or {}).get("severity") if lossy else None
+    if interval is None or not math.isfinite(value):
+        if not value <= limit + 1e-12:  # also rejects NaN
+            return GateVerdict(False, f"{what} {value:.4f} > budget {limit:.4f}", "fail")
+        return GateVerdict(True, f"{what} {value:.4f} <= budget {limit:.4f}")
+    low, high = interval
+    band = f"{what} {value:.4f} (90% CI {low:.4f}-{high:.4f})"
+    if high <= limit + 1e-12:
+        return GateVerdict(True, f"{band} <= budget {limit:.4f}")
+    if low > limit + 1e-12 or not math.isfinite(low):
+        return GateVerdict(False, f"{band} > budget {limit:.4f}", "fail")
+    if value <= limit + 1e-12:
+        needed = figures.samples_needed(task, value, interval, samples, limit)
+        more = f"{needed} needed" if needed is not None else "no sample count would"
+        return GateVerdict(
+            False,
+            f"undecided: {band} with {samples} evaluation samples cannot show <= {limit:.4f}; {more}",
+            "undecided",
+            needed,
+        )
+    return GateVerdict(
+        False,
+        f"undecided: {band} is over the budget {limit:.4f} as measured, but {samples} evaluation samples cannot "
+        "show that it is; failed closed",
+        "undecided",
+    )
 
 
 def severity(task: str, fidelity: Mapping[str, float]) -> float:
@@ -136,56 +200,47 @@ def severity(task: str, fidelity: Mapping[str, float]) -> float:
     return fidelity.get("relativeError", float("inf"))
 
 
-def project_latency(
-    candidate: Candidate, fp32: Latency, host_features: frozenset[str], target_features: frozenset[str]
-) -> Latency | None:
-    """Latency expected on the target hardware class from a host measurement: the cost model (pure).
+def verdict_of(task: str, candidate: Candidate, budget: Budget) -> GateVerdict:
+    """The gate's verdict on ``candidate``, including build failures and missing latency (pure)."""
+    if candidate.error is not None:
+        return GateVerdict(False, f"failed: {candidate.error}", "fail")
+    verdict = gate(task, candidate.fidelity, budget, candidate.intervals, candidate.samples, candidate.lossy)
+    if verdict.passed and candidate.latency is None:
+        return GateVerdict(False, "latency not measured", "fail")
+    return verdict
 
-    When the host and target agree on the features that matter for a precision, the host measurement stands.
-    When the host has INT8 dot-product instructions the target lacks (``INT8_DOT_FEATURES``), INT8 is assumed to
-    take at least ``1.5x`` FP32's latency on the target (the low end of what onnxruntime's INT8 kernels gave on
-    AVX2 hosts without VNNI across four pretrained vision models); when the host has native FP16 arithmetic the
-    target lacks (``FP16_FEATURES``), FP16 is assumed to take at least ``1.1x`` FP32's (onnxruntime then casts
-    around float kernels). The projection never over-promises a speed-up; a device-reported benchmark, when
-    supplied, replaces it.
 
-    >>> c = Candidate("int8", "int8", 1, 1, {}, Latency(0.5, 0.6, (0.5,)))
-    >>> project_latency(c, Latency(1.0, 1.2, (1.0,)), frozenset({"avx512_vnni"}), frozenset({"avx2"})).p50
-    1.5
+def _median_bounds(n: int) -> tuple[int, int]:
+    """0-based order statistics bounding the median of ``n`` values with at least 90 % confidence."""
+    k = 0
+    cumulative = 0.0
+    while k < n:
+        cumulative += math.comb(n, k) / 2**n
+        if cumulative > 0.05:
+            break
+        k += 1
+    k = max(k - 1, 0) if k > 0 else 0
+    return (k, n - 1 - k)
+
+
+def speed_ratio(candidate: Latency, base: Latency) -> tuple[float, Interval]:
+    """Latency of ``candidate`` relative to ``base``: median of the per-round ratios and its interval (pure).
+
+    The interval is distribution-free (order statistics of the ratios: with 7 rounds, their minimum and maximum,
+    98 % confidence). Without rounds the p50 ratio stands, with no spread.
+
+    >>> speed_ratio(Latency(0.5, 0.6, (0.5, 0.52, 0.49)), Latency(1.0, 1.1, (1.0, 1.0, 0.98)))
+    (0.5, (0.5, 0.52))
     """
-    lat = candidate.latency
-    if lat is None:
-        return None
-    relevant = {"int8": INT8_DOT_FEATURES, "fp16": FP16_FEATURES}.get(candidate.precision)
-    if relevant is None or (host_features & relevant) <= (target_features & relevant):
-        return lat
-    factor = SLOWDOWN_WITHOUT_FEATURES[candidate.precision]
-    return Latency(
-        p50=max(lat.p50, fp32.p50 * factor),
-        p95=max(lat.p95, fp32.p95 * factor),
-        rounds=tuple(max(a, b * factor) for a, b in zip(lat.rounds, fp32.rounds, strict=False)),
-    )
-
-
-def confidently_not_slower(candidate: Latency, fp32: Latency, confidence: float = 0.75) -> bool:
-    """Whether ``candidate`` is not slower than FP32 beyond doubt (pure).
-
-    Its overall median must not exceed FP32's, and it must be at least as fast as FP32 in at least
-    ``confidence`` of the paired, interleaved rounds (a load burst hits both members of a pair alike).
-
-    >>> fp32 = Latency(1.0, 1.2, (1.0, 1.0, 0.55, 1.0))
-    >>> confidently_not_slower(Latency(0.5, 0.7, (0.5, 0.5, 0.6, 0.5)), fp32)
-    True
-    >>> confidently_not_slower(Latency(0.99, 1.2, (0.95, 1.05, 1.0, 0.97)), fp32)
-    False
-    """
-    if candidate.p50 > fp32.p50:
-        return False
-    pairs = list(zip(candidate.rounds, fp32.rounds, strict=False))
+    pairs = [c / b for c, b in zip(candidate.rounds, base.rounds, strict=False) if b > 0]
     if not pairs:
-        return True
-    wins = sum(1 for c, f in pairs if c <= f)
-    return wins >= confidence * len(pairs)
+        ratio = candidate.p50 / base.p50 if base.p50 > 0 else float("inf")
+        return ratio, (ratio, ratio)
+    pairs.sort()
+    n = len(pairs)
+    median = pairs[n // 2] if n % 2 else (pairs[n // 2 - 1] + pairs[n // 2]) / 2
+    low, high = _median_bounds(n)
+    return median, (pairs[low], pairs[high])
 
 
 def choose(
@@ -194,21 +249,14 @@ def choose(
     budget: Budget,
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto",
     optimize_for: Objective = "latency",
-    tolerance: float = 0.05,
+    tolerance: float = DEFAULT_TOLERANCE,
+    measured_on_target: bool = True,
 ) -> Choice:
     """Select the variant to ship (pure); see the module docstring for the rule and a worked example.
 
-    ``candidates`` must include the FP32 reference named ``fp32``; latencies are already projected to the target.
+    ``candidates`` must include the FP32 reference named ``fp32``; latencies are those of the target's class.
     """
-    verdicts: dict[str, GateVerdict] = {}
-    for c in candidates:
-        if c.error is not None:
-            verdicts[c.name] = GateVerdict(False, f"failed: {c.error}")
-            continue
-        verdict = gate(task, c.fidelity, budget)
-        if verdict.passed and c.latency is None:
-            verdict = GateVerdict(False, "latency not measured")
-        verdicts[c.name] = verdict
+    verdicts = {c.name: verdict_of(task, c, budget) for c in candidates}
     fp32 = next((c for c in candidates if c.name == "fp32" and verdicts[c.name].passed), None)
     eligible = [c for c in candidates if verdicts[c.name].passed]
     if precision != "auto":
@@ -224,21 +272,60 @@ def choose(
     if optimize_for == "size":
         best = min(eligible, key=lambda c: (c.size_bytes, lat(c).p50, c.name))
         return Choice(best, "smallest variant in budget (optimizeFor: size)", verdicts, _describe(best, fp32))
+    if not measured_on_target:
+        if precision == "auto" and fp32 is not None:
+            reason = "not measured on this hardware class yet: no variant is assumed faster than FP32"
+            return Choice(fp32, reason, verdicts, f"{fp32.size_bytes} bytes")
+        best = min(eligible, key=lambda c: (c.size_bytes, severity(task, c.fidelity), c.name))
+        reason = f"not measured on this hardware class yet: the smallest {precision} variant in budget"
+        return Choice(best, reason, verdicts, f"{best.size_bytes} bytes")
     if precision == "auto" and fp32 is not None:
-        eligible = [c for c in eligible if c is fp32 or confidently_not_slower(lat(c), lat(fp32))]
-    fastest = min(lat(c).p50 for c in eligible)
-    group = [c for c in eligible if lat(c).p50 <= fastest * (1.0 + tolerance)]
+        eligible = [c for c in eligible if c is fp32 or speed_ratio(lat(c), lat(fp32))[1][1] <= 1.0 + tolerance]
+    reference = fp32.latency if fp32 is not None and fp32.latency is not None else lat(eligible[0])
+    fastest = min(eligible, key=lambda c: (speed_ratio(lat(c), reference)[0], c.name))
+    group = [c for c in eligible if c is fastest or speed_ratio(lat(c), lat(fastest))[0] <= 1.0 + tolerance]
     # Inside the group speed differences are noise, so ties are broken by size, then fidelity, then name:
     # never by latency, or equal runs could ship different bytes.
     best = min(group, key=lambda c: (c.size_bytes, severity(task, c.fidelity), c.name))
+    percent = f"{100 * tolerance:g} %"
     if best is fp32:
-        return Choice(
-            best,
-            "no variant in budget is confidently faster than optimised FP32",
-            verdicts,
-            _describe(best, fp32),
-        )
-    return Choice(best, "smallest of the fastest variants in budget", verdicts, _describe(best, fp32))
+        reason = f"no smaller variant in budget is as fast as optimised FP32 (within {percent})"
+    else:
+        reason = f"smallest variant in budget within {percent} of the fastest"
+    return Choice(best, reason, verdicts, _describe(best, fp32))
+
+
+def pool(
+    per_device: Sequence[Mapping[str, tuple[float, float, Sequence[float]]]], reference: str = "fp32"
+) -> dict[str, Latency]:
+    """Timings several devices reported, as latencies relative to ``reference`` on the same device and round (pure).
+
+    Each device's rounds are divided by its own reference's rounds (a round ran every candidate under the same
+    load), and the devices' ratios are pooled, so :func:`speed_ratio` against the reference becomes the median ratio
+    over every device's rounds. Only variants every device timed are kept.
+
+    >>> pooled = pool([{"fp32": (2.0, 2.2, (2.0, 2.0)), "int8": (1.0, 1.1, (1.0, 1.2))},
+    ...                {"fp32": (4.0, 4.4, (4.0, 4.0)), "int8": (4.4, 4.6, (4.4, 4.4))}])
+    >>> round(speed_ratio(pooled["int8"], pooled["fp32"])[0], 2)
+    0.85
+    """
+    usable = [d for d in per_device if reference in d]
+    if not usable:
+        return {}
+    variants = set.intersection(*(set(d) for d in usable))
+    out: dict[str, Latency] = {}
+    for variant in sorted(variants):
+        rounds: list[float] = []
+        p50s: list[float] = []
+        p95s: list[float] = []
+        for device in usable:
+            p50, p95, own = device[variant]
+            ref_p50, ref_p95, ref_rounds = device[reference]
+            rounds += [a / b for a, b in zip(own, ref_rounds, strict=False) if b > 0]
+            p50s.append(p50 / ref_p50 if ref_p50 > 0 else math.inf)
+            p95s.append(p95 / ref_p95 if ref_p95 > 0 else math.inf)
+        out[variant] = Latency(sorted(p50s)[len(p50s) // 2], max(p95s), tuple(rounds))
+    return out
 
 
 def _failures(candidates: Sequence[Candidate], verdicts: Mapping[str, GateVerdict]) -> str:
@@ -248,52 +335,74 @@ def _failures(candidates: Sequence[Candidate], verdicts: Mapping[str, GateVerdic
 def _describe(c: Candidate, fp32: Candidate | None) -> str:
     if fp32 is None or fp32.latency is None or c.latency is None:
         return f"{c.latency.p50 if c.latency else float('nan'):.3f} ms, {c.size_bytes} bytes"
-    speedup = fp32.latency.p50 / c.latency.p50 if c.latency.p50 > 0 else float("inf")
-    ratio = fp32.size_bytes / c.size_bytes if c.size_bytes else float("inf")
-    return f"{c.latency.p50:.3f} ms vs FP32 {fp32.latency.p50:.3f} ms, {speedup:.2f}x; {ratio:.2f}x smaller than FP32"
+    ratio, (low, high) = speed_ratio(c.latency, fp32.latency)
+    size = fp32.size_bytes / c.size_bytes if c.size_bytes else float("inf")
+    speed = f"{1 / ratio:.2f}x" if ratio > 0 else "-"
+    return (
+        f"{c.latency.p50:.3f} ms vs FP32 {fp32.latency.p50:.3f} ms, {speed} (latency ratio {ratio:.3f}, "
+        f"interval {low:.3f}-{high:.3f}); {size:.2f}x smaller than FP32"
+    )
 
 
-def report_rows(candidates: Sequence[Candidate], choice: Choice) -> list[dict[str, str]]:
-    """One row of display strings per candidate, selected first marked, in candidate order (pure)."""
+def report_rows(
+    candidates: Sequence[Candidate], choice: Choice, bundle_bytes: Mapping[str, int] | None = None
+) -> list[dict[str, str]]:
+    """One row of display strings per candidate, selected first marked, in candidate order (pure).
+
+    ``bundle_bytes`` is each candidate's bundle size as it would be published (model, manifest, golden samples).
+    """
     fp32 = next((c for c in candidates if c.name == "fp32"), None)
     rows = []
     for c in candidates:
         verdict = choice.verdicts.get(c.name, GateVerdict(False, "not judged"))
         size_ratio = f"{fp32.size_bytes / c.size_bytes:.2f}x" if fp32 and c.size_bytes else "-"
-        if c.latency is not None and fp32 is not None and fp32.latency is not None:
-            speed = f"{fp32.latency.p50 / c.latency.p50:.2f}x" if c.latency.p50 > 0 else "-"
+        speed = interval = p50 = p95 = "-"
+        if c.latency is not None:
             p50, p95 = f"{c.latency.p50:.3f}", f"{c.latency.p95:.3f}"
-        else:
-            speed, p50, p95 = "-", "-", "-"
+            if fp32 is not None and fp32.latency is not None:
+                ratio, (low, high) = speed_ratio(c.latency, fp32.latency)
+                speed = f"{1 / ratio:.2f}x" if ratio > 0 else "-"
+                interval = f"{1 / high:.2f}-{1 / low:.2f}x" if low > 0 else "-"
         rows.append(
             {
                 "variant": ("* " if choice.selected is c else "  ") + c.name,
                 "precision": c.precision,
-                "size": str(c.size_bytes),
+                "model_bytes": str(c.size_bytes),
+                "bundle_bytes": str((bundle_bytes or {}).get(c.name, "-")),
                 "ratio": size_ratio,
                 "p50_ms": p50,
                 "p95_ms": p95,
                 "speedup": speed,
-                "fidelity": format_fidelity(c.fidelity),
+                "speedup_90ci": interval,
+                "fidelity": format_fidelity(c.fidelity, c.intervals),
                 "verdict": verdict.reason,
             }
         )
     return rows
 
 
-def format_fidelity(fidelity: Mapping[str, float]) -> str:
-    """Short human form of fidelity numbers (pure).
+def format_fidelity(fidelity: Mapping[str, float], intervals: Mapping[str, Interval] | None = None) -> str:
+    """Short human form of fidelity numbers, with their 90 % intervals when given (pure).
 
     >>> format_fidelity({"top1Agreement": 0.99833, "accuracyDrop": 0.0})
     'agree 99.83% dAcc 0.00pt'
+    >>> format_fidelity({"relativeError": 0.0042}, {"relativeError": (0.0031, 0.0053)})
+    'relErr 4.20e-03 (3.10e-03-5.30e-03)'
     """
+    ci = intervals or {}
     parts = []
     if "top1Agreement" in fidelity:
-        parts.append(f"agree {100 * fidelity['top1Agreement']:.2f}%")
+        low, high = ci.get("top1Agreement", (math.nan, math.nan))
+        band = f" ({100 * low:.2f}-{100 * high:.2f})" if "top1Agreement" in ci else ""
+        parts.append(f"agree {100 * fidelity['top1Agreement']:.2f}%{band}")
     if "accuracyDrop" in fidelity:
-        parts.append(f"dAcc {100 * fidelity['accuracyDrop']:.2f}pt")
+        low, high = ci.get("accuracyDrop", (math.nan, math.nan))
+        band = f" ({100 * low:.2f}-{100 * high:.2f})" if "accuracyDrop" in ci else ""
+        parts.append(f"dAcc {100 * fidelity['accuracyDrop']:.2f}pt{band}")
     if "relativeError" in fidelity:
-        parts.append(f"relErr {fidelity['relativeError']:.2e}")
+        low, high = ci.get("relativeError", (math.nan, math.nan))
+        band = f" ({low:.2e}-{high:.2e})" if "relativeError" in ci else ""
+        parts.append(f"relErr {fidelity['relativeError']:.2e}{band}")
     return " ".join(parts) or "-"
 
 

@@ -2,12 +2,17 @@
 
 :func:`fallback` takes the best calibrated QDQ variant, ranks its nodes by the error each one adds against FP32
 (:func:`rank`), and builds the variant again with the 1, 2, 4, ... most sensitive nodes excluded from quantization
-(:func:`edgefleet.compiler.selection.exclusion_steps`) until one passes the gate or the steps run out. Every variant
-it builds goes into the report, passing or not.
+(:func:`edgefleet.compiler.selection.exclusion_steps`) until one passes the gate, the steps run out, or a step
+stops helping: a step whose gate figure is not lower than the best one so far ends the search (on pretrained
+models keeping more nodes in float can *lower* agreement, because the float island's boundaries add
+quantize/dequantize pairs). It is skipped altogether when the best INT8 variant is within the budget but the
+evaluation set is too small to show it: more float nodes cannot make the set larger. Every variant it builds goes
+into the report, and :attr:`Outcome.notes` says what it tried and why it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +26,14 @@ from edgefleet.core import errors
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The variants the fallback built and what it tried, in words, for the report."""
+
+    variants: list[candidates.Variant]
+    notes: list[str]
 
 
 def fallback(
@@ -39,34 +52,63 @@ def fallback(
     steps: int,
     say: Callable[[str], None],
     clock: Callable[[], float],
-) -> list[candidates.Variant]:
+    chunk: int = 64,
+    stride: int | None = None,
+) -> Outcome:
     """When no INT8 variant passes, keep the most sensitive nodes of the best QDQ one in float (see the module)."""
     int8 = [b for b in built if b.recipe.precision == "int8" and b.model is not None]
-    if any(selection.gate(task, b.fidelity, budget).passed for b in int8):
-        return []
+    verdicts = [candidates.verdict(b, task, budget) for b in int8]
+    if any(v.passed for v in verdicts):
+        return Outcome([], [])
     qdq = [b for b in int8 if b.recipe.kind == "static" and b.options.get("format") == "QDQ"]
     if not qdq or calib is None:
-        return []
+        return Outcome([], ["sensitivity fallback: skipped (no calibrated QDQ variant to start from)"])
     best = min(qdq, key=lambda b: (selection.severity(task, b.fidelity), b.recipe.name))
     assert best.model is not None
+    if candidates.verdict(best, task, budget).state == "undecided":
+        return Outcome(
+            [],
+            [
+                f"sensitivity fallback: skipped ({best.recipe.name} is within the budget but the evaluation set is "
+                "too small to show it; keeping nodes in float cannot change that)"
+            ],
+        )
     say(f"Ranking node sensitivity of {best.recipe.name}")
     try:
         ranked = rank(base, best.model, feed, samples, threads)
     except errors.InvalidSpecError as exc:
         log.info("Skipped sensitivity ranking: %s", exc)
-        return []
+        return Outcome([], [f"sensitivity fallback: skipped (ranking failed: {exc})"])
     out: list[candidates.Variant] = []
+    tried: list[str] = []
     already = candidates.names(best.recipe.options.get("exclude_nodes"))
+    best_figure = selection.severity(task, best.fidelity)
+    stop = f"ran out of steps ({steps})"
     for keep in selection.exclusion_steps(ranked)[:steps]:
         name = f"{best.recipe.name}-float{len(keep)}"
         say(f"Building {name}")
         recipe = selection.Recipe(name, "int8", "static", {**best.recipe.options, "exclude_nodes": already + keep})
-        variant = candidates.build(recipe, base, calib, cache_dir, clock)
-        candidates.evaluate(variant, task, feed, reference, labels, threads)
+        variant = candidates.build(recipe, base, calib, cache_dir, clock, stride=stride)
+        candidates.evaluate(variant, task, feed, reference, labels, threads, chunk=chunk)
         out.append(variant)
-        if variant.model is not None and selection.gate(task, variant.fidelity, budget).passed:
+        if variant.model is None:
+            tried.append(f"{len(keep)} in float: failed")
+            stop = "a step failed to build"
             break
-    return out
+        figure = selection.severity(task, variant.fidelity)
+        tried.append(f"{len(keep)} in float: {figure:.4f}")
+        if candidates.verdict(variant, task, budget).passed:
+            stop = f"{name} passes the gate"
+            break
+        if not figure < best_figure:
+            stop = f"keeping {len(keep)} nodes in float did not lower the figure ({best_figure:.4f} -> {figure:.4f})"
+            break
+        best_figure = figure
+    note = (
+        f"sensitivity fallback from {best.recipe.name} ({selection.severity(task, best.fidelity):.4f}): "
+        f"{'; '.join(tried) or 'nothing to try'}; stopped: {stop}"
+    )
+    return Outcome(out, [note])
 
 
 def rank(fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, threads: int) -> list[str]:
@@ -91,7 +133,7 @@ def rank(fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, t
     count = len(next(iter(feed.values())))
     sessions = []
     for model, names in ((fp32, tensors), (quantized, [q_name.get(t, t) for t in tensors])):
-        sess = measurement.session(_expose(model, names), threads=threads)
+        sess = measurement.session(passes.expose(model, names), threads=threads)
         sessions.append((sess, [o.name for o in sess.get_outputs()]))
     diff: dict[str, float] = {}
     scale: dict[str, float] = {}
@@ -133,15 +175,4 @@ def rank(fp32: bytes, quantized: bytes, feed: Mapping[str, Array], limit: int, t
     return sorted(scores, key=lambda n: (-scores[n], n))
 
 
-def _expose(model: bytes, tensors: Sequence[str]) -> bytes:
-    """``model`` with ``tensors`` added to the graph outputs, so a session returns them."""
-    proto = onnx.load_model_from_string(model)
-    present = {o for n in proto.graph.node for o in n.output}
-    existing = {o.name for o in proto.graph.output}
-    for name in tensors:
-        if name in present and name not in existing:
-            proto.graph.output.append(onnx.ValueInfoProto(name=name))
-    return passes.serialize(proto)
-
-
-__all__ = ["fallback", "rank"]
+__all__ = ["Outcome", "fallback", "rank"]

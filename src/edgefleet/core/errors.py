@@ -56,6 +56,8 @@ class Reason(enum.StrEnum):
     SOURCE_FORBIDDEN = "SourceForbidden"
     INVALID_MODEL = "InvalidModel"
     UNSUPPORTED_MODEL = "UnsupportedModel"
+    COMPILE_MEMORY_EXCEEDED = "CompileMemoryExceeded"
+    BUNDLE_REJECTED = "BundleRejected"
     # Artifacts a device cannot install as the spec names them (the device rejects the digest until it changes)
     DOWNLOAD_FAILED = "DownloadFailed"
     TRUNCATED = "Truncated"
@@ -81,6 +83,8 @@ _COMPILE_FAILURES = frozenset(
         Reason.SOURCE_FORBIDDEN,
         Reason.INVALID_MODEL,
         Reason.UNSUPPORTED_MODEL,
+        Reason.COMPILE_MEMORY_EXCEEDED,
+        Reason.BUNDLE_REJECTED,
     }
 )
 

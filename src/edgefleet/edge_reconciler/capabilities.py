@@ -1,4 +1,8 @@
-"""What this device can run, detected once at start and reported in ``status.capabilities``."""
+"""What this device can run, detected once at start and reported in ``status.capabilities``.
+
+The hardware class (:mod:`edgefleet.core.hwclass`) is named from the flags this process can use: AMX only when the
+kernel grants the agent the tile state (:func:`edgefleet.adapters.cpu.usable_flags`), as onnxruntime needs it.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import os
 import platform
 from pathlib import Path
 
-from edgefleet.adapters import onnx_session
+from edgefleet.adapters import cpu, onnx_session
 from edgefleet.api.edgedevice import Capabilities
+from edgefleet.core import hwclass
 
 # Flags that decide which compiled variant is fastest; the full list would be noise (and 64 entries at most).
 INTERESTING_FLAGS = (
@@ -36,6 +41,7 @@ def detect(proc: Path = Path("/proc")) -> Capabilities:
         flags = cpu_flags((proc / "cpuinfo").read_text())
     except OSError:
         flags = []
+    flags = sorted(cpu.usable_flags(frozenset(flags)))
     memory: int | None = None
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -48,6 +54,7 @@ def detect(proc: Path = Path("/proc")) -> Capabilities:
         memory_bytes=memory,
         execution_providers=onnx_session.execution_providers(),
         onnxruntime_version=onnx_session.runtime_version(),
+        hardware_class=hwclass.classify(platform.machine(), flags),
     )
 
 

@@ -169,6 +169,11 @@ class FileControl:
                 log.error("Could not read desired file path=%s error=%s", self.desired_file, exc.strerror or exc)
                 await asyncio.sleep(max(self.poll_seconds, 1.0))
                 continue
+            if raw == b"" and self.desired_file.exists():
+                # An existing empty file is one being rewritten (truncate, then write): acting on it would remove
+                # every model for a moment. No models is written as `models: []` (or by removing the file).
+                await asyncio.sleep(self.poll_seconds)
+                continue
             if raw != seen:
                 seen = raw
                 generation += 1

@@ -14,6 +14,8 @@
 ``report``     sends status when something changed (:class:`~edgefleet.edge_reconciler.reporting.StatusReporter`).
 ``heartbeat``  registers the device and renews its Lease (three times per ``leaseDurationSeconds``; a missed renewal
                is retried as soon as anything else reaches the API server again).
+``benchmarks`` times the compiled candidates the operator asks about (``spec.benchmarks``) off the request path
+               (:mod:`edgefleet.edge_reconciler.benchmarking`).
 
 The parts: :class:`~edgefleet.edge_reconciler.installer.Installer` prepares a version in the inactive slot,
 :class:`~edgefleet.edge_reconciler.switching.Switcher` makes every change of what serves (journal first, then
@@ -36,7 +38,7 @@ from edgefleet.adapters import protocols
 from edgefleet.api.edgedevice import Capabilities, DesiredModel, ModelState
 from edgefleet.core import convergence, deviceconditions
 from edgefleet.core.errors import EdgefleetError
-from edgefleet.edge_reconciler import config, installer, monitor, reporting, serving, state, switching
+from edgefleet.edge_reconciler import benchmarking, config, installer, monitor, reporting, serving, state, switching
 
 log = logging.getLogger(__name__)
 EXPIRED = deviceconditions.EXPIRED
@@ -103,6 +105,14 @@ class Agent:
             retry_max_seconds=settings.retry_max_seconds,
             intra_op_threads=settings.intra_op_threads,
         )
+        self.benchmarker = benchmarking.Benchmarker(
+            root=store.root,
+            fetch=fetch,
+            trusted_keys=trusted_keys,
+            reporter=self.reporter,
+            intra_op_threads=settings.intra_op_threads,
+        )
+        self.bench_wake = asyncio.Event()
         self.switcher = switching.Switcher(
             store=store,
             registry=registry,
@@ -222,6 +232,7 @@ class Agent:
                 # answering each with another write would keep a device with live traffic writing all the time.
                 log.info("Observed desired spec generation=%s models=%d", generation, len(spec.models))
                 self.wake.set()
+                self.bench_wake.set()
                 self.reporter.changed()
 
     async def reconcile_forever(self) -> None:
@@ -258,6 +269,12 @@ class Agent:
             except Exception as exc:
                 log.exception("Health check failed unexpectedly error=%s", type(exc).__name__)
                 await asyncio.sleep(self.settings.retry_max_seconds)
+
+    async def benchmark_forever(self) -> None:
+        while True:
+            await self.bench_wake.wait()
+            self.bench_wake.clear()
+            await self.benchmarker.handle(self.store.journal.spec.benchmarks)
 
     async def heartbeat_forever(self) -> None:
         """Register, then renew the Lease :data:`RENEWALS_PER_LEASE` times per ``leaseDurationSeconds``.
@@ -296,6 +313,7 @@ class Agent:
         """Recover, then run every task until cancelled."""
         await self.switcher.recover()
         self.reporter.changed()
+        self.bench_wake.set()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.follow_specs(), name="specs")
@@ -303,6 +321,7 @@ class Agent:
                 group.create_task(self.monitor_forever(), name="monitor")
                 group.create_task(self.reporter.report_forever(), name="report")
                 group.create_task(self.heartbeat_forever(), name="heartbeat")
+                group.create_task(self.benchmark_forever(), name="benchmarks")
         except asyncio.CancelledError:
             self.switcher.clean_shutdown()
             raise

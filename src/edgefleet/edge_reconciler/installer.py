@@ -213,8 +213,9 @@ class Installer:
         self._journal_step(name, state.InstallRecord(digest=digest, step="testing", slot=slot))
         try:
             runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)
-            problem = await self._offload(runtime.check_golden, opened.parsed.golden)
-        except IntegrityError as exc:  # onnxruntime could not load the model
+            samples = await self._offload(bundle.golden_samples, opened)
+            problem = await self._offload(runtime.check_golden, samples)
+        except IntegrityError as exc:  # onnxruntime could not load the model, or the golden samples are malformed
             problem = str(exc)
         if problem is not None:
             self._fail(desired, "SmokeTestFailed", problem)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from edgefleet import __version__
 from edgefleet.adapters import protocols
 from edgefleet.api.common import Condition
-from edgefleet.api.edgedevice import Capabilities, EdgeDeviceStatus, ModelState
+from edgefleet.api.edgedevice import BenchmarkResult, Capabilities, EdgeDeviceStatus, ModelState
 from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import config, monitor, state, telemetry
 
@@ -77,6 +77,7 @@ class StatusReporter:
         self.dirty = asyncio.Event()
         self.refused: protocols.SpecRefused | None = None
         self._last_reported: str | None = None
+        self.benchmarks: dict[str, BenchmarkResult] = {}  # by request name (edge_reconciler.benchmarking)
 
     def phase(self, name: str, state_: ModelState, message: str | None, *, reason: str | None = None) -> None:
         """Record where ``name`` stands (a :data:`telemetry.PhaseSink`); ``since`` moves only when the state does.
@@ -102,6 +103,16 @@ class StatusReporter:
             self.refused = refused
             self.dirty.set()
 
+    def benchmark(self, result: BenchmarkResult) -> None:
+        """Record where a benchmark request stands (reported with the next status)."""
+        self.benchmarks[result.name] = result
+        self.dirty.set()
+
+    def forget_benchmark(self, name: str) -> None:
+        """Drop the result of a request that left the spec."""
+        if self.benchmarks.pop(name, None) is not None:
+            self.dirty.set()
+
     def changed(self) -> None:
         """Something status shows changed outside a phase (a new spec generation, a removal): report it."""
         self.dirty.set()
@@ -118,6 +129,7 @@ class StatusReporter:
             previous_conditions=self.conditions,
             now=self.wall(),
             refused=self.refused,
+            benchmarks=[self.benchmarks[name] for name in sorted(self.benchmarks)],
         )
 
     async def report_forever(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from edgefleet.adapters import protocols
 from edgefleet.api.common import Condition
 from edgefleet.api.edgedevice import (
+    BenchmarkResult,
     Capabilities,
     DesiredModel,
     EdgeDeviceStatus,
@@ -34,7 +35,7 @@ ALLOWED_KEYS = frozenset(
     {
         "observedGeneration", "agentVersion", "capabilities", "models", "conditions",
         # capabilities
-        "arch", "cpuFlags", "cpuCount", "memoryBytes", "executionProviders", "onnxruntimeVersion",
+        "arch", "cpuFlags", "cpuCount", "memoryBytes", "executionProviders", "onnxruntimeVersion", "hardwareClass",
         # models[]
         "name", "state", "desiredDigest", "activeVersion", "activeDigest", "activeRevision", "previousVersion",
         "previousDigest", "health", "lastTransitionTime", "message",
@@ -42,6 +43,8 @@ ALLOWED_KEYS = frozenset(
         "verdict", "samples", "errors", "nonFinite", "latencyP50Ms", "latencyP95Ms", "reason", "evaluatedAt",
         # conditions[]
         "type", "status",
+        # benchmarks[] (timings of compiled candidates on this device's hardware)
+        "benchmarks", "revision", "timings", "variant", "digest", "p50Ms", "p95Ms", "roundsMs",
     }
 )  # fmt: skip
 MAX_MESSAGE = deviceconditions.MAX_MESSAGE  # one limit for every message the device sends
@@ -117,6 +120,7 @@ def device_status(
     previous_conditions: Sequence[Condition],
     now: dt.datetime,
     refused: protocols.SpecRefused | None = None,
+    benchmarks: Sequence[BenchmarkResult] = (),
 ) -> EdgeDeviceStatus:
     """The whole EdgeDevice status (pure). A refused spec (``refused``) is reported as observed, with
     ``Stalled``/``Ready`` saying why; the models keep reporting the last accepted spec."""
@@ -142,6 +146,7 @@ def device_status(
         agent_version=agent_version,
         capabilities=capabilities,
         models=models,
+        benchmarks=list(benchmarks),
         conditions=deviceconditions.conditions(
             previous_conditions,
             models,

@@ -26,8 +26,11 @@ from edgefleet.operator import compilation
 class Stage(Protocol):
     """What a compile job needs of :class:`~edgefleet.operator.compilation.CompileStage`: its one call."""
 
-    async def compile(self, spec: modeldeployment.ModelDeploymentSpec) -> compilation.Published:
-        """Compile every target of ``spec``, sign and publish the bundles; raise InvalidSpecError/TransientError."""
+    async def compile(
+        self, spec: modeldeployment.ModelDeploymentSpec, owner: tuple[str, str] | None = None
+    ) -> compilation.Published:
+        """Compile every target of ``spec`` (of the deployment ``owner``: namespace, name), sign and publish the
+        bundles; raise InvalidSpecError/TransientError."""
         ...
 
 

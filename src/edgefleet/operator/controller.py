@@ -20,7 +20,7 @@ from typing import Any
 
 from edgefleet.adapters import fleet, kube, store
 from edgefleet.core import errors
-from edgefleet.operator import compilation, compilejobs, metrics, reconcile, settings, triggers
+from edgefleet.operator import compilation, compilejobs, devicebench, metrics, reconcile, settings, triggers
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
 TRIGGER_LOG = logging.getLogger("edgefleet.operator.triggers")
@@ -126,7 +126,20 @@ class Controller:
                 # Without a key nothing can be compiled, but rollouts of compiled revisions go on.
                 log.warning("Failed to load signing key %s", pairs(error=str(exc)))
                 raise
-            self._stage = compilation.CompileStage(self.pool, self.artifacts, key, self.settings.compiler)
+            benchmarks = devicebench.DeviceBenchmarks(
+                self.api,
+                self.deps.devices,
+                per_class=self.settings.benchmark_devices,
+                timeout_seconds=self.settings.benchmark_timeout_seconds,
+            )
+            self._stage = compilation.CompileStage(
+                self.pool,
+                self.artifacts,
+                key,
+                self.settings.compiler,
+                memory_budget_bytes=self.settings.compile_memory_bytes,
+                benchmarks=benchmarks if self.settings.benchmark_devices > 0 else None,
+            )
         return self._stage
 
     async def converge(self, body: Mapping[str, Any], logger: Log) -> float | None:

@@ -245,7 +245,7 @@ async def _compile(
     stage: compilejobs.Stage, templates: fleet.Revisions, md: modeldeployment.ModelDeployment
 ) -> compilation.Published:
     """The work of a compile job: compile, publish, and store the template the next pass observes."""
-    published = await stage.compile(md.spec)
+    published = await stage.compile(md.spec, owner=(md.metadata.namespace or "default", md.metadata.name))
     metrics.COMPILE_SECONDS.observe(published.seconds)
     await templates.put(md, published.template)
     return published

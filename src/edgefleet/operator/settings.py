@@ -6,6 +6,12 @@
   listens;
 * ``EDGEFLEET_SIGNING_SECRET`` (``edgefleet-system/edgefleet-signing-key``): the Secret with the ed25519 signing key;
 * ``EDGEFLEET_COMPILER`` (the optimising compiler) as ``module:function``, ``EDGEFLEET_COMPILE_WORKERS`` (``1``);
+* ``EDGEFLEET_COMPILE_MEMORY_BYTES`` (``3Gi``): the resident memory one compile may use; the worker stops a compile
+  that exceeds it (Stalled, reason ``CompileMemoryExceeded``). Give the operator pod a limit of at least
+  ``COMPILE_WORKERS`` times this plus ~20 %;
+* ``EDGEFLEET_BENCHMARK_DEVICES`` (``2``): devices per hardware class asked to time candidates when the compile host is
+  not of a target's class (``0``: never ask, ship FP32), ``EDGEFLEET_BENCHMARK_TIMEOUT_SECONDS`` (``300``): how long
+  a compile waits for their numbers;
 * ``EDGEFLEET_RESYNC_SECONDS`` (``10``): the resync timer, the safety net;
 * ``EDGEFLEET_REACT_SECONDS`` (``1``): at most one device-triggered reconcile per deployment this often;
 * ``EDGEFLEET_WATCH_DEVICES`` (``true``): watch EdgeDevices; ``false`` lists them on every reconcile;
@@ -22,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from edgefleet.compiler import memory
 from edgefleet.core import errors
 from edgefleet.operator import compilation
 
@@ -40,6 +47,9 @@ class OperatorSettings:
     signing_secret: str = "edgefleet-system/edgefleet-signing-key"
     compiler: str = compilation.DEFAULT_COMPILER
     compile_workers: int = 1
+    compile_memory_bytes: int = 3 * 1024**3
+    benchmark_devices: int = 2
+    benchmark_timeout_seconds: float = 300.0
     resync_seconds: float = 10.0
     react_seconds: float = 1.0
     watch_devices: bool = True
@@ -72,6 +82,11 @@ class OperatorSettings:
             signing_secret=env.get(PREFIX + "SIGNING_SECRET", cls.signing_secret),
             compiler=env.get(PREFIX + "COMPILER", cls.compiler),
             compile_workers=_number(env, "COMPILE_WORKERS", int, cls.compile_workers, "a number of processes"),
+            compile_memory_bytes=_bytes(env, "COMPILE_MEMORY_BYTES", cls.compile_memory_bytes),
+            benchmark_devices=_number(env, "BENCHMARK_DEVICES", int, cls.benchmark_devices, "a number of devices"),
+            benchmark_timeout_seconds=_number(
+                env, "BENCHMARK_TIMEOUT_SECONDS", float, cls.benchmark_timeout_seconds, "a number of seconds"
+            ),
             resync_seconds=_number(env, "RESYNC_SECONDS", float, cls.resync_seconds, "a number of seconds"),
             react_seconds=_number(env, "REACT_SECONDS", float, cls.react_seconds, "a number of seconds"),
             watch_devices=env.get(PREFIX + "WATCH_DEVICES", "true").lower() not in _FALSE,
@@ -90,6 +105,22 @@ def _number(env: Mapping[str, str], key: str, kind: type[N], default: N, what: s
         return kind(raw)
     except ValueError:
         raise errors.InvalidSpecError(f"{PREFIX}{key}: {raw!r} is not {what}", errors.Reason.INVALID_CONFIG) from None
+
+
+def _bytes(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(PREFIX + key)
+    if raw is None:
+        return default
+    try:
+        value = memory.parse_bytes(raw)
+    except ValueError:
+        value = -1
+    if value < memory.MIN_BUDGET_BYTES:
+        raise errors.InvalidSpecError(
+            f"{PREFIX}{key}: {raw!r} is not a size of at least 256Mi (e.g. 3Gi or 3221225472)",
+            errors.Reason.INVALID_CONFIG,
+        )
+    return value
 
 
 __all__ = ["PREFIX", "OperatorSettings"]

