@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -57,8 +58,9 @@ class Stored:
 class ArtifactStore(Protocol):
     """What the operator needs from an artifact backend."""
 
-    async def put(self, data: bytes) -> Stored:
-        """Publish ``data`` under its digest (idempotent) and return where devices fetch it."""
+    async def put(self, data: bytes, annotations: Mapping[str, str] | None = None) -> Stored:
+        """Publish ``data`` under its digest (idempotent) and return where devices fetch it. ``annotations``
+        (model name, version, revision, ``tag``) label it where the backend keeps labels (an OCI registry)."""
         ...
 
     async def get(self, digest: str) -> bytes:
@@ -101,7 +103,7 @@ class LocalStore:
     def uri(self, digest: str) -> str:
         return f"{self.base_url}{PREFIX}{hex_of(digest)}"
 
-    async def put(self, data: bytes) -> Stored:
+    async def put(self, data: bytes, annotations: Mapping[str, str] | None = None) -> Stored:
         return await asyncio.to_thread(self.put_sync, data)
 
     async def get(self, digest: str) -> bytes:

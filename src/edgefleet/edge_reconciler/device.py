@@ -102,6 +102,7 @@ class Agent:
             retry_initial_seconds=settings.retry_initial_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             intra_op_threads=settings.intra_op_threads,
+            downloads=self.reporter.download,
         )
         self.switcher = switching.Switcher(
             store=store,

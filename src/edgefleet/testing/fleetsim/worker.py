@@ -24,7 +24,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
@@ -233,7 +232,7 @@ class Worker:
         limit = spec.api_connections or (16 if spec.watch == "hub" else 0)
         http = kube.new_session(limit=limit)
         downloads = artifacts.new_session(limit=32)
-        fetch = functools.partial(artifacts.download, downloads, timeout_seconds=120.0)
+        fetch = artifacts.Fetcher(downloads, timeout_seconds=120.0)
         keys = [bundle.load_public_key(Path(p).read_bytes()) for p in spec.trust_keys]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=spec.inference_threads, thread_name_prefix="infer")
         caps = capabilities.detect()
