@@ -383,7 +383,11 @@ class Fetcher:
             try:
                 check_target(source, self.policy)
                 if ref is not None:
-                    await self._pull(source, ref, dest, size, digest, on_progress, max_bytes_per_second)
+                    try:
+                        await self._pull(source, ref, dest, size, digest, on_progress, max_bytes_per_second)
+                    except (InvalidSpecError, IntegrityError):
+                        _drop_layers(dest)  # kept only for resuming after transient errors
+                        raise
                 else:
                     await download(
                         self.session,
@@ -455,8 +459,7 @@ class Fetcher:
                 f"digest mismatch: the layers of {ref} from {base} do not re-pack to {digest} (not the signed bundle)"
             )
         await asyncio.to_thread(_write, dest, packed)
-        for _, layer in members:
-            dest.with_name(f"{dest.name}.{layer.digest[7:23]}").unlink(missing_ok=True)
+        _drop_layers(dest)
 
     async def _blob(
         self,
@@ -502,6 +505,11 @@ async def _check_digest(path: Path, digest: str, source: str) -> None:
     if actual != digest:
         path.unlink(missing_ok=True)
         raise IntegrityError(f"digest mismatch: the bytes from {source} are not {digest}")
+
+
+def _drop_layers(dest: Path) -> None:
+    for part in dest.parent.glob(dest.name + ".*"):
+        part.unlink(missing_ok=True)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -230,10 +230,15 @@ class Registry:
             async with self.session.request(
                 method, url, data=data or None, headers=send, timeout=self.timeout, allow_redirects=False
             ) as resp:
-                body = await resp.content.read(limit + 1) if method != "HEAD" else b""
-                if len(body) > limit:
-                    raise errors.IntegrityError(f"{method} {url} answered more than {limit} bytes; refusing it")
-                return Response(resp.status, dict(resp.headers), body)
+                body = bytearray()
+                if method != "HEAD":
+                    if resp.content_length is not None and resp.content_length > limit:
+                        raise errors.IntegrityError(f"{method} {url} answers {resp.content_length} bytes, over {limit}")
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        body += chunk
+                        if len(body) > limit:
+                            raise errors.IntegrityError(f"{method} {url} answered more than {limit} bytes; refused")
+                return Response(resp.status, dict(resp.headers), bytes(body))
         except (TimeoutError, aiohttp.ClientError, ConnectionError, ssl.SSLError) as exc:
             raise errors.TransientError(
                 f"registry request {method} {url} failed ({type(exc).__name__}: {exc})", 5.0
