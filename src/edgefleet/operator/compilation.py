@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import bundle, store
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.compiler import jobs
-from edgefleet.core import errors, revisions
+from edgefleet.core import errors, oci, revisions
 
 DEFAULT_COMPILER = jobs.OPTIMISING
 log = logging.getLogger(__name__)
@@ -66,11 +66,21 @@ class CompileStage:
         """
         began = time.monotonic()
         results = await self._compile_all(spec)
+        revision = revisions.revision_of(spec)
         refs: dict[str, edgedevice.ArtifactRef] = {}
         recorded = []
         for target, result in zip(spec.compile.targets, results, strict=True):
             digest, data = bundle.build(result.manifest, result.model, self.key)
-            stored = await self.artifacts.put(data)
+            stored = await self.artifacts.put(
+                data,
+                {
+                    oci.ANNOTATION_NAME: spec.model.name,
+                    oci.ANNOTATION_VERSION: spec.model.version,
+                    oci.ANNOTATION_REVISION: revision,
+                    "precision": result.precision,
+                    "tag": oci.tag_for(revision, target.name),
+                },
+            )
             log.info("Published bundle target=%s variant=%s digest=%s", target.name, result.variant, digest)
             refs[target.name] = edgedevice.ArtifactRef(
                 uri=stored.uri, digest=digest, size_bytes=len(data), precision=result.precision

@@ -1,9 +1,10 @@
 """A real OCI registry for tests and benchmarks: CNCF distribution (Debian's ``docker-registry`` 2.8) on 127.0.0.1.
 
-    with registry.certificates(tmp) as tls, registry.running(tmp / "origin", tls, auth=("edgefleet", "s3cret")) as origin:
+    tls = registry.certificates(tmp / "tls")
+    with registry.running(tmp / "origin", tls, auth=("edgefleet", "s3cret"), token_auth=True) as origin:
         with registry.running(tmp / "site-a", tls, proxy_of=origin) as cache:   # a per-site pull-through cache
             ...
-            origin.served()    # {digest: Served(requests, bytes)} from the registry's own access log
+            origin.served()    # {digest: Served(requests, bytes)} from the registry's own log
 
 :func:`running` starts ``docker-registry serve <config>`` (installed by ``hack/install-registry.sh``, which the
 fixture runs when the binary is missing) with TLS from a test CA (:func:`certificates`: ECDSA P-256, like the

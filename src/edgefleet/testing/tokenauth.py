@@ -104,7 +104,7 @@ class TokenService:
             if (user, password) != self.credentials:
                 self.refused += 1
                 return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
-        access = []
+        access: list[dict[str, object]] = []
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
