@@ -1,5 +1,7 @@
 """The real operator with its OCI registry backend, real ``edgefleet-agent`` processes and the real registry.
 
+The second version's source model is an OCI artifact too (``spec.model.uri: oci://...@sha256:...``, pushed by oras).
+
 The operator signs each bundle and pushes it as an OCI artifact (credentials from a ``kubernetes.io/dockerconfigjson``
 Secret, TLS with the test CA); ``EdgeDevice.spec`` names it by digest; the agents pull it (one through a mirror that
 is down) and verify it; ``oras`` pulls the same artifact and it re-packs into the signed bundle. The registry
@@ -66,6 +68,7 @@ def registry_fleet(
             "EDGEFLEET_OCI_REPOSITORY": f"{origin.host}/e2e-{registry.stamp()}",
             "EDGEFLEET_OCI_SECRET": f"{namespace}/registry",
             "EDGEFLEET_OCI_CA_FILE": str(tls.ca_file),
+            "EDGEFLEET_REGISTRY_CONFIG": str(auth),  # source models from oci:// (the compiler's pulls)
         }
         env = operatorproc.operator_env(cp, namespace, tmp_path / "store", controlplane.free_port(), extra=extra)
         operator = OperatorProcess(env, namespace, logs[0])
@@ -104,9 +107,11 @@ def registry_fleet(
             operator.stop()
 
 
-def _spec(namespace: str, url: str, version: str, root: Path) -> str:
+def _spec(namespace: str, url: str, version: str, root: Path, source: str | None = None) -> str:
     body = json.loads(manifest(namespace, url, version, root / "models", STEPS))
     body["spec"]["health"] = HEALTH
+    if source is not None:
+        body["spec"]["model"]["uri"] = source
     return json.dumps(body)
 
 
@@ -125,8 +130,15 @@ def test_operator_pushes_to_the_registry_and_agents_pull_by_digest(
     url, tmp, logs = registry_fleet
     wait_for("agents registered", lambda: {"n": len(_devices(cp, namespace))}, lambda s: s["n"] == 2, 90, logs[0])
     probe = lambda: md_status(cp, namespace)  # noqa: E731
+    # 2.0.0's source model is itself an OCI artifact (pushed by oras), pinned by digest: spec.model.uri oci://...
+    pushed = oras.run(
+        origin, "push", f"{origin.host}/sources/adder:2.0.0", "2.0.0.onnx", "--format", "json", cwd=tmp / "models"
+    )
+    source = f"oci://{origin.host}/sources/adder@{json.loads(pushed.stdout)['digest']}"
     for version in ("1.0.0", "2.0.0"):
-        cp.kubectl("apply", "-f", "-", input=_spec(namespace, url, version, tmp))
+        cp.kubectl(
+            "apply", "-f", "-", input=_spec(namespace, url, version, tmp, source if version == "2.0.0" else None)
+        )
         status = wait_for(
             f"{version} on both agents",
             probe,

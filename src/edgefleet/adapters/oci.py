@@ -23,14 +23,12 @@ is ``InvalidSpecError(DownloadFailed)``; bytes that do not match their digest ar
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -44,48 +42,8 @@ MAX_TOKEN_BYTES = 64 * 1024
 MANIFEST_ACCEPT = f"{oci.MANIFEST_MEDIA_TYPE}, {oci.INDEX_MEDIA_TYPE};q=0.5"
 
 
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """A username and password (or identity token) for one registry host."""
-
-    username: str
-    password: str = dataclasses.field(repr=False)
-
-    def basic(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
-
-
-def credentials_from_docker_config(doc: Mapping[str, Any], where: str) -> dict[str, Credentials]:
-    """Host -> credentials from a Docker ``config.json`` document (``auths`` with ``auth`` or username/password).
-
-    >>> creds = credentials_from_docker_config({"auths": {"r:5000": {"auth": "dTpw"}}}, "x")
-    >>> creds["r:5000"]
-    Credentials(username='u')
-    """
-    auths = doc.get("auths")
-    if not isinstance(auths, dict):
-        raise errors.InvalidSpecError(f"{where}: expected a Docker config with an 'auths' object", "InvalidConfig")
-    out: dict[str, Credentials] = {}
-    for raw_host, entry in auths.items():
-        host = urlsplit(raw_host).netloc if "://" in raw_host else raw_host.rstrip("/")
-        if not isinstance(entry, dict):
-            raise errors.InvalidSpecError(f"{where}: auths.{raw_host} must be an object", "InvalidConfig")
-        if entry.get("auth"):
-            try:
-                user, _, password = base64.b64decode(str(entry["auth"]), validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise errors.InvalidSpecError(
-                    f"{where}: auths.{raw_host}.auth is not base64 user:password", "InvalidConfig"
-                ) from exc
-        else:
-            user, password = str(entry.get("username") or ""), str(entry.get("password") or "")
-        if entry.get("identitytoken"):
-            user, password = "<token>", str(entry["identitytoken"])
-        if not user:
-            raise errors.InvalidSpecError(f"{where}: auths.{raw_host} has no credentials", "InvalidConfig")
-        out[host] = Credentials(user, password)
-    return out
+Credentials = oci.Credentials
+credentials_from_docker_config = oci.credentials_from_docker_config
 
 
 def credentials_from_secret(data: Mapping[str, str], host: str, where: str) -> dict[str, Credentials]:

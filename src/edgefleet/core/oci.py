@@ -24,12 +24,14 @@ device installs cannot change under the same name. Everything here is pure.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from edgefleet.core import errors
 
@@ -320,6 +322,50 @@ def parse_manifest(data: bytes, expected_digest: str) -> Manifest:
 
 
 @dataclasses.dataclass(frozen=True)
+class Credentials:
+    """A username and password (or identity token) for one registry host."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    def basic(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+def credentials_from_docker_config(doc: Mapping[str, Any], where: str) -> dict[str, Credentials]:
+    """Host -> credentials from a Docker ``config.json`` document (``auths`` with ``auth`` or username/password).
+
+    >>> creds = credentials_from_docker_config({"auths": {"r:5000": {"auth": "dTpw"}}}, "x")
+    >>> creds["r:5000"]
+    Credentials(username='u')
+    """
+    auths = doc.get("auths")
+    if not isinstance(auths, dict):
+        raise errors.InvalidSpecError(f"{where}: expected a Docker config with an 'auths' object", "InvalidConfig")
+    out: dict[str, Credentials] = {}
+    for raw_host, entry in auths.items():
+        host = urlsplit(raw_host).netloc if "://" in raw_host else raw_host.rstrip("/")
+        if not isinstance(entry, dict):
+            raise errors.InvalidSpecError(f"{where}: auths.{raw_host} must be an object", "InvalidConfig")
+        if entry.get("auth"):
+            try:
+                user, _, password = base64.b64decode(str(entry["auth"]), validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise errors.InvalidSpecError(
+                    f"{where}: auths.{raw_host}.auth is not base64 user:password", "InvalidConfig"
+                ) from exc
+        else:
+            user, password = str(entry.get("username") or ""), str(entry.get("password") or "")
+        if entry.get("identitytoken"):
+            user, password = "<token>", str(entry["identitytoken"])
+        if not user:
+            raise errors.InvalidSpecError(f"{where}: auths.{raw_host} has no credentials", "InvalidConfig")
+        out[host] = Credentials(user, password)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
 class Challenge:
     """A parsed ``WWW-Authenticate`` challenge: ``Basic`` or ``Bearer`` (the token flow of the distribution spec)."""
 
@@ -378,12 +424,14 @@ __all__ = [
     "WEIGHT_MEDIA_TYPE",
     "Artifact",
     "Challenge",
+    "Credentials",
     "Descriptor",
     "Manifest",
     "Reference",
     "bundle_artifact",
     "check_member",
     "check_tag",
+    "credentials_from_docker_config",
     "is_reference",
     "parse_challenge",
     "parse_manifest",
