@@ -15,6 +15,9 @@
 ``heartbeat``  registers the device and renews its Lease (three times per ``leaseDurationSeconds``; a missed renewal
                is retried as soon as anything else reaches the API server again).
 
+Alongside ``reconcile``, the :class:`~edgefleet.edge_reconciler.prestage.Stager` downloads a later revision into the
+inactive slot ahead of activation when the desired entry asks for it (``rollout.prestage``).
+
 The parts: :class:`~edgefleet.edge_reconciler.installer.Installer` prepares a version in the inactive slot,
 :class:`~edgefleet.edge_reconciler.switching.Switcher` makes every change of what serves (journal first, then
 memory; see :mod:`edgefleet.edge_reconciler.state`), the health monitor holds the probation state, the reporter the
@@ -36,7 +39,7 @@ from edgefleet.adapters import protocols
 from edgefleet.api.edgedevice import Capabilities, DesiredModel, ModelState
 from edgefleet.core import convergence, deviceconditions
 from edgefleet.core.errors import EdgefleetError
-from edgefleet.edge_reconciler import config, installer, monitor, reporting, serving, state, switching
+from edgefleet.edge_reconciler import config, installer, monitor, prestage, reporting, serving, state, switching
 
 log = logging.getLogger(__name__)
 EXPIRED = deviceconditions.EXPIRED
@@ -104,6 +107,7 @@ class Agent:
             intra_op_threads=settings.intra_op_threads,
             downloads=self.reporter.download,
         )
+        self.stager = prestage.Stager(store=store, installer=self.installer, reporter=self.reporter, clock=clock)
         self.switcher = switching.Switcher(
             store=store,
             registry=registry,
@@ -167,10 +171,14 @@ class Agent:
             elif step.kind == "install":
                 wait = self.installer.retry_in(desired)
                 if wait <= 0:
+                    await self.stager.stop()  # an install goes first; it resumes a download ahead of the same digest
                     await self.install(desired)
                     wait = self.installer.retry_in(desired)
                 if wait > 0:
                     requeue = wait if requeue is None else min(requeue, wait)
+        ahead = await self.stager.reconcile(plan)
+        if ahead is not None:
+            requeue = ahead if requeue is None else min(requeue, ahead)
         return requeue
 
     async def install(self, desired: DesiredModel) -> None:
@@ -305,6 +313,7 @@ class Agent:
                 group.create_task(self.reporter.report_forever(), name="report")
                 group.create_task(self.heartbeat_forever(), name="heartbeat")
         except asyncio.CancelledError:
+            await self.stager.stop()
             self.switcher.clean_shutdown()
             raise
 
