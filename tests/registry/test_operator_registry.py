@@ -1,6 +1,7 @@
 """The real operator with its OCI registry backend, real ``edgefleet-agent`` processes and the real registry.
 
-The second version's source model is an OCI artifact too (``spec.model.uri: oci://...@sha256:...``, pushed by oras).
+The second version's source model is an OCI artifact too (``spec.model.uri: oci://...@sha256:...``, pushed by oras),
+and it is downloaded ahead of activation (``rollout.prestage``) while a pause holds the switch.
 
 The operator signs each bundle and pushes it as an OCI artifact (credentials from a ``kubernetes.io/dockerconfigjson``
 Secret, TLS with the test CA); ``EdgeDevice.spec`` names it by digest; the agents pull it (one through a mirror that
@@ -112,6 +113,9 @@ def _spec(namespace: str, url: str, version: str, root: Path, source: str | None
     body["spec"]["health"] = HEALTH
     if source is not None:
         body["spec"]["model"]["uri"] = source
+        # Download ahead, one device of the site at a time, while a pause holds activation.
+        body["spec"]["rollout"]["steps"] = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
+        body["spec"]["rollout"]["prestage"] = {"maxConcurrentPerSite": 1}
     return json.dumps(body)
 
 
@@ -135,17 +139,28 @@ def test_operator_pushes_to_the_registry_and_agents_pull_by_digest(
         origin, "push", f"{origin.host}/sources/adder:2.0.0", "2.0.0.onnx", "--format", "json", cwd=tmp / "models"
     )
     source = f"oci://{origin.host}/sources/adder@{json.loads(pushed.stdout)['digest']}"
-    for version in ("1.0.0", "2.0.0"):
-        cp.kubectl(
-            "apply", "-f", "-", input=_spec(namespace, url, version, tmp, source if version == "2.0.0" else None)
-        )
-        status = wait_for(
-            f"{version} on both agents",
-            probe,
-            lambda s, v=version: s.get("phase") == "Healthy" and str(s.get("stableRevision", "")).startswith(v),
-            180,
-            logs[0],
-        )
+    cp.kubectl("apply", "-f", "-", input=_spec(namespace, url, "1.0.0", tmp))
+    wait_for("1.0.0 on both agents", probe, lambda s: s.get("phase") == "Healthy", 180, logs[0])
+    cp.kubectl("apply", "-f", "-", input=_spec(namespace, url, "2.0.0", tmp, source))
+    paused = wait_for(
+        "2.0.0 staged on both agents",
+        probe,
+        lambda s: s.get("phase") == "Paused" and (s.get("devices") or {}).get("staged") == 2,
+        180,
+        logs[0],
+    )
+    staged = paused["artifacts"][0]["digest"]
+    for device in _devices(cp, namespace):
+        (model,) = device["status"]["models"]
+        assert model["stagedDigest"] == staged and model["activeVersion"] == "1.0.0", model
+    cp.kubectl("-n", namespace, "annotate", "md", "adder", f"edgefleet.io/promote={paused['canaryRevision']}/1")
+    status = wait_for(
+        "2.0.0 on both agents",
+        probe,
+        lambda s: s.get("phase") == "Healthy" and str(s.get("stableRevision", "")).startswith("2.0.0"),
+        180,
+        logs[0],
+    )
     (artifact,) = status["artifacts"]
     assert artifact["uri"].startswith(f"oci://{origin.host}/") and "@sha256:" in artifact["uri"]
     devices = _devices(cp, namespace)
@@ -154,6 +169,7 @@ def test_operator_pushes_to_the_registry_and_agents_pull_by_digest(
         assert entry["artifact"]["uri"] == artifact["uri"] and entry["artifact"]["digest"] == artifact["digest"]
         (model,) = device["status"]["models"]
         assert model["state"] == "Active" and model["activeDigest"] == artifact["digest"]
+        assert "stagedDigest" not in model
         assert model["download"]["source"] == origin.url
     with_mirror = next(d for d in devices if d["metadata"]["name"] == "agent-0")
     (failure,) = with_mirror["status"]["models"][0]["download"]["failures"]
