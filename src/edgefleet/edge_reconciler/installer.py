@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -86,11 +87,26 @@ class Installer:
     def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
         return onnx_session.ModelRuntime(model, intra_op_threads=self.intra_op_threads)
 
+    # The three steps below are methods so the fleet simulator can share their work between the devices of one
+    # process (one copy of a bundle in memory and on disk per digest); a device runs them as written.
+
+    def read_file(self, path: Path) -> bytes:
+        """The bytes of a downloaded bundle or a slot file."""
+        return path.read_bytes()
+
+    def open_verified(self, data: bytes, digest: str) -> bundle.Bundle:
+        """:func:`edgefleet.adapters.bundle.open_bundle` against the trust keys."""
+        return bundle.open_bundle(data, self.trusted_keys, digest)
+
+    def write_slot(self, path: Path, data: bytes, source: Path | None) -> None:
+        """Write a verified bundle into a slot file atomically (``source``: the file it was read from)."""
+        state.write_atomic(path, data, midway=lambda: faults.reached("install"))
+
     async def load_slot(self, name: str, slot: state.SlotName, health: HealthSpec) -> serving.Loaded:
         """Re-verify a slot's bundle (digest + signature) and open it in onnxruntime."""
         rec = self.store.model(name).slots[slot]
-        data = await self._offload(self.store.slot_path(name, slot).read_bytes)
-        opened = await self._offload(bundle.open_bundle, data, self.trusted_keys, rec.digest)
+        data = await self._offload(self.read_file, self.store.slot_path(name, slot))
+        opened = await self._offload(self.open_verified, data, rec.digest)
         runtime = await self._offload(self._runtime, opened.model)
         return serving.Loaded(name, rec.version, rec.digest, rec.revision, runtime, health)
 
@@ -202,7 +218,7 @@ class Installer:
 
         self._journal_step(name, state.InstallRecord(digest=digest, step="verifying", slot=slot))
         self.phase(name, "Verifying", f"verifying digest and signature of version {desired.version}")
-        data: bytes = await self._offload(part.read_bytes)
+        data: bytes = await self._offload(self.read_file, part)
         faults.reached("verify")
         try:
             opened = await self.verify(name, desired.version, digest, data)
@@ -216,7 +232,7 @@ class Installer:
         install = state.InstallRecord(digest=digest, step="installing", slot=slot)
         self._journal_step(name, install, slots=slots, staged=None)
         path = self.store.slot_path(name, slot)
-        await self._offload(lambda: state.write_atomic(path, data, midway=lambda: faults.reached("install")))
+        await self._offload(self.write_slot, path, data, part)
         return await self._smoke_test(desired, slot, opened)
 
     def report_download(self, name: str, fetched: artifacts.Fetched) -> None:
@@ -227,7 +243,7 @@ class Installer:
     async def verify(self, name: str, version: str, digest: str, data: bytes) -> bundle.Bundle:
         """Digest, structure and signature of ``data``, and the manifest names this model and version
         (IntegrityError otherwise)."""
-        opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
+        opened: bundle.Bundle = await self._offload(self.open_verified, data, digest)
         meta = opened.parsed.model
         if meta is None or meta.name != name or meta.version != version:
             held = f"{meta.name}@{meta.version}" if meta is not None else "no model"
@@ -240,7 +256,7 @@ class Installer:
         name, digest = desired.name, desired.artifact.digest
         self._journal_step(name, state.InstallRecord(digest=digest, step="verifying", slot=slot))
         self.phase(name, "Verifying", f"verifying staged version {desired.version} in slot {slot}")
-        data: bytes = await self._offload(self.store.slot_path(name, slot).read_bytes)
+        data: bytes = await self._offload(self.read_file, self.store.slot_path(name, slot))
         try:
             opened = await self.verify(name, desired.version, digest, data)
         except IntegrityError as exc:

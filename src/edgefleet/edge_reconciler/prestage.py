@@ -168,7 +168,7 @@ class Stager:
             fetched = await self.installer.fetch(
                 art.uri, part, art.size_bytes, digest=digest, max_bytes_per_second=ahead.max_bytes_per_second
             )
-            data: bytes = await asyncio.to_thread(part.read_bytes)
+            data: bytes = await asyncio.to_thread(self.installer.read_file, part)
             await self.installer.verify(name, ahead.version, digest, data)
         except TransientError as exc:
             delay = self._later(digest)
@@ -193,7 +193,7 @@ class Stager:
         slots = {k: v for k, v in record.slots.items() if k != slot}
         self.store.update_model(record.model_copy(update={"slots": slots, "staged": None}))
         path = self.store.slot_path(name, slot)
-        await asyncio.to_thread(state.write_atomic, path, data)
+        await asyncio.to_thread(self.installer.write_slot, path, data, part)
         staged = state.StagedRecord(digest=digest, version=ahead.version, revision=ahead.revision, slot=slot)
         self.store.update_model(self.store.model(name).model_copy(update={"staged": staged}))
         part.unlink(missing_ok=True)
