@@ -15,13 +15,16 @@ new version with the steps ``setWeight 10 -> pause -> setWeight 50 -> pause -> s
 (b) **registry + caches**: the operator (restarted with ``EDGEFLEET_ARTIFACT_BACKEND=oci``) pushes to the origin;
     devices pull through their site's cache;
 (c) **(b) with prestage**: ``rollout.prestage`` (``maxConcurrentPerSite: 50``); each pause is promoted once every
-    device that is still to switch holds the new version staged.
+    device that is still to switch holds the new version staged;
+(d) **registry + HTTP cache per site**: as (b), with nginx (``proxy_cache_lock``) on the caches' addresses instead of
+    distribution's proxy, which fetches a missed blob from the origin twice and once more per concurrent miss.
 
 In (a) and (b) the benchmark promotes each pause at once. Reported per scenario: update time (apply -> every device
 Active and Healthy on the new version, which needs an inference after the switch: 0.2 per second per device, as in
-the fleet benchmark), the compile, per-wave activation time (from the step's start, or its promotion, to the wave's devices reporting the new
-version active), the time (c) waited for staging, bytes served by the origin (the embedded store's own
-``edgefleet_artifact_store_sent_bytes_total``, or the origin registry's log) and by the caches (their logs).
+the fleet benchmark), the compile, per-wave activation time (from the step's start, or its promotion, to the wave's
+devices reporting the new version active), the time (c) waited for staging, bytes served by the origin (the
+embedded store's own ``edgefleet_artifact_store_sent_bytes_total``, or the origin registry's log) and by the caches
+(their logs).
 
 What the simulated devices share (see docs/benchmarks.md): the devices of one worker process and one site form
 download groups of ``--download-group`` devices; the first of a group to ask downloads the artifact from its source
@@ -49,7 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgefleet.adapters import bundle
-from edgefleet.testing import controlplane, models, operatorproc, registry
+from edgefleet.testing import controlplane, httpcache, models, operatorproc, registry
 from edgefleet.testing.adder import manifest
 from edgefleet.testing.fleetsim import fleet, layout
 from edgefleet.testing.operatorproc import OperatorProcess
@@ -64,11 +67,12 @@ STEPS: list[dict[str, Any]] = [
 WAVES = (10, 50, 100)
 HEALTH = {"latencyP95Ms": 5000.0, "maxErrorRate": 0.05, "minSamples": 1, "windowSeconds": 10}
 PRESTAGE = {"maxConcurrentPerSite": 50}
-VERSIONS = {"1.0.0": 1.0, "2.0.0": 2.0, "3.0.0": 3.0, "4.0.0": 4.0}
+VERSIONS = {"1.0.0": 1.0, "2.0.0": 2.0, "3.0.0": 3.0, "4.0.0": 4.0, "5.0.0": 5.0}
 SCENARIOS = (
     ("a", "embedded store", "2.0.0"),
-    ("b", "registry + cache per site", "3.0.0"),
+    ("b", "registry + pull-through cache per site", "3.0.0"),
     ("c", "(b) + prestage", "4.0.0"),
+    ("d", "registry + HTTP cache per site (nginx)", "5.0.0"),
 )
 
 
@@ -84,7 +88,7 @@ def _active(snap: layout.Snapshot, version: str) -> int:
     return sum(v for k, v in snap.reported.items() if k.split("|")[1] == version and k.split("|")[3] == "Active")
 
 
-def _served(reg: registry.Registry) -> tuple[int, int]:
+def _served(reg: registry.Registry | httpcache.HttpCache) -> tuple[int, int]:
     """(GET responses, bytes) of blobs and manifests a registry served so far."""
     served = reg.served().values()
     return sum(s.requests for s in served), sum(s.bytes for s in served)
@@ -134,10 +138,17 @@ class Bench:
             origin = stack.enter_context(
                 registry.running(self.root / "origin", tls, auth=registry.TEST_CREDENTIALS, token_auth=True)
             )
-            caches = [
-                stack.enter_context(registry.running(self.root / f"cache-site-{s}", tls, proxy_of=origin))
+            # One cache address per site; (b) and (c) run distribution's pull-through caches there, (d) nginx on the
+            # same addresses (the devices' mirror lists stay as they are).
+            ports = [controlplane.free_port() for _ in range(layout.SITES)]
+            proxies = contextlib.ExitStack()
+            caches: list[registry.Registry | httpcache.HttpCache] = [
+                proxies.enter_context(
+                    registry.running(self.root / f"cache-site-{s}", tls, proxy_of=origin, port=ports[s])
+                )
                 for s in range(layout.SITES)
             ]
+            stack.callback(proxies.close)
             self.models = self.root / "models"
             self.models.mkdir()
             for version, offset in VERSIONS.items():
@@ -154,7 +165,7 @@ class Bench:
                 f"--docker-server={origin.host}", f"--docker-username={user}", f"--docker-password={password}",
             )  # fmt: skip
             auth = self.root / "registry-auth.json"
-            auth.write_text(json.dumps(origin.docker_config()))
+            auth.write_text(json.dumps(origin.docker_config(*(f"127.0.0.1:{p}" for p in ports))))
             store_port = controlplane.free_port()
             base_env = operatorproc.operator_env(
                 cp, self.namespace, self.root / "store", store_port, extra={"EDGEFLEET_RESYNC_SECONDS": "10"}
@@ -207,6 +218,12 @@ class Bench:
                     operator.env = oci_env
                     operator.start()
                     time.sleep(3)
+                if letter == "d":
+                    proxies.close()
+                    caches = [
+                        stack.enter_context(httpcache.running(self.root / f"nginx-site-{s}", origin, port=ports[s]))
+                        for s in range(layout.SITES)
+                    ]
                 result = self.scenario(letter, title, version, origin, caches)
                 self.results.append(result)
                 self.console.print(self.table())
@@ -226,7 +243,12 @@ class Bench:
         return False
 
     def scenario(
-        self, letter: str, title: str, version: str, origin: registry.Registry, caches: list[registry.Registry]
+        self,
+        letter: str,
+        title: str,
+        version: str,
+        origin: registry.Registry,
+        caches: list[registry.Registry | httpcache.HttpCache],
     ) -> dict[str, Any]:
         n, prestage = self.args.devices, letter == "c"
         origin0 = (

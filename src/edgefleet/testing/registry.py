@@ -56,7 +56,7 @@ def binary() -> Path:
     if override:
         return Path(override)
     found = shutil.which("docker-registry")
-    if found:
+    if found and Path("/usr/sbin/nginx").exists():
         return Path(found)
     result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -130,14 +130,15 @@ class Registry:
     def storage(self) -> Path:
         return self.root / "storage"
 
-    def docker_config(self) -> dict[str, object]:
-        """A Docker ``config.json`` document with this registry's credentials (what ``oras`` and the agent read)."""
+    def docker_config(self, *also: str) -> dict[str, object]:
+        """A Docker ``config.json`` document with this registry's credentials (what ``oras`` and the agent read), also
+        for the hosts ``also`` (caches that pass a device's token through)."""
         if self.auth is None:
             return {"auths": {}}
         import base64
 
         token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
-        return {"auths": {self.host: {"auth": token}}}
+        return {"auths": {host: {"auth": token} for host in (self.host, *also)}}
 
     def _config(self) -> Path:
         lines = [
@@ -252,6 +253,7 @@ def running(
     proxy_of: Registry | None = None,
     name: str | None = None,
     token_auth: bool = False,
+    port: int | None = None,
 ) -> Iterator[Registry]:
     """A registry on a free port under ``root``, stopped on exit. ``auth`` is its one user: htpasswd, or with
     ``token_auth`` a token service of its own (:mod:`edgefleet.testing.tokenauth`, the Bearer flow)."""
@@ -260,7 +262,7 @@ def running(
         if auth is None:
             raise ValueError("token_auth needs auth=(user, password)")
         token = tokenauth.TokenService(root / "token", auth, tls.cert_file, tls.key_file).start()
-    reg = Registry(name or root.name, root, controlplane.free_port(), tls, auth, proxy_of, token)
+    reg = Registry(name or root.name, root, port or controlplane.free_port(), tls, auth, proxy_of, token)
     try:
         reg.start()
         yield reg
