@@ -170,12 +170,16 @@ class SharedSessionInstaller(installer.Installer):
         return data
 
     def open_verified(self, data: bytes, digest: str) -> bundle.Bundle:
+        shared = any(data is kept for kept in self.files.values())
         key = (digest, id(data))
-        opened = self.verified.get(key)
-        if opened is None or not any(data is kept for kept in self.files.values()):
+        opened = self.verified.get(key) if shared else None
+        if opened is None:
             opened = super().open_verified(data, digest)
-            if any(data is kept for kept in self.files.values()):
-                self.verified = {k: v for k, v in self.verified.items() if k[0] == digest} | {key: opened}
+            if shared:
+                # The process-wide cache (a class attribute, changed in place): the last verified object per digest.
+                for stale in [k for k in self.verified if k[0] == digest or len(self.verified) > 4]:
+                    del self.verified[stale]
+                self.verified[key] = opened
         return opened
 
     def write_slot(self, path: Path, data: bytes, source: Path | None) -> None:
