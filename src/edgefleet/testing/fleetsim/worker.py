@@ -149,14 +149,22 @@ class SharedSessionInstaller(installer.Installer):
     """
 
     sessions: dict[str, onnx_session.ModelRuntime] = {}
+    by_object: dict[int, tuple[bytes, onnx_session.ModelRuntime]] = {}
     files: collections.OrderedDict[tuple[int, int], bytes] = collections.OrderedDict()
     verified: dict[tuple[str, int], bundle.Bundle] = {}
 
     def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
+        # A model object of a shared verified bundle is the same object for every device: no need to hash it again.
+        known = self.by_object.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
         key = hashlib.sha256(model).hexdigest()
         runtime = self.sessions.get(key)
         if runtime is None:
             runtime = self.sessions[key] = super()._runtime(model)
+        if len(self.by_object) > 8:
+            self.by_object.clear()
+        self.by_object[id(model)] = (model, runtime)
         return runtime
 
     def read_file(self, path: Path) -> bytes:
