@@ -97,6 +97,7 @@ class DesiredModel(ApiModel):
         return other is not None and self.model_copy(update={"validity": None}) == other.model_copy(
             update={"validity": None}
         )
+
     prestage: PrestagedArtifact | None = Field(
         default=None, description="A later revision to download into the inactive slot now, switched to later."
     )
