@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install controlplane system-packages crds lint unit bench bench-fleet fuzz clean
+.PHONY: demo test install controlplane system-packages crds lint unit bench bench-fleet bench-bytes fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
@@ -51,12 +51,16 @@ crds: install
 	$(PY) -m edgefleet.api.crd crds
 
 bench: install controlplane
-	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/fleet_scale.py ] && continue; echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
+	@for b in benchmarks/*.py; do case "$$b" in benchmarks/fleet_scale.py|benchmarks/model_bytes.py) continue;; esac; echo "== $$b"; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) $$b || exit 1; done
 
 ## Simulated fleets of 100, 1,000 and 5,000 real edge agents against the local control plane (long; FLEET_SIZES=100,1000 for a shorter run).
 FLEET_SIZES ?= 100,1000,5000
 bench-fleet: install controlplane
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) benchmarks/fleet_scale.py --sizes $(FLEET_SIZES)
+
+## A 21 MB model to 1,000 simulated devices on 4 sites: embedded store vs registry + per-site caches vs prestage.
+bench-bytes: install controlplane
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) benchmarks/model_bytes.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

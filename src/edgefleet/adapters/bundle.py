@@ -338,6 +338,38 @@ def _pack(members: Mapping[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def pack(members: Mapping[str, bytes]) -> bytes:
+    """The canonical tar of ``members`` (sorted names, mtime 0, uid/gid 0, mode 0644): the only packing a verified
+    bundle may have, so members fetched separately (the layers of an OCI artifact) re-pack to the signed bytes."""
+    return _pack(members)
+
+
+def members(data: bytes) -> dict[str, bytes]:
+    """The members of a bundle tar by name, without verifying anything but the tar's structure (regular files with
+    plain names, each once, the non-model members under the manifest size limit); BundleError otherwise.
+
+    The caller still verifies the bundle (:func:`open_bundle`); this is for taking a trusted bundle apart, e.g. to
+    push its members as the layers of an OCI artifact.
+    """
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                if not info.isreg() or "/" in info.name or info.name in (".", ".."):
+                    raise BundleError(f"member {info.name!r} is not a regular file with a plain name")
+                if info.name in out:
+                    raise BundleError(f"member {info.name!r} appears twice")
+                if info.name != MODEL and info.size > MAX_MANIFEST_BYTES:
+                    raise BundleError(f"member {info.name!r} is {info.size} bytes, over the limit")
+                extracted = tar.extractfile(info)
+                if extracted is None:
+                    raise BundleError(f"member {info.name!r} cannot be read")
+                out[info.name] = extracted.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"not a valid bundle archive: {exc}") from exc
+    return out
+
+
 def open_bundle(
     data: bytes,
     trusted_keys: Iterable[ed25519.Ed25519PublicKey],
@@ -495,7 +527,9 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_key",
+    "members",
     "open_bundle",
+    "pack",
     "parse_manifest",
     "private_key_pem",
     "public_key_pem",

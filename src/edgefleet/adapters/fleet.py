@@ -30,7 +30,7 @@ from typing import Any
 import pydantic
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import bundle, informer, kube, protocols
+from edgefleet.adapters import bundle, informer, kube, oci, protocols
 from edgefleet.api import common, edgedevice, modeldeployment
 from edgefleet.core import errors, planner, revisions
 from edgefleet.core.planner import reachability
@@ -413,4 +413,34 @@ async def signing_key(api: protocols.KubeClient, namespace: str, name: str) -> e
         ) from exc
 
 
-__all__ = ["Devices", "LeaseSeen", "Revisions", "observe_lease", "signing_key", "trigger_key"]
+async def registry_credentials(
+    api: protocols.KubeClient, namespace: str, name: str, host: str
+) -> dict[str, oci.Credentials]:
+    """Registry credentials from Secret ``namespace/name``: ``.dockerconfigjson`` (type
+    ``kubernetes.io/dockerconfigjson``, any hosts) or ``username``/``password`` (``kubernetes.io/basic-auth``, for
+    ``host``). Messages name the Secret and its keys, never a value."""
+    where = f"Secret {namespace}/{name}"
+    try:
+        secret = await api.get(kube.SECRETS, namespace, name)
+    except errors.NotFoundError:
+        raise errors.InvalidSpecError(
+            f"{where} with the registry credentials does not exist; create it with kubectl -n {namespace} create "
+            f"secret docker-registry {name} --docker-server={host} --docker-username=... --docker-password=...",
+            reason=errors.Reason.INVALID_CONFIG,
+        ) from None
+    try:
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidSpecError(f"{where}: an item is not base64 text", errors.Reason.INVALID_CONFIG) from exc
+    return oci.credentials_from_secret(data, host, where)
+
+
+__all__ = [
+    "Devices",
+    "LeaseSeen",
+    "Revisions",
+    "observe_lease",
+    "registry_credentials",
+    "signing_key",
+    "trigger_key",
+]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from edgefleet.adapters import artifacts
 from edgefleet.adapters.kube import resources
 from edgefleet.api.edgedevice import EdgeDeviceSpec, EdgeDeviceStatus
 
@@ -96,15 +97,26 @@ class KubeClient(Protocol):
 
 
 class ArtifactFetch(Protocol):
-    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:func:`edgefleet.adapters.artifacts.download`).
+    """Download ``uri`` into ``dest`` until it holds ``size`` bytes (:class:`edgefleet.adapters.artifacts.Fetcher`:
+    mirrors first, then the origin; ``oci://`` artifacts re-packed into the bundle tar).
 
-    Raises :class:`~edgefleet.core.errors.TransientError` when a retry may help (the partial file is kept) and
-    :class:`~edgefleet.core.errors.InvalidSpecError` when the artifact cannot be used as the spec names it.
+    With ``digest`` the bytes must also hash to it (a source serving other bytes is skipped for the next one).
+    ``max_bytes_per_second`` paces the download. Raises :class:`~edgefleet.core.errors.TransientError` when a retry
+    may help (the partial file is kept), :class:`~edgefleet.core.errors.IntegrityError` when the origin served bytes
+    that do not verify, and :class:`~edgefleet.core.errors.InvalidSpecError` when the artifact cannot be used as the
+    spec names it.
     """
 
     def __call__(
-        self, uri: str, dest: Path, size: int, *, on_progress: Callable[[int], None] | None = None
-    ) -> Awaitable[Path]: ...
+        self,
+        uri: str,
+        dest: Path,
+        size: int,
+        *,
+        digest: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        max_bytes_per_second: int | None = None,
+    ) -> Awaitable[artifacts.Fetched]: ...
 
 
 @dataclasses.dataclass(frozen=True)

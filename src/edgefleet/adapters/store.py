@@ -13,7 +13,7 @@ operator needs; :class:`LocalStore` keeps files in a directory, ``<root>/sha256/
 :func:`make_app` serves ``GET``/``HEAD /artifacts/sha256/<hex>`` with single-range ``Range`` requests (206, 416),
 ``If-Range``, ``If-None-Match`` and ``ETag`` = the digest, so interrupted device downloads resume. The path is matched
 against ``[a-f0-9]{64}`` and never joined from request text, which rules out traversal. The same app serves ``/healthz``
-and, when asked, Prometheus ``/metrics``.
+and, when asked, Prometheus ``/metrics`` (with ``edgefleet_artifact_store_sent_bytes_total``, the bundle bytes sent).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -57,8 +58,9 @@ class Stored:
 class ArtifactStore(Protocol):
     """What the operator needs from an artifact backend."""
 
-    async def put(self, data: bytes) -> Stored:
-        """Publish ``data`` under its digest (idempotent) and return where devices fetch it."""
+    async def put(self, data: bytes, annotations: Mapping[str, str] | None = None) -> Stored:
+        """Publish ``data`` under its digest (idempotent) and return where devices fetch it. ``annotations``
+        (model name, version, revision, ``tag``) label it where the backend keeps labels (an OCI registry)."""
         ...
 
     async def get(self, digest: str) -> bytes:
@@ -101,7 +103,7 @@ class LocalStore:
     def uri(self, digest: str) -> str:
         return f"{self.base_url}{PREFIX}{hex_of(digest)}"
 
-    async def put(self, data: bytes) -> Stored:
+    async def put(self, data: bytes, annotations: Mapping[str, str] | None = None) -> Stored:
         return await asyncio.to_thread(self.put_sync, data)
 
     async def get(self, digest: str) -> bytes:
@@ -255,6 +257,7 @@ async def _artifact(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD" or length == 0:
         await response.write_eof()
         return response
+    sent = request.app.get(SENT_KEY)
     with path.open("rb") as handle:
         handle.seek(first)
         remaining = length
@@ -264,6 +267,8 @@ async def _artifact(request: web.Request) -> web.StreamResponse:
                 break  # the file cannot shrink (names are never rewritten); stop rather than spin
             await response.write(chunk)
             remaining -= len(chunk)
+            if sent is not None:
+                sent.inc(len(chunk))
     await response.write_eof()
     return response
 
@@ -273,6 +278,20 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 STORE_KEY: web.AppKey[LocalStore] = web.AppKey("store", LocalStore)
+SENT_KEY: web.AppKey[Any] = web.AppKey("sent", object)
+_SENT: Any = None
+
+
+def _sent_counter() -> Any:
+    """``edgefleet_artifact_store_sent_bytes_total``: bundle bytes the store sent (one counter per process)."""
+    global _SENT
+    if _SENT is None:
+        import prometheus_client
+
+        _SENT = prometheus_client.Counter(
+            "edgefleet_artifact_store_sent_bytes", "Bundle bytes the embedded artifact store sent to devices"
+        )
+    return _SENT
 
 
 def make_app(store: LocalStore, metrics: bool = False) -> web.Application:
@@ -283,6 +302,8 @@ def make_app(store: LocalStore, metrics: bool = False) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if metrics:
         import prometheus_client
+
+        app[SENT_KEY] = _sent_counter()
 
         async def _metrics(_request: web.Request) -> web.Response:
             body = prometheus_client.generate_latest()

@@ -23,8 +23,9 @@ PLURAL = "edgedevices"
 ModelState = Literal["Pending", "Downloading", "Verifying", "Installing", "Active", "RolledBack", "Failed"]
 Verdict = Literal["Pending", "Healthy", "Unhealthy"]
 # Artifact bundles are downloaded by devices; http is allowed because the embedded store serves plain HTTP on a
-# trusted network and every bundle is verified by digest and ed25519 signature before use.
-ARTIFACT_URI = r"^https?://[^\s]+$"
+# trusted network and every bundle is verified by digest and ed25519 signature before use. oci:// names an OCI
+# artifact by digest (oci://host/repository@sha256:<manifest>), pushed by the operator's registry backend.
+ARTIFACT_URI = r"^(https?|oci)://[^\s]+$"
 
 
 class ArtifactRef(ApiModel):
@@ -40,9 +41,23 @@ class ArtifactRef(ApiModel):
     @field_validator("uri")
     @classmethod
     def _safe(cls, uri: str) -> str:
-        from edgefleet.api.modeldeployment import check_fetchable_uri
+        from edgefleet.api.modeldeployment import check_fetchable_uri, check_oci_reference
 
-        return check_fetchable_uri(uri)
+        return check_oci_reference(check_fetchable_uri(uri))
+
+
+class PrestagedArtifact(ApiModel):
+    """A later revision to download and verify into the inactive slot ahead of activation (``rollout.prestage``).
+
+    The device keeps serving its desired version; it switches only when ``artifact`` becomes the desired one.
+    """
+
+    version: Annotated[str, Field(max_length=128, pattern=common.SEMVER)] = Field(description="Model version.")
+    revision: Annotated[str, Field(max_length=256)] = Field(description="Rollout revision of the artifact.")
+    artifact: ArtifactRef = Field(description="The bundle to stage.")
+    max_bytes_per_second: int | None = Field(
+        default=None, ge=1, description="Pace of this download (the site's bandwidth budget shared by its stagers)."
+    )
 
 
 class DesiredValidity(ApiModel):
@@ -82,6 +97,10 @@ class DesiredModel(ApiModel):
         return other is not None and self.model_copy(update={"validity": None}) == other.model_copy(
             update={"validity": None}
         )
+
+    prestage: PrestagedArtifact | None = Field(
+        default=None, description="A later revision to download into the inactive slot now, switched to later."
+    )
 
 
 class BenchmarkCandidate(ApiModel):
@@ -159,6 +178,15 @@ class HealthSummary(ApiModel):
     evaluated_at: dt.datetime | None = Field(default=None, description="When the verdict was computed.")
 
 
+class DownloadReport(ApiModel):
+    """Where the last download of a model came from, and why the sources tried before it failed."""
+
+    source: Annotated[str, Field(max_length=2048)] = Field(description="The mirror or origin that served it.")
+    failures: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=8, description="Sources skipped before it (down, errors, bad bytes)."
+    )
+
+
 class ModelStatus(ApiModel):
     """Where one model stands on the device."""
 
@@ -173,6 +201,10 @@ class ModelStatus(ApiModel):
     previous_version: Annotated[str, Field(max_length=128)] | None = Field(default=None, description="Other slot.")
     previous_digest: Annotated[str, Field(pattern=common.DIGEST)] | None = Field(default=None, description="Other.")
     health: HealthSummary | None = Field(default=None, description="Last health verdict of the active model.")
+    staged_digest: Annotated[str, Field(pattern=common.DIGEST)] | None = Field(
+        default=None, description="Bundle verified in the inactive slot ahead of activation (prestage)."
+    )
+    download: DownloadReport | None = Field(default=None, description="Source of the last download.")
     last_transition_time: dt.datetime | None = Field(default=None, description="When state last changed.")
     message: Annotated[str, Field(max_length=4096)] | None = Field(default=None, description="Details.")
 
@@ -240,10 +272,12 @@ __all__ = [
     "Capabilities",
     "DesiredModel",
     "DesiredValidity",
+    "DownloadReport",
     "EdgeDevice",
     "EdgeDeviceSpec",
     "EdgeDeviceStatus",
     "HealthSummary",
     "ModelStatus",
     "Name",
+    "PrestagedArtifact",
 ]

@@ -16,6 +16,7 @@ the last one is 100.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -46,7 +47,10 @@ class ModelSource(ApiModel):
         description="Semantic version of the model, e.g. 1.4.0."
     )
     uri: Annotated[str, Field(max_length=2048, pattern=SOURCE_URI)] = Field(
-        description="Where the operator fetches the ONNX file (http, https or oci).",
+        description=(
+            "Where the operator fetches the ONNX file: http, https, or an OCI artifact by digest "
+            "(oci://host/repository@sha256:<manifest>; its one .onnx layer is the model)."
+        ),
         json_schema_extra={"x-kubernetes-validations": [NO_METADATA_HOST_RULE]},
     )
     sha256: Annotated[str, Field(pattern=common.SHA256_HEX)] = Field(
@@ -57,7 +61,7 @@ class ModelSource(ApiModel):
     @field_validator("uri")
     @classmethod
     def _no_link_local(cls, uri: str) -> str:
-        return check_fetchable_uri(uri)
+        return check_oci_reference(check_fetchable_uri(uri))
 
 
 def check_fetchable_uri(uri: str) -> str:
@@ -73,6 +77,26 @@ def check_fetchable_uri(uri: str) -> str:
     return uri
 
 
+def check_oci_reference(uri: str) -> str:
+    """An ``oci://`` URI must pin a digest: ``oci://host[:port]/repository@sha256:<64 hex>`` (pure; other schemes
+    pass through).
+
+    >>> check_oci_reference("oci://registry.example/models/weld@sha256:" + "a" * 64)[:29]
+    'oci://registry.example/models'
+    >>> check_oci_reference("oci://registry.example/models/weld:1.0")
+    Traceback (most recent call last):
+    ...
+    ValueError: must pin a manifest digest: oci://host[:port]/repository@sha256:<64 hex>, not a tag
+    """
+    if not uri.startswith("oci://"):
+        return uri
+    host = r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+    component = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+    if not re.fullmatch(rf"oci://({host})/{component}(/{component})*@sha256:[a-f0-9]{{64}}", uri):
+        raise ValueError("must pin a manifest digest: oci://host[:port]/repository@sha256:<64 hex>, not a tag")
+    return uri
+
+
 class DatasetRef(ApiModel):
     """A ``.npz`` dataset (one array per model input, optional ``labels``), pinned by digest."""
 
@@ -85,7 +109,7 @@ class DatasetRef(ApiModel):
     @field_validator("uri")
     @classmethod
     def _no_link_local(cls, uri: str) -> str:
-        return check_fetchable_uri(uri)
+        return check_oci_reference(check_fetchable_uri(uri))
 
 
 class QuantizationOptions(ApiModel):
@@ -250,6 +274,24 @@ _STEPS_RULE = (
 )
 
 
+class PrestageSpec(ApiModel):
+    """Download ahead of activation: devices that a later step will switch download and verify the canary into their
+    inactive slot early, while activation still follows the steps, maintenance windows and ``maxUnavailable``."""
+
+    max_concurrent_per_site: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description=(
+            "Devices of one site (label edgefleet.io/site) downloading ahead at once; a site stages one device first, "
+            "so its cache holds the artifact before the others ask for it."
+        ),
+    )
+    max_bytes_per_second_per_site: int | None = Field(
+        default=None, ge=1, description="Bandwidth budget of one site's downloads ahead, shared by its stagers."
+    )
+
+
 class RolloutSpec(ApiModel):
     """The staged rollout policy."""
 
@@ -327,6 +369,9 @@ class RolloutSpec(ApiModel):
             "devices before half of it has passed, and a device never begins an install from an expired entry."
         ),
     )
+    prestage: PrestageSpec | None = Field(
+        default=None, description="Download the canary into devices' inactive slots before their step switches them."
+    )
 
     @field_validator("steps")
     @classmethod
@@ -377,6 +422,9 @@ class DeviceCounts(ApiModel):
     updated: int = Field(default=0, ge=0, description="Devices whose desired state is the canary revision.")
     healthy: int = Field(default=0, ge=0, description="Updated devices reporting a healthy verdict.")
     failed: int = Field(default=0, ge=0, description="Updated devices reporting failure or rollback.")
+    staged: int = Field(
+        default=0, ge=0, description="Devices not yet updated that hold the canary verified in their inactive slot."
+    )
 
 
 class UnreachableDevice(ApiModel):

@@ -101,7 +101,7 @@ _PATTERN_HINTS = {
     modeldeployment.SOURCE_URI: "must be an http, https or oci URI",
     modeldeployment.HHMM: "must be a 24h time HH:MM",
     r"^(100|[1-9]?[0-9])%$": "must be a count >= 0 or a percentage from 0% to 100%",
-    edgedevice.ARTIFACT_URI: "must be an http or https URL",
+    edgedevice.ARTIFACT_URI: "must be an http, https or oci URI",  # the same pattern as SOURCE_URI
 }
 
 

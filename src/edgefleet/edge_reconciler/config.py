@@ -9,6 +9,10 @@ Sample (``edge_reconciler/config.sample.yaml``)::
     trustKeys: [/etc/edgefleet/trust/release.pub]
     api: {mode: plain, url: "http://127.0.0.1:10550"}      # KubeEdge MetaServer
     server: {port: 8181}
+    artifacts:                                             # optional: site-local caches, registry trust
+      mirrors: [{url: "https://registry-cache.plant-a:5000", origins: [registry.example.com]}]
+      caFile: /etc/edgefleet/registry-ca.pem
+      credentialsFile: /etc/edgefleet/registry-auth.json  # Docker config.json format
 
 :class:`AgentConfig` is the file; :class:`AgentSettings` the device loop's knobs taken from it
 (:meth:`AgentConfig.agent_settings`), which tests and the fleet simulator also build directly.
@@ -21,9 +25,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from edgefleet.api.common import DNS_LABEL, ApiModel
+from edgefleet.api.modeldeployment import check_fetchable_uri
 from edgefleet.core.errors import InvalidSpecError, Reason
 
 ApiMode = Literal["kubeconfig", "in-cluster", "plain", "file"]
@@ -76,6 +81,33 @@ class ServerConfig(ApiModel):
     max_body_bytes: int = Field(default=64 * 1024**2, ge=1024, description="Largest binary request body (413).")
 
 
+class MirrorConfig(ApiModel):
+    """A site-local copy of artifacts, tried before the origin (an OCI pull-through cache, an HTTP cache)."""
+
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^/\s]+/?$")] = Field(
+        description="scheme://host[:port] serving the same paths as the origins it mirrors."
+    )
+    origins: list[Annotated[str, Field(max_length=255)]] = Field(
+        default_factory=list, description="host[:port] of the origins it mirrors; empty: every origin."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _safe(cls, url: str) -> str:
+        return check_fetchable_uri(url)
+
+
+class ArtifactsConfig(ApiModel):
+    """Where artifacts come from: mirrors in order, then the origin the spec names; registry trust and credentials."""
+
+    mirrors: list[MirrorConfig] = Field(default_factory=list, max_length=16)
+    ca_file: Path | None = Field(default=None, description="PEM CA trusted for registries and mirrors (and system).")
+    credentials_file: Path | None = Field(
+        default=None, description="Docker config.json-style registry credentials (auths: {host: {auth: ...}})."
+    )
+    plain_http: list[str] = Field(default_factory=list, description="Registry hosts spoken to over plain HTTP.")
+
+
 class AgentConfig(ApiModel):
     """Everything ``edgefleet-agent`` needs."""
 
@@ -110,6 +142,7 @@ class AgentConfig(ApiModel):
         description="Address ranges artifact downloads may connect to besides ordinary ones (see "
         "edgefleet.api.addresses; EDGEFLEET_FETCH_ALLOW adds to it). Link-local and metadata never.",
     )
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     intra_op_threads: int = Field(default=1, ge=1, le=64)
 
     def agent_settings(self) -> AgentSettings:
@@ -164,4 +197,4 @@ def load(
         raise InvalidSpecError(f"{where}: invalid agent config: {problems}", Reason.INVALID_CONFIG) from exc
 
 
-__all__ = ["AgentConfig", "AgentSettings", "ApiConfig", "ServerConfig", "load"]
+__all__ = ["AgentConfig", "AgentSettings", "ApiConfig", "ArtifactsConfig", "MirrorConfig", "ServerConfig", "load"]

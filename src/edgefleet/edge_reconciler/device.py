@@ -17,6 +17,9 @@
 ``benchmarks`` times the compiled candidates the operator asks about (``spec.benchmarks``) off the request path
                (:mod:`edgefleet.edge_reconciler.benchmarking`).
 
+Alongside ``reconcile``, the :class:`~edgefleet.edge_reconciler.prestage.Stager` downloads a later revision into the
+inactive slot ahead of activation when the desired entry asks for it (``rollout.prestage``).
+
 The parts: :class:`~edgefleet.edge_reconciler.installer.Installer` prepares a version in the inactive slot,
 :class:`~edgefleet.edge_reconciler.switching.Switcher` makes every change of what serves (journal first, then
 memory; see :mod:`edgefleet.edge_reconciler.state`), the health monitor holds the probation state, the reporter the
@@ -38,7 +41,17 @@ from edgefleet.adapters import protocols
 from edgefleet.api.edgedevice import Capabilities, DesiredModel, ModelState
 from edgefleet.core import convergence, deviceconditions
 from edgefleet.core.errors import EdgefleetError
-from edgefleet.edge_reconciler import benchmarking, config, installer, monitor, reporting, serving, state, switching
+from edgefleet.edge_reconciler import (
+    benchmarking,
+    config,
+    installer,
+    monitor,
+    prestage,
+    reporting,
+    serving,
+    state,
+    switching,
+)
 
 log = logging.getLogger(__name__)
 EXPIRED = deviceconditions.EXPIRED
@@ -104,6 +117,7 @@ class Agent:
             retry_initial_seconds=settings.retry_initial_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             intra_op_threads=settings.intra_op_threads,
+            downloads=self.reporter.download,
         )
         self.benchmarker = benchmarking.Benchmarker(
             root=store.root,
@@ -113,6 +127,7 @@ class Agent:
             intra_op_threads=settings.intra_op_threads,
         )
         self.bench_wake = asyncio.Event()
+        self.stager = prestage.Stager(store=store, installer=self.installer, reporter=self.reporter, clock=clock)
         self.switcher = switching.Switcher(
             store=store,
             registry=registry,
@@ -176,10 +191,14 @@ class Agent:
             elif step.kind == "install":
                 wait = self.installer.retry_in(desired)
                 if wait <= 0:
+                    await self.stager.stop()  # an install goes first; it resumes a download ahead of the same digest
                     await self.install(desired)
                     wait = self.installer.retry_in(desired)
                 if wait > 0:
                     requeue = wait if requeue is None else min(requeue, wait)
+        ahead = await self.stager.reconcile(plan)
+        if ahead is not None:
+            requeue = ahead if requeue is None else min(requeue, ahead)
         return requeue
 
     async def install(self, desired: DesiredModel) -> None:
@@ -323,6 +342,7 @@ class Agent:
                 group.create_task(self.heartbeat_forever(), name="heartbeat")
                 group.create_task(self.benchmark_forever(), name="benchmarks")
         except asyncio.CancelledError:
+            await self.stager.stop()
             self.switcher.clean_shutdown()
             raise
 

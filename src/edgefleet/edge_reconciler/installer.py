@@ -23,12 +23,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import bundle, onnx_session, protocols
-from edgefleet.api.edgedevice import DesiredModel
+from edgefleet.adapters import artifacts, bundle, onnx_session, protocols
+from edgefleet.api.edgedevice import DesiredModel, DownloadReport
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core.errors import IntegrityError, InvalidSpecError, Reason, TransientError
 from edgefleet.edge_reconciler import faults, serving, state, telemetry
@@ -65,8 +66,10 @@ class Installer:
         retry_initial_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
         intra_op_threads: int = 1,
+        downloads: Callable[[str, DownloadReport], None] | None = None,
     ) -> None:
         self.store = store
+        self.downloads = downloads
         self.registry = registry
         self.fetch = fetch
         self.trusted_keys = list(trusted_keys)
@@ -84,11 +87,26 @@ class Installer:
     def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
         return onnx_session.ModelRuntime(model, intra_op_threads=self.intra_op_threads)
 
+    # The three steps below are methods so the fleet simulator can share their work between the devices of one
+    # process (one copy of a bundle in memory and on disk per digest); a device runs them as written.
+
+    def read_file(self, path: Path) -> bytes:
+        """The bytes of a downloaded bundle or a slot file."""
+        return path.read_bytes()
+
+    def open_verified(self, data: bytes, digest: str) -> bundle.Bundle:
+        """:func:`edgefleet.adapters.bundle.open_bundle` against the trust keys."""
+        return bundle.open_bundle(data, self.trusted_keys, digest)
+
+    def write_slot(self, path: Path, data: bytes, source: Path | None) -> None:
+        """Write a verified bundle into a slot file atomically (``source``: the file it was read from)."""
+        state.write_atomic(path, data, midway=lambda: faults.reached("install"))
+
     async def load_slot(self, name: str, slot: state.SlotName, health: HealthSpec) -> serving.Loaded:
         """Re-verify a slot's bundle (digest + signature) and open it in onnxruntime."""
         rec = self.store.model(name).slots[slot]
-        data = await self._offload(self.store.slot_path(name, slot).read_bytes)
-        opened = await self._offload(bundle.open_bundle, data, self.trusted_keys, rec.digest)
+        data = await self._offload(self.read_file, self.store.slot_path(name, slot))
+        opened = await self._offload(self.open_verified, data, rec.digest)
         runtime = await self._offload(self._runtime, opened.model)
         return serving.Loaded(name, rec.version, rec.digest, rec.revision, runtime, health)
 
@@ -110,7 +128,8 @@ class Installer:
     def _fail(self, desired: DesiredModel, reason: str, message: str) -> None:
         digest = desired.artifact.digest
         rejected = self.store.model(desired.name).rejecting(digest, "Failed", f"{reason}: {message}")
-        self.store.update_model(rejected.model_copy(update={"install": None}))
+        staged = rejected.staged if rejected.staged is not None and rejected.staged.digest != digest else None
+        self.store.update_model(rejected.model_copy(update={"install": None, "staged": staged}))
         self.store.part_path(digest).unlink(missing_ok=True)
         self.phase(desired.name, "Failed", f"{reason}: {message}")
         log.error("Rejected artifact model=%s digest=%s reason=%s message=%s", desired.name, digest, reason, message)
@@ -171,6 +190,9 @@ class Installer:
             )
             return None
         slot = self.store.model(name).inactive
+        staged = self.store.model(name).staged
+        if staged is not None and staged.digest == digest and staged.slot == slot:
+            return await self._from_staged(desired, slot)
         self._journal_step(name, state.InstallRecord(digest=digest, step="downloading", slot=slot))
         self.phase(name, "Downloading", f"downloading version {desired.version} from {art.uri}")
         part = self.store.part_path(digest)
@@ -182,24 +204,24 @@ class Installer:
                 faults.reached("download")
 
         try:
-            await self.fetch(art.uri, part, art.size_bytes, on_progress=progress)
+            fetched = await self.fetch(art.uri, part, art.size_bytes, digest=digest, on_progress=progress)
         except TransientError as exc:
             self._retry_later(desired, exc)
             return None
         except InvalidSpecError as exc:  # the artifact cannot be used as the spec names it
             self._fail(desired, exc.reason, str(exc))
             return None
+        except IntegrityError as exc:  # the origin (the last source) served bytes that do not verify
+            self._fail(desired, "VerificationFailed", str(exc))
+            return None
+        self.report_download(name, fetched)
 
         self._journal_step(name, state.InstallRecord(digest=digest, step="verifying", slot=slot))
         self.phase(name, "Verifying", f"verifying digest and signature of version {desired.version}")
-        data: bytes = await self._offload(part.read_bytes)
+        data: bytes = await self._offload(self.read_file, part)
         faults.reached("verify")
         try:
-            opened: bundle.Bundle = await self._offload(bundle.open_bundle, data, self.trusted_keys, digest)
-            meta = opened.parsed.model
-            if meta is None or meta.name != name or meta.version != desired.version:
-                held = f"{meta.name}@{meta.version}" if meta is not None else "no model"
-                raise IntegrityError(f"manifest is {held}, spec wants {name}@{desired.version}")
+            opened = await self.verify(name, desired.version, digest, data)
         except IntegrityError as exc:
             self._fail(desired, "VerificationFailed", str(exc))
             return None
@@ -207,9 +229,44 @@ class Installer:
         self.phase(name, "Installing", f"installing version {desired.version} into slot {slot}")
         # The inactive slot is about to be overwritten: stop naming it before its file changes.
         slots = {k: v for k, v in self.store.model(name).slots.items() if k != slot}
-        self._journal_step(name, state.InstallRecord(digest=digest, step="installing", slot=slot), slots=slots)
+        install = state.InstallRecord(digest=digest, step="installing", slot=slot)
+        self._journal_step(name, install, slots=slots, staged=None)
         path = self.store.slot_path(name, slot)
-        await self._offload(lambda: state.write_atomic(path, data, midway=lambda: faults.reached("install")))
+        await self._offload(self.write_slot, path, data, part)
+        return await self._smoke_test(desired, slot, opened)
+
+    def report_download(self, name: str, fetched: artifacts.Fetched) -> None:
+        """Tell status which source served ``name`` and why the ones before it failed."""
+        if self.downloads is not None:
+            self.downloads(name, DownloadReport(source=fetched.source, failures=list(fetched.failures[:8])))
+
+    async def verify(self, name: str, version: str, digest: str, data: bytes) -> bundle.Bundle:
+        """Digest, structure and signature of ``data``, and the manifest names this model and version
+        (IntegrityError otherwise)."""
+        opened: bundle.Bundle = await self._offload(self.open_verified, data, digest)
+        meta = opened.parsed.model
+        if meta is None or meta.name != name or meta.version != version:
+            held = f"{meta.name}@{meta.version}" if meta is not None else "no model"
+            raise IntegrityError(f"manifest is {held}, spec wants {name}@{version}")
+        return opened
+
+    async def _from_staged(self, desired: DesiredModel, slot: state.SlotName) -> Prepared | None:
+        """The version was downloaded and verified into ``slot`` ahead of activation: verify it again (the slot
+        file is untrusted at rest, like every slot at load) and smoke-test it; nothing is downloaded."""
+        name, digest = desired.name, desired.artifact.digest
+        self._journal_step(name, state.InstallRecord(digest=digest, step="verifying", slot=slot))
+        self.phase(name, "Verifying", f"verifying staged version {desired.version} in slot {slot}")
+        data: bytes = await self._offload(self.read_file, self.store.slot_path(name, slot))
+        try:
+            opened = await self.verify(name, desired.version, digest, data)
+        except IntegrityError as exc:
+            self._fail(desired, "VerificationFailed", f"staged bundle: {exc}")
+            return None
+        return await self._smoke_test(desired, slot, opened)
+
+    async def _smoke_test(self, desired: DesiredModel, slot: state.SlotName, opened: bundle.Bundle) -> Prepared | None:
+        """Step 4: the golden samples reproduce in onnxruntime; the prepared version, ready to switch to."""
+        name, digest = desired.name, desired.artifact.digest
         self._journal_step(name, state.InstallRecord(digest=digest, step="testing", slot=slot))
         try:
             runtime: onnx_session.ModelRuntime = await self._offload(self._runtime, opened.model)

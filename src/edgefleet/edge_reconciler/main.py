@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
+import json
 import logging
 import resource
 import signal
@@ -20,8 +20,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
+
 from edgefleet import __version__
-from edgefleet.adapters import artifacts, bundle, inference_server, kube, protocols
+from edgefleet.adapters import artifacts, bundle, inference_server, kube, oci, protocols
 from edgefleet.api import addresses
 from edgefleet.core.errors import EdgefleetError, InvalidSpecError, Reason
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
@@ -105,6 +107,27 @@ def raise_descriptor_limit(connections: int) -> int:
     return min(connections, fit)
 
 
+def make_fetcher(
+    cfg: config.AgentConfig, session: aiohttp.ClientSession, policy: addresses.FetchPolicy | None = None
+) -> artifacts.Fetcher:
+    """The artifact fetcher: the configured mirrors in order, then the origin; registry credentials from a file."""
+    credentials = {}
+    if cfg.artifacts.credentials_file is not None:
+        path = cfg.artifacts.credentials_file
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidSpecError(
+                f"{path}: cannot read the registry credentials: {exc}", Reason.INVALID_CONFIG
+            ) from exc
+        credentials = oci.credentials_from_docker_config(doc, str(path))
+    registry = oci.Registry(session, credentials=credentials, plain_http=cfg.artifacts.plain_http)
+    mirrors = [artifacts.Mirror(m.url, tuple(m.origins)) for m in cfg.artifacts.mirrors]
+    return artifacts.Fetcher(
+        session, mirrors=mirrors, registry=registry, timeout_seconds=cfg.download_timeout_seconds, policy=policy
+    )
+
+
 async def run(cfg: config.AgentConfig) -> None:
     """Build every part from ``cfg`` and run until SIGTERM/SIGINT."""
     keys = [bundle.load_public_key(Path(p).read_bytes()) for p in cfg.trust_keys]
@@ -122,10 +145,8 @@ async def run(cfg: config.AgentConfig) -> None:
     server = inference_server.Server(registry, port=cfg.server.port, unix_socket=cfg.server.unix_socket, limits=limits)
     http = kube.new_session()
     policy = addresses.FetchPolicy.from_env(extra=cfg.fetch_allow)
-    downloads = artifacts.new_session(policy=policy)
-    fetch = functools.partial(
-        artifacts.download, downloads, timeout_seconds=cfg.download_timeout_seconds, policy=policy
-    )
+    downloads = artifacts.new_session(policy=policy, ssl_context=oci.ssl_context(cfg.artifacts.ca_file))
+    fetch = make_fetcher(cfg, downloads, policy)
     agent = device.Agent(
         control=make_control(cfg, http),
         store=store,

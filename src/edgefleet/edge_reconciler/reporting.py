@@ -21,7 +21,7 @@ from collections.abc import Callable
 from edgefleet import __version__
 from edgefleet.adapters import protocols
 from edgefleet.api.common import Condition
-from edgefleet.api.edgedevice import BenchmarkResult, Capabilities, EdgeDeviceStatus, ModelState
+from edgefleet.api.edgedevice import BenchmarkResult, Capabilities, DownloadReport, EdgeDeviceStatus, ModelState
 from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import config, monitor, state, telemetry
 
@@ -72,6 +72,7 @@ class StatusReporter:
         self.clock = clock
         self.wall = wall
         self.phases: dict[str, telemetry.Phase] = {}
+        self.downloads: dict[str, DownloadReport] = {}
         self.conditions: list[Condition] = []  # as last written: transition times carry over
         self.reports = 0
         self.dirty = asyncio.Event()
@@ -89,6 +90,12 @@ class StatusReporter:
         self.phases[name] = telemetry.Phase(state_, message, since, reason)
         self.dirty.set()
 
+    def download(self, name: str, report: DownloadReport) -> None:
+        """Record which source served ``name``'s last download and what failed before it."""
+        if self.downloads.get(name) != report:
+            self.downloads[name] = report
+            self.dirty.set()
+
     def phase_of(self, name: str) -> telemetry.Phase | None:
         """Where ``name`` stands, if anything was said yet."""
         return self.phases.get(name)
@@ -96,6 +103,7 @@ class StatusReporter:
     def forget(self, name: str) -> None:
         """Drop the phase of a model that left the spec."""
         self.phases.pop(name, None)
+        self.downloads.pop(name, None)
 
     def refuse(self, refused: protocols.SpecRefused | None) -> None:
         """The latest desired spec was refused (``None``: a valid one arrived): status says so at once."""
@@ -130,6 +138,7 @@ class StatusReporter:
             now=self.wall(),
             refused=self.refused,
             benchmarks=[self.benchmarks[name] for name in sorted(self.benchmarks)],
+            downloads=self.downloads,
         )
 
     async def report_forever(self) -> None:

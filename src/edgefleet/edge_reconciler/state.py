@@ -61,6 +61,16 @@ class InstallRecord(_Record):
     slot: SlotName
 
 
+class StagedRecord(_Record):
+    """A later version verified into the inactive slot ahead of activation (``rollout.prestage``). The slot is not
+    a rollback target: :attr:`ModelRecord.slots` stops naming it before its file is written."""
+
+    digest: str
+    version: str
+    revision: str
+    slot: SlotName
+
+
 class ModelRecord(_Record):
     """Everything the device knows about one model name."""
 
@@ -73,6 +83,7 @@ class ModelRecord(_Record):
     rejected: dict[str, str] = Field(default_factory=dict)  # digest -> "RolledBack" | "Failed"
     rejected_reason: dict[str, str] = Field(default_factory=dict)  # digest -> why, for status
     install: InstallRecord | None = None
+    staged: StagedRecord | None = None
 
     @property
     def active_slot(self) -> SlotRecord | None:
@@ -105,6 +116,7 @@ class ModelRecord(_Record):
                 "active": slot,
                 "probation_since": probation_since,
                 "install": None,
+                "staged": None if self.staged is not None and self.staged.slot == slot else self.staged,
             }
         )
 
@@ -289,13 +301,16 @@ class Store:
         """Delete temporary files, downloads not in flight and slot files the journal does not name."""
         removed: list[Path] = []
         in_flight = {self.part_path(r.install.digest) for r in self.journal.models.values() if r.install}
+        layers = {p.name + "." for p in in_flight}  # the layer blobs of an OCI download in flight
         for f in self.downloads.iterdir():
-            if f not in in_flight:
+            if f not in in_flight and not any(f.name.startswith(prefix) for prefix in layers):
                 f.unlink(missing_ok=True)
                 removed.append(f)
         for directory in self.slots.iterdir():
             rec = self.journal.models.get(directory.name)
             keep = {f"{s}.bundle" for s in rec.slots} if rec else set()
+            if rec is not None and rec.staged is not None:
+                keep.add(f"{rec.staged.slot}.bundle")
             for f in directory.iterdir():
                 if f.name not in keep:
                     f.unlink(missing_ok=True)
@@ -314,6 +329,7 @@ __all__ = [
     "RejectedAs",
     "SlotName",
     "SlotRecord",
+    "StagedRecord",
     "Store",
     "write_atomic",
 ]

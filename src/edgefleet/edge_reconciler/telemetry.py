@@ -22,6 +22,7 @@ from edgefleet.api.edgedevice import (
     BenchmarkResult,
     Capabilities,
     DesiredModel,
+    DownloadReport,
     EdgeDeviceStatus,
     HealthSummary,
     ModelState,
@@ -38,7 +39,9 @@ ALLOWED_KEYS = frozenset(
         "arch", "cpuFlags", "cpuCount", "memoryBytes", "executionProviders", "onnxruntimeVersion", "hardwareClass",
         # models[]
         "name", "state", "desiredDigest", "activeVersion", "activeDigest", "activeRevision", "previousVersion",
-        "previousDigest", "health", "lastTransitionTime", "message",
+        "previousDigest", "health", "lastTransitionTime", "message", "stagedDigest", "download",
+        # models[].download: which mirror or origin served the bundle, and why the ones before it failed
+        "source", "failures",
         # models[].health
         "verdict", "samples", "errors", "nonFinite", "latencyP50Ms", "latencyP95Ms", "reason", "evaluatedAt",
         # conditions[]
@@ -91,8 +94,9 @@ def model_status(
     phase: Phase,
     verdict: health.HealthVerdict | None,
     now: dt.datetime,
+    download: DownloadReport | None = None,
 ) -> ModelStatus:
-    """Status of one model from the journal record, its phase and its last verdict (pure)."""
+    """Status of one model from the journal record, its phase, its last verdict and download (pure)."""
     active = record.active_slot if record else None
     previous = record.slots.get(record.previous) if record and record.previous else None
     return ModelStatus(
@@ -107,6 +111,8 @@ def model_status(
         health=summary(verdict, now) if verdict is not None and active is not None else None,
         last_transition_time=phase.since,
         message=(phase.message or "")[:MAX_MESSAGE] or None,
+        staged_digest=record.staged.digest if record is not None and record.staged is not None else None,
+        download=download,
     )
 
 
@@ -121,6 +127,7 @@ def device_status(
     now: dt.datetime,
     refused: protocols.SpecRefused | None = None,
     benchmarks: Sequence[BenchmarkResult] = (),
+    downloads: Mapping[str, DownloadReport] | None = None,
 ) -> EdgeDeviceStatus:
     """The whole EdgeDevice status (pure). A refused spec (``refused``) is reported as observed, with
     ``Stalled``/``Ready`` saying why; the models keep reporting the last accepted spec."""
@@ -134,6 +141,7 @@ def device_status(
             phases.get(name) or Phase("Pending", None, now),
             verdicts.get(name),
             now,
+            (downloads or {}).get(name),
         )
         for name in names
         if name in desired or (journal.models.get(name) and journal.models[name].active)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from edgefleet.adapters import bundle, store
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.compiler import jobs, memory, selection
-from edgefleet.core import errors, revisions
+from edgefleet.core import errors, oci, revisions
 from edgefleet.operator import devicebench
 
 DEFAULT_COMPILER = jobs.OPTIMISING
@@ -95,7 +95,7 @@ class CompileStage:
                 ref, artifact = await self._choose_on_devices(spec, target, result, revision, owner)
             else:
                 ref, artifact = await self._publish(
-                    target, result.selected, result.model, result.manifest, result.golden
+                    spec, revision, target, result.selected, result.model, result.manifest, result.golden
                 )
                 artifact = artifact.model_copy(update={"selected_by": "timed on the compile host"})
             refs[target.name] = ref
@@ -104,20 +104,35 @@ class CompileStage:
 
     async def _publish(
         self,
+        spec: modeldeployment.ModelDeploymentSpec,
+        revision: str,
         target: modeldeployment.CompileTarget,
         candidate: selection.Candidate,
         model: bytes,
         manifest: Any,
         golden: bytes | None,
         task: str = "",
+        alternative: bool = False,
     ) -> tuple[edgedevice.ArtifactRef, modeldeployment.CompiledArtifact]:
+        """Seal, check and store one candidate's bundle, labelled with the model's name, version and revision (an OCI
+        registry keeps them as annotations, and tags it ``<revision>-<target>``; an alternative offered to the
+        devices' benchmark gets ``<revision>-<target>-<variant>``)."""
         try:
             digest, data = bundle.build(manifest, model, self.key, golden)
         except bundle.BundleError as exc:
             raise errors.InvalidSpecError(
                 f"compile target {target.name!r}: {exc}", errors.Reason.BUNDLE_REJECTED
             ) from exc
-        stored = await self.artifacts.put(data)
+        stored = await self.artifacts.put(
+            data,
+            {
+                oci.ANNOTATION_NAME: spec.model.name,
+                oci.ANNOTATION_VERSION: spec.model.version,
+                oci.ANNOTATION_REVISION: revision,
+                "precision": candidate.precision,
+                "tag": oci.tag_for(revision, f"{target.name}-{candidate.name}" if alternative else target.name),
+            },
+        )
         log.info("Published bundle target=%s variant=%s digest=%s", target.name, candidate.name, digest)
         ref = edgedevice.ArtifactRef(uri=stored.uri, digest=digest, size_bytes=len(data), precision=candidate.precision)
         artifact = modeldeployment.CompiledArtifact(
@@ -145,8 +160,10 @@ class CompileStage:
             (a.candidate, a.model, a.manifest, a.golden) for a in result.alternatives
         ]
         published = {}
-        for candidate, model, manifest, golden in offered:
-            published[candidate.name] = await self._publish(target, candidate, model, manifest, golden, task=task)
+        for i, (candidate, model, manifest, golden) in enumerate(offered):
+            published[candidate.name] = await self._publish(
+                spec, revision, target, candidate, model, manifest, golden, task=task, alternative=i > 0
+            )
         cls = result.hardware_class or "unknown"
         measured = None
         if self.benchmarks is not None and owner is not None:

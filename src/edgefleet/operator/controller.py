@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edgefleet.adapters import fleet, kube, store
+from edgefleet.adapters import fleet, kube, oci, store
 from edgefleet.core import errors
 from edgefleet.operator import compilation, compilejobs, devicebench, metrics, reconcile, settings, triggers
 
@@ -54,6 +54,23 @@ def verb(reason: str) -> str:
     return "Failed to compile" if known and errors.Reason(reason).is_compile_failure else reason
 
 
+async def _registry_store(config: settings.OperatorSettings, api: kube.Client) -> oci.OciStore:
+    """The OCI registry backend, with credentials from the configured Secret (read once, at start)."""
+    assert config.oci_repository is not None
+    host = config.oci_repository.split("/", 1)[0]
+    credentials = {}
+    if config.oci_secret is not None:
+        namespace, _, name = config.oci_secret.partition("/")
+        credentials = await fleet.registry_credentials(api, namespace, name, host)
+    log.info(
+        "Configured registry artifact store %s",
+        pairs(repository=config.oci_repository, secret=config.oci_secret, hosts=",".join(sorted(credentials)) or None),
+    )
+    return oci.OciStore(
+        config.oci_repository, credentials=credentials, ca_file=config.oci_ca_file, plain_http=config.oci_plain_http
+    )
+
+
 class Controller:
     """The operator's state for as long as it runs (see the module docstring)."""
 
@@ -61,7 +78,7 @@ class Controller:
         self,
         config: settings.OperatorSettings,
         api: kube.Client,
-        artifacts: store.LocalStore,
+        artifacts: store.ArtifactStore,
         runner: Any,
         pool: concurrent.futures.Executor,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -90,8 +107,13 @@ class Controller:
     async def start(cls, config: settings.OperatorSettings) -> Controller:
         """Connect, serve the artifact store, start the compile pool, the device watch and the trigger loop."""
         api = kube.connect(kube.default_connection(config.kubeconfig))
-        artifacts = store.LocalStore(config.store_dir, config.store_url)
-        runner = await store.serve(artifacts, config.store_host, config.store_port, metrics=True)
+        local = store.LocalStore(config.store_dir, config.store_url)
+        # The embedded store always serves /healthz and /metrics (and the bundles published while it was the
+        # backend, which stable revisions may still name).
+        runner = await store.serve(local, config.store_host, config.store_port, metrics=True)
+        artifacts: store.ArtifactStore = local
+        if config.artifact_backend == "oci":
+            artifacts = await _registry_store(config, api)
         pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=config.compile_workers, mp_context=multiprocessing.get_context("spawn")
         )
@@ -113,6 +135,8 @@ class Controller:
         await self.compile_jobs.cancel()
         await self.deps.devices.close()
         await self.runner.cleanup()
+        if isinstance(self.artifacts, oci.OciStore):
+            await self.artifacts.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         await self.api.close()
 

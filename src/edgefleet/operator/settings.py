@@ -4,6 +4,12 @@
 * ``EDGEFLEET_STORE_URL`` (``http://127.0.0.1:<port>``): the store's URL as devices reach it;
 * ``EDGEFLEET_STORE_HOST`` (``0.0.0.0``) and ``EDGEFLEET_STORE_PORT`` (``8080``): where the store (and ``/metrics``)
   listens;
+* ``EDGEFLEET_ARTIFACT_BACKEND`` (``embedded``): ``oci`` pushes each signed bundle to an OCI registry as an artifact
+  (devices pull it by digest) instead of serving it from the embedded store;
+* ``EDGEFLEET_OCI_REPOSITORY`` (for ``oci``): ``host[:port]/prefix``; a model's bundles go to ``<prefix>/<model>``;
+* ``EDGEFLEET_OCI_SECRET`` (none): ``namespace/name`` of the registry credentials (a ``kubernetes.io/dockerconfigjson``
+  or ``kubernetes.io/basic-auth`` Secret); ``EDGEFLEET_OCI_CA_FILE`` (none): a PEM CA to trust besides the system
+  roots; ``EDGEFLEET_OCI_PLAIN_HTTP`` (``false``): speak plain HTTP to the registry;
 * ``EDGEFLEET_SIGNING_SECRET`` (``edgefleet-system/edgefleet-signing-key``): the Secret with the ed25519 signing key;
 * ``EDGEFLEET_COMPILER`` (the optimising compiler) as ``module:function``, ``EDGEFLEET_COMPILE_WORKERS`` (``1``);
 * ``EDGEFLEET_COMPILE_MEMORY_BYTES`` (``3Gi``): the resident memory one compile may use; the worker stops a compile
@@ -54,6 +60,11 @@ class OperatorSettings:
     react_seconds: float = 1.0
     watch_devices: bool = True
     kubeconfig: str | None = None
+    artifact_backend: str = "embedded"
+    oci_repository: str | None = None
+    oci_secret: str | None = None
+    oci_ca_file: Path | None = None
+    oci_plain_http: bool = False
 
     @property
     def signing_secret_ref(self) -> tuple[str, str]:
@@ -74,6 +85,23 @@ class OperatorSettings:
         edgefleet.core.errors.InvalidSpecError: EDGEFLEET_RESYNC_SECONDS: 'soon' is not a number of seconds
         """
         port = _number(env, "STORE_PORT", int, cls.store_port, "a port number")
+        backend = env.get(PREFIX + "ARTIFACT_BACKEND", cls.artifact_backend)
+        if backend not in ("embedded", "oci"):
+            raise errors.InvalidSpecError(
+                f"{PREFIX}ARTIFACT_BACKEND: {backend!r} is not embedded or oci", errors.Reason.INVALID_CONFIG
+            )
+        repository = env.get(PREFIX + "OCI_REPOSITORY") or None
+        if backend == "oci" and repository is None:
+            raise errors.InvalidSpecError(
+                f"{PREFIX}ARTIFACT_BACKEND=oci needs {PREFIX}OCI_REPOSITORY (host[:port]/prefix)",
+                errors.Reason.INVALID_CONFIG,
+            )
+        secret = env.get(PREFIX + "OCI_SECRET") or None
+        if secret is not None and "/" not in secret:
+            raise errors.InvalidSpecError(
+                f"{PREFIX}OCI_SECRET: {secret!r} is not namespace/name", errors.Reason.INVALID_CONFIG
+            )
+        ca_file = env.get(PREFIX + "OCI_CA_FILE") or None
         return cls(
             store_dir=Path(env.get(PREFIX + "STORE_DIR", str(cls.store_dir))),
             store_url=env.get(PREFIX + "STORE_URL", f"http://127.0.0.1:{port}"),
@@ -91,6 +119,11 @@ class OperatorSettings:
             react_seconds=_number(env, "REACT_SECONDS", float, cls.react_seconds, "a number of seconds"),
             watch_devices=env.get(PREFIX + "WATCH_DEVICES", "true").lower() not in _FALSE,
             kubeconfig=env.get("KUBECONFIG") or None,
+            artifact_backend=backend,
+            oci_repository=repository,
+            oci_secret=secret,
+            oci_ca_file=Path(ca_file) if ca_file else None,
+            oci_plain_http=env.get(PREFIX + "OCI_PLAIN_HTTP", "false").lower() in ("1", "true", "yes"),
         )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -17,11 +16,12 @@ import aiohttp
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from edgefleet.adapters import artifacts, inference_server, protocols
+from edgefleet.adapters import artifacts, inference_server, oci, protocols
 from edgefleet.api.edgedevice import ArtifactRef, DesiredModel, DesiredValidity, EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.api.modeldeployment import HealthSpec
 from edgefleet.core.errors import TransientError
 from edgefleet.edge_reconciler import capabilities, config, control, device, serving, state
+from edgefleet.edge_reconciler import main as agent_main
 from edgefleet.testing import onnx_models
 from edgefleet.testing.artifact_server import ArtifactServer
 
@@ -127,12 +127,19 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, settings: config.AgentSettings = FAST, ctl: protocols.DeviceControl | None = None
+        self,
+        settings: config.AgentSettings = FAST,
+        ctl: protocols.DeviceControl | None = None,
+        *,
+        artifact_config: config.ArtifactsConfig | None = None,
     ) -> AsyncIterator[device.Agent]:
+        """The agent on this harness's state directory; ``artifact_config`` sets mirrors, registry CA and
+        credentials as ``edgefleet-agent`` reads them from its config file."""
         store = state.Store(self.root / "state")
         registry = serving.Registry(workers=2)
-        downloads = artifacts.new_session()
-        fetch = functools.partial(artifacts.download, downloads, timeout_seconds=10.0)
+        cfg = config.AgentConfig(device_name="harness", artifacts=artifact_config or config.ArtifactsConfig())
+        downloads = artifacts.new_session(ssl_context=oci.ssl_context(cfg.artifacts.ca_file))
+        fetch = agent_main.make_fetcher(cfg.model_copy(update={"download_timeout_seconds": 10.0}), downloads)
         agent = device.Agent(
             control=ctl or control.FileControl(self.desired_file, self.status_file, poll_seconds=0.02),
             store=store,

@@ -36,6 +36,7 @@ def spec(
     max_unreachable: int | str = "20%",
     pickup: int = 120,
     validity: int = 12 * 3600,
+    prestage: dict[str, Any] | None = None,
 ) -> modeldeployment.ModelDeploymentSpec:
     """A valid spec; the model digest follows the version so each version is a new revision."""
     rollout: dict[str, Any] = {
@@ -57,6 +58,8 @@ def spec(
     }
     if windows is not None:
         rollout["maintenanceWindows"] = windows
+    if prestage is not None:
+        rollout["prestage"] = prestage
     return modeldeployment.ModelDeploymentSpec.model_validate(
         {
             "model": {
@@ -199,8 +202,9 @@ class Fleet:
         self.apply(p)
         return p
 
-    def report(self, verdict: Verdict = healthy, samples: int = 60) -> None:
-        """Every device reports on its desired entry as ``verdict`` says."""
+    def report(self, verdict: Verdict = healthy, samples: int = 60, stage: bool = True) -> None:
+        """Every device reports on its desired entry as ``verdict`` says; with ``stage``, a download ahead named in
+        the entry is reported staged (``stagedDigest``)."""
         for name, dev in list(self.devices.items()):
             entry = next((m for m in dev.spec.models if m.deployment == NAME), None)
             if entry is None or name in self.off:
@@ -240,6 +244,8 @@ class Fleet:
                         evaluated_at=self.now,
                     ),
                 )
+            if stage and entry.prestage is not None:
+                status = status.model_copy(update={"staged_digest": entry.prestage.artifact.digest})
             self.devices[name] = dev.model_copy(update={"status": edgedevice.EdgeDeviceStatus(models=[status])})
 
     def entry_report(self, name: str) -> edgedevice.ModelStatus | None:

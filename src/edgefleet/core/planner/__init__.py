@@ -49,6 +49,10 @@ outputs only. The rules:
   nothing but the entry of what it runs, the last step completes on the reachable fleet, and more unreachable devices
   than ``maxUnreachable`` hold the rollout until they return. Every entry carries a validity that the pass refreshes
   while it stays current (:meth:`~edgefleet.core.planner.availability.Ledger.refresh`).
+* **Downloads ahead** (``rollout.prestage``): devices a later step will switch get the canary named in their entry to
+  download and verify into their inactive slot now, at most ``maxConcurrentPerSite`` per site (one first in a site
+  that holds it nowhere yet); it changes no revision, so it costs no availability. Without a canary every prestage is
+  cleared and devices drop the staged bytes. ``status.devices.staged`` counts the devices holding it.
 
 Worked example (20 devices on 5 lines, steps ``[setWeight 10, analysis 60s/100 samples, setWeight 100]``,
 ``maxUnavailable: 25%`` = 5): the first plan after compile puts the canary on 2 devices of 2 different lines and
@@ -60,6 +64,7 @@ The package, one concept a module: :mod:`~edgefleet.core.planner.devices` (what 
 :mod:`~edgefleet.core.planner.availability` (``maxUnavailable`` and maintenance windows, the pass's ledger of device
 entries), :mod:`~edgefleet.core.planner.analysis` (evidence and analysis verdicts),
 :mod:`~edgefleet.core.planner.steps` (setWeight, pause, analysis and the walk over them),
+:mod:`~edgefleet.core.planner.prestage` (downloads ahead of activation),
 :mod:`~edgefleet.core.planner.state` (memory, signals, the pass) and :mod:`~edgefleet.core.planner.rollout` (one
 pass, :func:`plan`).
 """

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import conditions, revisions
-from edgefleet.core.planner import analysis, availability, devices, reachability, state, steps
+from edgefleet.core.planner import analysis, availability, devices, prestage, reachability, state, steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +88,7 @@ def plan(
         summary = _rolled_back_steady(run, memory)
     else:
         memory, summary = _rollout(run, memory, revision, announced)
+    prestage.apply(run, memory)  # last: it only adds or clears the download ahead of entries the pass decided
     return _result(run, md, old, memory, summary, compile_=revision if summary.phase == "Compiling" else None)
 
 
@@ -313,6 +314,7 @@ def _result(
         updated=len(updated),
         healthy=sum(d.healthy(ledger.entry(d), revision) for d in updated) if revision else 0,
         failed=sum(d.failed(ledger.entry(d), revision) for d in updated) if revision else 0,
+        staged=prestage.staged(run, memory),
     )
     lost = run.unreachable_after()
     reach = modeldeployment.Reachability(

@@ -80,6 +80,17 @@ class FleetSpec:
     """The last ``offline`` devices run in a worker process of their own, so that
     :meth:`edgefleet.testing.fleetsim.fleet.Fleet.power_off_offline` can cut their power at once (SIGKILL): the
     share of a real fleet that is switched off, in maintenance or cut off at any moment."""
+    mirrors: dict[str, list[dict[str, Any]]] | None = None
+    """Per site (label ``edgefleet.io/site``): the devices' artifact mirrors, ``{"url": ..., "origins": [...]}`` as in
+    the agent's config (``artifacts.mirrors``), tried before the origin."""
+    ca_file: str | None = None
+    """A PEM CA the devices trust for registries and mirrors (``artifacts.caFile``)."""
+    registry_config: str | None = None
+    """Docker ``config.json``-style registry credentials of the devices (``artifacts.credentialsFile``)."""
+    download_group: int = 1
+    """Devices of one process and one site that share each download (1: every device downloads its own copy). With
+    more, the first of a group to ask fetches the artifact from its source; the others of the group take that
+    verified file (hard links); the servers count one download per group."""
     switch_interval_seconds: float | None = None
     """The workers' ``sys.setswitchinterval`` (``None``: Python's 5 ms). The devices of a process share one GIL, so an
     inference finishing while other devices parse requests or verify bundles waits up to this long per busy thread,
@@ -88,6 +99,15 @@ class FleetSpec:
     def __post_init__(self) -> None:
         if self.label_layout not in LABEL_LAYOUTS:
             raise ValueError(f"label_layout must be one of {', '.join(LABEL_LAYOUTS)} (got {self.label_layout!r})")
+
+    def download_group_of(self, index: int) -> str:
+        """The download group of device ``index``: its site and its place among the site's devices (pure).
+
+        >>> FleetSpec("k", "ns", 10, 1, "/tmp", (), download_group=2).download_group_of(9)
+        'site-1/1'
+        """
+        site = labels(self, index)["edgefleet.io/site"]
+        return f"{site}/{(index // SITES) // max(1, self.download_group)}"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -24,7 +24,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
@@ -33,14 +32,14 @@ import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydantic
 
-from edgefleet.adapters import artifacts, bundle, inference_server, informer, kube, onnx_session
+from edgefleet.adapters import artifacts, bundle, inference_server, informer, kube, oci, onnx_session, protocols
 from edgefleet.api.edgedevice import EdgeDeviceSpec, EdgeDeviceStatus
 from edgefleet.core.errors import EdgefleetError
 from edgefleet.edge_reconciler import capabilities, config, control, device, installer, serving, state
@@ -143,17 +142,101 @@ class SharedSessionInstaller(installer.Installer):
     """The real installer with one onnxruntime session per model digest for the whole process.
 
     Download, digest, signature and the golden-sample smoke test still run per device; only the session object that
-    a verified, identical model would create again is reused (sessions are thread-safe for ``run``).
+    a verified, identical model would create again is reused (sessions are thread-safe for ``run``). For files that
+    are hard links of one another (devices of a download group, :class:`GroupFetch`), the process also keeps one copy
+    in memory, verifies it once and installs it into slots as hard links: thousands of devices then hold a 20 MB model
+    once, not once each.
     """
 
     sessions: dict[str, onnx_session.ModelRuntime] = {}
+    by_object: dict[int, tuple[bytes, onnx_session.ModelRuntime]] = {}
+    files: collections.OrderedDict[tuple[int, int], bytes] = collections.OrderedDict()
+    verified: dict[tuple[str, int], bundle.Bundle] = {}
 
     def _runtime(self, model: bytes) -> onnx_session.ModelRuntime:
+        # A model object of a shared verified bundle is the same object for every device: no need to hash it again.
+        known = self.by_object.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
         key = hashlib.sha256(model).hexdigest()
         runtime = self.sessions.get(key)
         if runtime is None:
             runtime = self.sessions[key] = super()._runtime(model)
+        if len(self.by_object) > 8:
+            self.by_object.clear()
+        self.by_object[id(model)] = (model, runtime)
         return runtime
+
+    def read_file(self, path: Path) -> bytes:
+        info = path.stat()
+        key = (info.st_dev, info.st_ino)
+        data = self.files.get(key)
+        if data is None or len(data) != info.st_size:
+            data = self.files[key] = super().read_file(path)
+            while len(self.files) > 4:
+                self.files.popitem(last=False)
+        return data
+
+    def open_verified(self, data: bytes, digest: str) -> bundle.Bundle:
+        shared = any(data is kept for kept in self.files.values())
+        key = (digest, id(data))
+        opened = self.verified.get(key) if shared else None
+        if opened is None:
+            opened = super().open_verified(data, digest)
+            if shared:
+                # The process-wide cache (a class attribute, changed in place): the last verified object per digest.
+                for stale in [k for k in self.verified if k[0] == digest or len(self.verified) > 4]:
+                    del self.verified[stale]
+                self.verified[key] = opened
+        return opened
+
+    def write_slot(self, path: Path, data: bytes, source: Path | None) -> None:
+        if source is None or not source.exists() or source.stat().st_size != len(data):
+            super().write_slot(path, data, source)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, path)
+
+
+class GroupFetch:
+    """The fetch of one download group: the first device to ask downloads (the real fetcher: mirrors, then origin),
+    the others of the group get the same verified file as a hard link. Servers count one download per group."""
+
+    def __init__(self, fetcher: artifacts.Fetcher, cache: Path, group: str) -> None:
+        self.fetcher, self.cache, self.group = fetcher, cache, group
+        self.jobs: dict[str, asyncio.Future[artifacts.Fetched]] = {}
+
+    async def __call__(
+        self,
+        uri: str,
+        dest: Path,
+        size: int,
+        *,
+        digest: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        max_bytes_per_second: int | None = None,
+    ) -> artifacts.Fetched:
+        key = digest or uri
+        job = self.jobs.get(key)
+        if job is None or (job.done() and (job.cancelled() or job.exception() is not None)):
+            job = self.jobs[key] = asyncio.ensure_future(self._download(uri, size, digest, max_bytes_per_second))
+        fetched = await asyncio.shield(job)
+        dest.unlink(missing_ok=True)
+        os.link(fetched.path, dest)
+        return dataclasses.replace(fetched, path=dest)
+
+    async def _download(self, uri: str, size: int, digest: str | None, rate: int | None) -> artifacts.Fetched:
+        name = hashlib.sha256((digest or uri).encode()).hexdigest()
+        tmp = self.cache / f"{self.group.replace('/', '-')}-{name}.part"
+        fetched = await self.fetcher(uri, tmp, size, digest=digest, max_bytes_per_second=rate)
+        shared = self.cache / name
+        if shared.exists():
+            tmp.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, shared)
+        return dataclasses.replace(fetched, path=shared)
 
 
 class SimAgent(device.Agent):
@@ -232,8 +315,35 @@ class Worker:
         connection = kube.from_kubeconfig(Path(spec.kubeconfig))
         limit = spec.api_connections or (16 if spec.watch == "hub" else 0)
         http = kube.new_session(limit=limit)
-        downloads = artifacts.new_session(limit=32)
-        fetch = functools.partial(artifacts.download, downloads, timeout_seconds=120.0)
+        trust = oci.ssl_context(Path(spec.ca_file) if spec.ca_file else None)
+        downloads = artifacts.new_session(limit=32, ssl_context=trust)
+        credentials = {}
+        if spec.registry_config:
+            doc = json.loads(Path(spec.registry_config).read_text())
+            credentials = oci.credentials_from_docker_config(doc, spec.registry_config)
+        registry_client = oci.Registry(downloads, credentials=credentials)
+        fetchers: dict[str, artifacts.Fetcher] = {}
+        groups: dict[str, GroupFetch] = {}
+        cache = Path(spec.root) / "shared-downloads" / str(self.indexes.start)
+        cache.mkdir(parents=True, exist_ok=True)
+
+        def fetch_for(index: int) -> protocols.ArtifactFetch:
+            site = layout.labels(spec, index)["edgefleet.io/site"]
+            if site not in fetchers:
+                mirrors = [
+                    artifacts.Mirror(m["url"], tuple(m.get("origins") or ()))
+                    for m in (spec.mirrors or {}).get(site, [])
+                ]
+                fetchers[site] = artifacts.Fetcher(
+                    downloads, mirrors=mirrors, registry=registry_client, timeout_seconds=300.0
+                )
+            if spec.download_group <= 1:
+                return fetchers[site]
+            group = spec.download_group_of(index)
+            if group not in groups:
+                groups[group] = GroupFetch(fetchers[site], cache, group)
+            return groups[group]
+
         keys = [bundle.load_public_key(Path(p).read_bytes()) for p in spec.trust_keys]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=spec.inference_threads, thread_name_prefix="infer")
         caps = capabilities.detect()
@@ -278,7 +388,7 @@ class Worker:
                     control=ctl,
                     store=state.Store(Path(spec.root) / "devices" / name),
                     registry=registry,
-                    fetch=fetch,
+                    fetch=fetch_for(index),
                     trusted_keys=keys,
                     settings=dataclasses.replace(settings, labels=labels),
                     capabilities=caps,
@@ -337,6 +447,7 @@ def main(spec_file: Path, first: int, count: int, stats: Path) -> int:
 
 __all__ = [
     "CountingClient",
+    "GroupFetch",
     "Hub",
     "HubControl",
     "RecordingControl",
