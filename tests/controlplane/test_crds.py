@@ -99,6 +99,7 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
             "phase": "Progressing",
             "currentStepIndex": 2,
             "devices": {"targeted": 20, "updated": 10, "healthy": 9, "failed": 1},
+            "reachability": {"reachable": 19, "unreachable": 1},
             "conditions": [
                 {
                     "type": "Ready",
@@ -138,9 +139,10 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
         "TARGETED",
         "UPDATED",
         "HEALTHY",
+        "UNREACHABLE",
         "AGE",
     ]
-    assert table[1].split()[:9] == [
+    assert table[1].split()[:10] == [
         "weld-defect-classifier",
         "weld-defect",
         "1.3.0",
@@ -150,6 +152,7 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
         "20",
         "10",
         "9",
+        "1",
     ]
     wide = control_plane.kubectl("get", "md", "-n", namespace, "-o", "wide").stdout
     assert "step 3/5: 10 of 20 devices updated" in wide
