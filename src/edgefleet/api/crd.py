@@ -96,7 +96,26 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         node["items"] = structural(node["items"], defs)
     if node.get("format") == "date-time":
         node["type"] = "string"
+    if "default" in node and isinstance(node.get("description"), str):
+        node["description"] = with_default(node["description"], node["default"])
     return node
+
+
+def with_default(description: str, default: Any) -> str:
+    """``description`` ending with the default, since ``kubectl explain`` prints descriptions, not defaults (pure).
+
+    >>> with_default("Share of updated devices.", 0.8)
+    'Share of updated devices. Default: 0.8.'
+    >>> with_default("Graph format.", "auto"), with_default("Stop.", False)
+    ('Graph format. Default: auto.', 'Stop. Default: false.')
+    """
+    if isinstance(default, bool):
+        shown = "true" if default else "false"
+    elif isinstance(default, (int, float, str)):
+        shown = str(default)
+    else:
+        return description
+    return f"{description.rstrip()} Default: {shown}."
 
 
 def _cel_string(value: str) -> str:
@@ -189,13 +208,24 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Version", "type": "string", "jsonPath": ".spec.model.version"},
             _ready(),
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+            {
+                "name": "Step",
+                "type": "integer",
+                "jsonPath": ".status.currentStep",
+                "description": "1-based number of the current rollout step",
+            },
             {"name": "Targeted", "type": "integer", "jsonPath": ".status.devices.targeted"},
-            {"name": "Updated", "type": "integer", "jsonPath": ".status.devices.updated"},
+            {
+                "name": "Updated",
+                "type": "integer",
+                "jsonPath": ".status.devices.updated",
+                "description": "Devices on the revision being rolled out (status.devices.revision)",
+            },
             {"name": "Healthy", "type": "integer", "jsonPath": ".status.devices.healthy"},
             {"name": "Unreachable", "type": "integer", "jsonPath": ".status.reachability.unreachable"},
-            {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
-            {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
+            {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"},
+            {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision"},
+            {"name": "On-Stable", "type": "integer", "jsonPath": ".status.devices.stable", "priority": 1},
             {
                 "name": "Message",
                 "type": "string",

@@ -117,6 +117,7 @@ class RolloutState:
             "canary_revision": self.canary_revision,
             "aborted_revision": self.aborted_revision,
             "current_step_index": self.step,
+            "current_step": None if self.step is None else self.step + 1,
             "step_started_at": self.started,
             "rollout_failure": self.rollout_failure,
             "last_attempted_revision": self.last_attempted_revision,
