@@ -129,6 +129,12 @@ def _resource_schema(model: type[BaseModel], spec_required: bool) -> dict[str, A
     spec = structural(props["spec"], defs)
     status = structural(props["status"], defs)
     spec.pop("default", None)
+    # Until the operator writes a status, the API server shows this default one (defaults apply on read too), so
+    # kstatus, Flux and Argo CD read an object no operator has seen yet as "not yet reconciled" (observedGeneration
+    # 0 < generation) rather than as a finished one (kstatus reads an object without status as Current).
+    # EdgeDevices get none: a device that was never switched on must not hold a `wait` on its manifests.
+    if model is modeldeployment.ModelDeployment:
+        status["default"] = {"observedGeneration": 0}
     schema: dict[str, Any] = {
         "type": "object",
         "description": (model.__doc__ or "").strip(),
