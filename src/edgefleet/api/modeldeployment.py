@@ -523,6 +523,9 @@ class ModelDeploymentStatus(ApiModel):
     last_error: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Last error the operator met."
     )
+    last_retry: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="The edgefleet.io/retry value last honoured (each value retries once)."
+    )
     rollback_write_back: RollbackWriteBack | None = Field(
         default=None, description="The revert of an automatic abort written back to the fleet's Git repository."
     )

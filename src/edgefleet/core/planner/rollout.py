@@ -77,6 +77,11 @@ def plan(
     run = state.PlanningPass.of(md, observed, candidate, stable, now, contacts)
     run.ledger.release_untargeted(run.views)
     memory = _remembered(state.RolloutState.of(old), revision, md.metadata.generation, candidate)
+    if memory.aborted_revision == revision and run.signals.retries(revision, memory.last_retry):
+        memory = dataclasses.replace(memory, aborted_revision=None, rollout_failure=None, last_retry=run.signals.retry)
+        run.emit(
+            "Normal", "RolloutRetried", f"Retrying aborted revision {revision} (annotation {state.ANNOTATION_RETRY})"
+        )
     announced = old.rollout_failure
     if memory.stable_revision is None:
         memory, summary = _first_revision(run, memory, revision)
