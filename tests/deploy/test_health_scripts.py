@@ -145,7 +145,9 @@ def test_discovery_greys_out_what_cannot_act_now() -> None:
     out = _lines(
         [str(gotools.binary("argocd-lua")), "discovery", str(script), *(str(FIXTURES / f"{s}.json") for s in stages)]
     )
-    enabled = {s: sorted(n for n, a in o["actions"].items() if not a["disabled"]) for s, o in zip(stages, out)}
+    enabled = {
+        s: sorted(n for n, a in o["actions"].items() if not a["disabled"]) for s, o in zip(stages, out, strict=True)
+    }
     assert enabled == {
         "canary": ["abort", "pause", "promote-full"],
         "paused": ["abort", "pause", "promote", "promote-full"],
