@@ -57,6 +57,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         if types == ["integer", "string"]:
             out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
             out.update({k: v for k, v in node.items() if k not in _DROP})
+            if "default" in out and isinstance(out.get("description"), str):
+                out["description"] = with_default(out["description"], out["default"])
             return out
         raise ValueError(f"cannot express union {types} in a structural schema")
     if "const" in node:
