@@ -295,6 +295,21 @@ def write(directory: Path) -> list[Path]:
     return [*written, kustomization]
 
 
+def write_chart_copies(chart_crds: Path) -> list[Path]:
+    """The same CRDs in a Helm chart's ``crds/`` directory (Helm installs them before the chart's templates)."""
+    written = []
+    for name, crd in crds().items():
+        path = chart_crds / name
+        path.write_text(render(crd))
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
-    for path in write(Path(sys.argv[1] if len(sys.argv) > 1 else "crds")):
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "crds")
+    for path in write(target):
         print(f"wrote {path}")
+    chart = target.resolve().parent / "charts" / "edgefleet" / "crds"
+    if chart.is_dir():
+        for path in write_chart_copies(chart):
+            print(f"wrote {path}")
