@@ -149,7 +149,7 @@ def _canary(obj: Object, version: str) -> bool:
 
 def clean(obj: Object) -> Object:
     """The object without what no health check reads and what changes on every run of the API server."""
-    out = json.loads(json.dumps(obj))
+    out: Object = json.loads(json.dumps(obj))
     meta = out.get("metadata") or {}
     for key in ("managedFields", "resourceVersion", "uid"):
         meta.pop(key, None)

@@ -119,6 +119,7 @@ def walk(run: state.PlanningPass, rollout: state.RolloutState) -> WalkResult:
         if held.held:
             return StepsWaiting(dataclasses.replace(rollout, started=run.now), run.outage(held))
         rollout = _promote_fully(run, rollout)
+        assert rollout.step is not None
         outcome = _evaluate(run, rollout, steps[rollout.step], evidence)
         if isinstance(outcome, _Advance):
             run.events.extend(outcome.events)
