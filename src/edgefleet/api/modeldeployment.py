@@ -472,6 +472,7 @@ class RollbackWriteBack(ApiModel):
         default=None, description="URL of the pull request opened on the branch (with a forge token)."
     )
     message: Annotated[str, Field(max_length=4096)] = Field(default="", description="What was done, or what failed.")
+    attempted_at: dt.datetime | None = Field(default=None, description="When it was written (or last tried).")
 
 
 class ModelDeploymentStatus(ApiModel):
