@@ -28,7 +28,7 @@ def _handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _cgi(self) -> None:
@@ -72,8 +72,8 @@ def _handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = _cgi  # noqa: N815 - http.server's method names
-        do_POST = _cgi  # noqa: N815
+        do_GET = _cgi
+        do_POST = _cgi
 
     return Handler
 
@@ -114,10 +114,10 @@ class PullRequests:
         recorder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(min(length, 1_000_000)) or b"{}")
                 recorder.requests.append(
