@@ -9,6 +9,11 @@
 * ``EDGEFLEET_RESYNC_SECONDS`` (``10``): the resync timer, the safety net;
 * ``EDGEFLEET_REACT_SECONDS`` (``1``): at most one device-triggered reconcile per deployment this often;
 * ``EDGEFLEET_WATCH_DEVICES`` (``true``): watch EdgeDevices; ``false`` lists them on every reconcile;
+* ``EDGEFLEET_WRITEBACK_REPOSITORY`` (unset: off): the fleet repository the revert of an automatic abort is pushed to
+  (:mod:`edgefleet.adapters.gitwriteback`), with ``EDGEFLEET_WRITEBACK_BRANCH`` (``main``, the base branch),
+  ``EDGEFLEET_WRITEBACK_PATH`` (``""``, the manifests' directory), and for a pull request ``EDGEFLEET_WRITEBACK_TOKEN``,
+  ``EDGEFLEET_WRITEBACK_FORGE_API`` (e.g. ``https://gitea.example.com/api/v1``) and ``EDGEFLEET_WRITEBACK_FORGE_REPO``
+  (``owner/name``);
 * ``KUBECONFIG`` (the pod's service account): the cluster to talk to.
 
 A value that does not parse is an ``InvalidSpecError`` (reason ``InvalidConfig``) naming the variable, so the
@@ -22,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from edgefleet.adapters import gitwriteback
 from edgefleet.core import errors
 from edgefleet.operator import compilation
 
@@ -44,6 +50,7 @@ class OperatorSettings:
     react_seconds: float = 1.0
     watch_devices: bool = True
     kubeconfig: str | None = None
+    write_back: gitwriteback.Config | None = None
 
     @property
     def signing_secret_ref(self) -> tuple[str, str]:
@@ -76,10 +83,25 @@ class OperatorSettings:
             react_seconds=_number(env, "REACT_SECONDS", float, cls.react_seconds, "a number of seconds"),
             watch_devices=env.get(PREFIX + "WATCH_DEVICES", "true").lower() not in _FALSE,
             kubeconfig=env.get("KUBECONFIG") or None,
+            write_back=_write_back(env),
         )
 
 
 N = TypeVar("N", int, float)
+
+
+def _write_back(env: Mapping[str, str]) -> gitwriteback.Config | None:
+    repository = env.get(PREFIX + "WRITEBACK_REPOSITORY", "").strip()
+    if not repository:
+        return None
+    return gitwriteback.Config(
+        repository=repository,
+        branch=env.get(PREFIX + "WRITEBACK_BRANCH", "main") or "main",
+        path=env.get(PREFIX + "WRITEBACK_PATH", ""),
+        token=env.get(PREFIX + "WRITEBACK_TOKEN") or None,
+        forge_api=env.get(PREFIX + "WRITEBACK_FORGE_API") or None,
+        forge_repo=env.get(PREFIX + "WRITEBACK_FORGE_REPO") or None,
+    )
 
 
 def _number(env: Mapping[str, str], key: str, kind: type[N], default: N, what: str) -> N:
