@@ -84,7 +84,7 @@ def progress(md: modeldeployment.ModelDeployment) -> RenderableType | str:
     bar = ProgressBar(total=max(1, counts.get("targeted", 0)), completed=counts.get("updated", 0), width=40)
     grid = Table.grid(padding=(0, 1))
     grid.add_row(status.styled_phase(view["phase"]), bar)
-    return Group(steps, grid, Text(line), Text(reach), view["message"] or "")
+    return Group(steps, grid, Text(line), Text(reach), Text(view["message"] or ""))
 
 
 async def _status(cl: cluster.Cluster, args: argparse.Namespace) -> int:
@@ -96,7 +96,7 @@ async def _status(cl: cluster.Cluster, args: argparse.Namespace) -> int:
         if args.output == "json":
             print(json.dumps(data(md), indent=2, sort_keys=True))
         else:
-            tables.console().print(progress(md))
+            tables.emit(progress(md))
         return watching.EXIT_FAILED if (md.status and md.status.phase in watching.FAILED) else watching.EXIT_OK
 
     async def fetch() -> tuple[Any, RenderableType | str, int | None]:

@@ -245,7 +245,7 @@ async def _run(cl: cluster.Cluster, args: argparse.Namespace) -> int:
         if args.output == "json":
             print(json.dumps(data, indent=2, sort_keys=True))
         else:
-            tables.console().print(view)
+            tables.emit(view)
         return 0
 
     async def fetch() -> tuple[Any, RenderableType | str, int | None]:

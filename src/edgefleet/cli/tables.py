@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 Row = Mapping[str, Any]
@@ -64,15 +65,19 @@ def plain(columns: Sequence[Column], rows: Sequence[Row]) -> str:
 def rich_table(columns: Sequence[Column], rows: Sequence[Row], title: str | None = None) -> Table:
     """The same table for a terminal (pure)."""
     table = Table(box=box.SIMPLE_HEAVY, title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column.header, no_wrap=column.max_width is None, overflow="ellipsis")
-    for row in rows:
-        cells = []
-        for column in columns:
-            text = _cut(column.cell(row), column.max_width) or "-"
+    texts = [[_cut(c.cell(r), c.max_width) or "-" for c in columns] for r in rows]
+    for i, column in enumerate(columns):
+        if column.max_width is None:  # names, counts, revisions: kept whole, never squeezed
+            width = max([len(column.header), *(len(t[i]) for t in texts)])
+            table.add_column(column.header, no_wrap=True, min_width=width)
+        else:  # free text (a message) takes what is left and wraps
+            table.add_column(column.header, overflow="fold", ratio=1)
+    for row, cells in zip(rows, texts, strict=True):
+        styled = []
+        for column, text in zip(columns, cells, strict=True):
             style = column.style(row) if column.style is not None else None
-            cells.append(f"[{style}]{text}[/{style}]" if style else text)
-        table.add_row(*cells)
+            styled.append(f"[{style}]{escape(text)}[/{style}]" if style else escape(text))
+        table.add_row(*styled)
     return table
 
 
@@ -99,9 +104,17 @@ def print_table(
         stream.write(plain(columns, rows) + "\n")
 
 
+def emit(view: RenderableType | str) -> None:
+    """Print a view from :func:`render`: plain text as it is (no markup parsing), rich renderables on the terminal."""
+    if isinstance(view, str):
+        print(view, flush=True)
+    else:
+        console().print(view)
+
+
 def render(columns: Sequence[Column], rows: Sequence[Row], title: str | None = None) -> RenderableType | str:
     """A renderable for a terminal, or the plain text for anything else."""
     return rich_table(columns, rows, title) if is_terminal() else plain(columns, rows)
 
 
-__all__ = ["Column", "Row", "console", "is_terminal", "plain", "print_table", "render", "rich_table", "shown"]
+__all__ = ["Column", "Row", "console", "emit", "is_terminal", "plain", "print_table", "render", "rich_table", "shown"]
