@@ -175,3 +175,21 @@ def test_failures_push_nothing_and_say_why(tmp_path: Path) -> None:
         record = gitwriteback.revert(gitwriteback.Config(repository="ext::sh -c touch% /tmp/pwned"), md, status, NOW)
         assert record.outcome == "Failed" and "must be https://" in record.message
         assert set(remote_branches(url)) == {"main"}
+
+
+def test_the_token_never_follows_a_redirect(tmp_path: Path) -> None:
+    (tmp_path / "srv").mkdir()
+    elsewhere = gitserver.PullRequests()
+    with gitserver.served(tmp_path / "srv") as url, elsewhere.running() as other:
+        forge = gitserver.PullRequests(redirect=other.removesuffix("/api/v1"))
+        with forge.running() as api:
+            fleet_repo(tmp_path, url)
+            md, status = aborted_status()
+            config = gitwriteback.Config(
+                repository=f"{url}/fleet.git", token="s3cret", forge_api=api, forge_repo="factory/fleet"
+            )
+            record = gitwriteback.revert(config, md, status, NOW)
+    # The branch is pushed; the pull request is not opened, and the server redirected to never saw the token.
+    assert record.outcome == "Pushed" and record.pull_request is None
+    assert "no pull request: the forge answered 302 (a redirect, not followed" in record.message
+    assert len(forge.requests) == 1 and elsewhere.requests == []

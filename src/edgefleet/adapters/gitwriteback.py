@@ -6,7 +6,8 @@ is untrusted content: only regular ``.yaml``/``.yml`` files up to :data:`MAX_FIL
 safely, and the one file written is a path ``git ls-files`` listed. The push is never forced: a branch that already
 exists on the remote means the revert was written before (``AlreadyPushed``). Git credentials come from the usual
 places (a credential helper, ``~/.git-credentials``, an SSH key); ``token`` is only for the forge's pull-request API
-(Gitea and GitHub accept ``Authorization: token <token>`` on ``POST /repos/{owner}/{repo}/pulls``).
+(Gitea and GitHub accept ``Authorization: token <token>`` on ``POST /repos/{owner}/{repo}/pulls``); that request
+follows no redirect (the token goes nowhere else; the usual ``https_proxy`` applies), and its answer is read up to 1 MB.
 
 :func:`revert` is blocking (run it in a thread) and never raises for an expected failure: the returned record says
 ``Failed`` and why.
@@ -27,13 +28,14 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from edgefleet.adapters import gitsource
-from edgefleet.api import modeldeployment
+from edgefleet.api import addresses, modeldeployment
 from edgefleet.core import errors, revisions, writeback
 
 GIT_TIMEOUT_SECONDS = 120
 MAX_FILE_BYTES = 1_000_000
 MAX_HISTORY = 500
 FORGE_TIMEOUT_SECONDS = 30
+MAX_LINK_CHARS = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,10 @@ def _open_pull_request(config: Config, branch: str, message: str) -> str:
     url = f"{str(config.forge_api).rstrip('/')}/repos/{config.forge_repo}/pulls"
     if not url.startswith(("https://", "http://")):
         raise _Failed(f"forge API {config.forge_api!r} must be an http(s) URL")
+    try:
+        addresses.check_uri(url)
+    except addresses.AddressError as exc:
+        raise _Failed(f"forge API {config.forge_api!r}: {exc}") from None
     request = urllib.request.Request(
         url,
         data=payload,
@@ -236,16 +242,29 @@ def _open_pull_request(config: Config, branch: str, message: str) -> str:
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=FORGE_TIMEOUT_SECONDS) as response:
+        with _NO_REDIRECTS.open(request, timeout=FORGE_TIMEOUT_SECONDS) as response:
             answer = json.loads(response.read(1_000_000) or b"{}")
     except urllib.error.HTTPError as exc:
+        exc.close()
+        if 300 <= exc.code < 400:  # the token is never sent on to wherever a redirect points
+            raise _Failed(f"the forge answered {exc.code} (a redirect, not followed: set the API's own URL)") from None
         raise _Failed(f"the forge answered {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise _Failed(f"the forge could not be reached: {exc}") from exc
-    link = answer.get("html_url") or answer.get("url")
-    if not isinstance(link, str):
-        raise _Failed("the forge's answer has no html_url")
+    link = answer.get("html_url") or answer.get("url") if isinstance(answer, dict) else None
+    if not isinstance(link, str) or not link.startswith(("https://", "http://")) or len(link) > MAX_LINK_CHARS:
+        raise _Failed(
+            f"the forge's answer has no usable html_url (an http(s) URL of at most {MAX_LINK_CHARS} characters)"
+        )
     return link
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 __all__ = ["Config", "revert"]

@@ -104,8 +104,10 @@ def bare(root: Path, name: str) -> Path:
 class PullRequests:
     """Records pull requests opened through the forge API (a stand-in for Gitea's ``POST .../pulls``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redirect: str | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.redirect = redirect
+        """When set, every request is recorded and answered ``302 Found`` to ``redirect`` + its path."""
         self._server: http.server.ThreadingHTTPServer | None = None
 
     @contextlib.contextmanager
@@ -121,8 +123,19 @@ class PullRequests:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(min(length, 1_000_000)) or b"{}")
                 recorder.requests.append(
-                    {"path": self.path, "authorization": self.headers.get("Authorization"), "body": body}
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "body": body,
+                    }
                 )
+                if recorder.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", recorder.redirect + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 number = len(recorder.requests)
                 owner_repo = self.path.removeprefix("/api/v1").removeprefix("/repos/").removesuffix("/pulls")
                 answer = json.dumps({"number": number, "html_url": f"http://forge.test/{owner_repo}/pulls/{number}"})
@@ -131,6 +144,8 @@ class PullRequests:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer.encode())
+
+            do_GET = do_POST  # a client that followed a redirect arrives here as GET: recorded all the same
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
