@@ -1,7 +1,7 @@
 """What the images are built from: one pinned base, one lock for both, per-role package sets, a small context.
 
-The byte-level proof (the wheel set each image installs, built twice from scratch, is identical) is
-``bash hack/check-image-contents.sh``: it downloads from PyPI, so it is run by hand or in a release job, not here."""
+The byte-level proof (the wheel set each image installs, built twice from scratch, is identical, and so are the files
+the install step adds from it, .pyc included) is ``bash hack/check-image-contents.sh``: it downloads from PyPI, so it is run by hand or in a release job, not here."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def test_each_image_installs_its_role_from_the_shared_lock_by_hash() -> None:
         text = path.read_text()
         assert f"--require-hashes --only-binary=:all: --dest /wheels -r requirements/{role}.txt" in text
         assert "--require-hashes --no-deps -r requirements/build.txt" in text and "SOURCE_DATE_EPOCH=" in text
+        # The install step hack/image-install.sh runs: no timestamped bytecode in the final layer.
+        assert "pip install --no-cache-dir --no-index --no-deps --no-compile /wheels/*.whl" in text
+        assert "python -m compileall -q --invalidation-mode unchecked-hash" in text
+        install = (REPO / "hack" / "image-install.sh").read_text()
+        assert "--no-index --no-deps --no-compile" in install and "--invalidation-mode unchecked-hash" in install
         role_pins = pins(REPO / "requirements" / f"{role}.txt")
         assert role_pins and all(lock[name] == version for name, version in role_pins.items()), role
     agent = pins(REPO / "requirements" / "agent.txt")
