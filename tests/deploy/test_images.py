@@ -1,7 +1,8 @@
 """What the images are built from: one pinned base, one lock for both, per-role package sets, a small context.
 
 The byte-level proof (the wheel set each image installs, built twice from scratch, is identical, and so are the files
-the install step adds from it, .pyc included) is ``bash hack/check-image-contents.sh``: it downloads from PyPI, so it is run by hand or in a release job, not here."""
+the install step adds from it, .pyc included) is ``bash hack/check-image-contents.sh``: it downloads from PyPI, so
+it is run by hand or in a release job, not here."""
 
 from __future__ import annotations
 
