@@ -103,6 +103,7 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
             "stableRevision": "1.2.0-0a1b2c3d4e",
             "canaryRevision": "1.3.0-5f6a7b8c9d",
             "devices": {"targeted": 20, "updated": 10, "healthy": 9, "failed": 1, "stable": 10},
+            "reachability": {"reachable": 18, "unreachable": 2},
             "conditions": [
                 {
                     "type": "Ready",
@@ -142,11 +143,12 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
         "TARGETED",
         "UPDATED",
         "HEALTHY",
+        "UNREACHABLE",
         "STABLE",
         "CANARY",
         "AGE",
     ]
-    assert table[1].split()[:11] == [
+    assert table[1].split()[:12] == [
         "weld-defect-classifier",
         "weld-defect",
         "1.3.0",
@@ -156,6 +158,7 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
         "20",
         "10",
         "9",
+        "2",
         "1.2.0-0a1b2c3d4e",
         "1.3.0-5f6a7b8c9d",
     ]

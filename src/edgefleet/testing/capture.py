@@ -217,6 +217,10 @@ def _device(cp: controlplane.ControlPlane, predicate: Callable[[Object], bool]) 
     return next((d for d in sorted(listing, key=lambda d: d["metadata"]["name"]) if predicate(d)), None)
 
 
+def _settled(obj: Object) -> bool:
+    return bool(_status(obj).get("observedGeneration") == obj["metadata"].get("generation"))
+
+
 def _verdicts(device: Object) -> set[str]:
     return {((m.get("health") or {}).get("verdict") or "") for m in _status(device).get("models") or []}
 
@@ -267,7 +271,9 @@ def capture(cp: controlplane.ControlPlane, root: Path) -> dict[str, Object]:
             unhealthy = None
             deadline = time.monotonic() + 120
             while unhealthy is None and time.monotonic() < deadline:
-                unhealthy = _device(cp, lambda d: "Unhealthy" in _verdicts(d))
+                # settled: the report is about the spec the device was last given (the operator rewrites the entry
+                # as it reacts, and kstatus reads a report older than its spec as InProgress)
+                unhealthy = _device(cp, lambda d: "Unhealthy" in _verdicts(d) and _settled(d))
                 time.sleep(0.2)
             found["device-unhealthy"] = _require(unhealthy, "unhealthy canary device")
             found["rolling-back"] = watch.first(
