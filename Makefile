@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install controlplane system-packages crds lint unit bench bench-fleet bench-bytes fuzz clean
+.PHONY: demo test install controlplane system-packages tools crds lint unit bench bench-fleet bench-bytes fuzz clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
@@ -24,12 +24,18 @@ controlplane:
 system-packages:
 	bash hack/install-system-packages.sh
 
+# Go tools the tests run (helm, and our argocd-lua / kstatus harnesses), built from Go modules once and cached in
+# ~/.cache/edgefleet/tools (hack/build-go-tool.sh holds the table of tools and versions).
+GO_TOOLS ?= helm argocd-lua kstatus
+tools:
+	@for t in $(GO_TOOLS); do bash hack/build-go-tool.sh $$t || exit 1; done
+
 ## The main job on an embedded local control plane (the harness's python -m edgefleet.testing.demo).
 demo: install controlplane system-packages
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m edgefleet.testing.demo
 
 ## Everything CI runs: lint, types, import contracts, unit + real-control-plane tests.
-test: install controlplane system-packages lint
+test: install controlplane system-packages tools lint
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -p no:cacheprovider
 
 lint: install

@@ -94,3 +94,74 @@ def test_commands_report_missing_credentials_as_an_error_not_a_traceback(
     assert main.main(["rollout", "abort", "weld", "--kubeconfig", missing]) == 1
     err = capsys.readouterr().err
     assert err.count("error: no Kubernetes credentials") == 2
+
+
+def canary_on_set_weight() -> sim.Fleet:
+    fleet = sim.Fleet.new(sim.spec(steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]), sim.layout(10))
+    fleet.run()
+    fleet.set_spec(sim.spec(version="2.0.0", steps=[{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]))
+    fleet.reconcile()
+    assert fleet.status.current_step == 1 and fleet.status.canary_revision is not None
+    return fleet
+
+
+def test_promote_refuses_where_it_cannot_act_and_says_what_would() -> None:
+    fleet = canary_on_set_weight()
+    with pytest.raises(SystemExit, match=r"step 1/3 \(setWeight 20%\) completes by itself.*--full"):
+        rollout.signal_for("promote", fleet.md)
+    canary = fleet.status.canary_revision
+    assert rollout.signal_for("promote", fleet.md, full=True) == {planner.ANNOTATION_PROMOTE_FULL: canary}
+    fleet.annotate(planner.ANNOTATION_PAUSED, "true")
+    with pytest.raises(SystemExit, match="cannot promote while it is held by annotation"):
+        rollout.signal_for("promote", fleet.md, full=True)
+    assert rollout.signal_for("undo", fleet.md) == {planner.ANNOTATION_ABORT: canary}
+
+
+def test_retry_and_undo_signals() -> None:
+    fleet = sim.Fleet.new(sim.spec(), sim.layout(3))
+    fleet.run()
+    with pytest.raises(SystemExit, match="no aborted revision"):
+        rollout.signal_for("retry", fleet.md)
+    with pytest.raises(SystemExit, match="revert the change in Git"):
+        rollout.signal_for("undo", fleet.md)
+    fleet.set_spec(sim.spec(version="2.0.0"))
+    fleet.reconcile()
+    new = fleet.status.canary_revision
+    fleet.annotate(planner.ANNOTATION_ABORT, new)
+    fleet.reconcile()
+    signal = rollout.signal_for("retry", fleet.md)
+    assert signal[planner.ANNOTATION_ABORT] is None and str(signal[planner.ANNOTATION_RETRY]).startswith(f"{new}/")
+    for key, value in signal.items():
+        fleet.annotate(key, value)
+    assert fleet.reconcile().status.canary_revision == new
+
+
+def test_plain_tables_keep_whole_cells_in_a_narrow_pipe() -> None:
+    from edgefleet.cli import tables
+
+    fleet = paused_fleet()
+    view = status.summary(fleet.md)
+    text = tables.plain(tables.shown(status.DEPLOYMENT_COLUMNS, {"all_namespaces": True}), [view, view])
+    header, *rows = text.splitlines()
+    assert header.split()[:3] == ["NAMESPACE", "NAME", "MODEL"] and "STABLE" in header and "CANARY" in header
+    assert len(rows) == 2 and view["canaryRevision"] in rows[0] and "2/3" in rows[0]
+    assert "NAMESPACE" not in tables.plain(tables.shown(status.DEPLOYMENT_COLUMNS, {}), [view])
+
+
+def test_every_verb_has_help() -> None:
+    import argparse
+
+    from edgefleet.cli import main
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(main.build_parser(), "edgefleet") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,11 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
             "observedGeneration": before["metadata"]["generation"],
             "phase": "Progressing",
             "currentStepIndex": 2,
-            "devices": {"targeted": 20, "updated": 10, "healthy": 9, "failed": 1},
-            "reachability": {"reachable": 19, "unreachable": 1},
+            "currentStep": 3,
+            "stableRevision": "1.2.0-0a1b2c3d4e",
+            "canaryRevision": "1.3.0-5f6a7b8c9d",
+            "devices": {"targeted": 20, "updated": 10, "healthy": 9, "failed": 1, "stable": 10},
+            "reachability": {"reachable": 18, "unreachable": 2},
             "conditions": [
                 {
                     "type": "Ready",
@@ -140,19 +144,23 @@ def test_printer_columns_and_status_subresource(control_plane: ControlPlane, nam
         "UPDATED",
         "HEALTHY",
         "UNREACHABLE",
+        "STABLE",
+        "CANARY",
         "AGE",
     ]
-    assert table[1].split()[:10] == [
+    assert table[1].split()[:12] == [
         "weld-defect-classifier",
         "weld-defect",
         "1.3.0",
         "False",
         "Progressing",
-        "2",
+        "3",  # 1-based, as the condition says "step 3/5"
         "20",
         "10",
         "9",
-        "1",
+        "2",
+        "1.2.0-0a1b2c3d4e",
+        "1.3.0-5f6a7b8c9d",
     ]
     wide = control_plane.kubectl("get", "md", "-n", namespace, "-o", "wide").stdout
     assert "step 3/5: 10 of 20 devices updated" in wide
@@ -217,7 +225,53 @@ metadata:
 
 
 def test_kubectl_explain_documents_fields(control_plane: ControlPlane) -> None:
-    out = control_plane.kubectl("explain", "md.spec.rollout.successThreshold").stdout
-    assert "Share of updated devices that must report healthy." in out
-    out = control_plane.kubectl("explain", "ed.status.models.state").stdout
-    assert "Install state." in out
+    assert "Share of updated devices that must report healthy." in _explain(
+        control_plane, "md.spec.rollout.successThreshold"
+    )
+    assert "Install state." in _explain(control_plane, "ed.status.models.state")
+
+
+def _explain(control_plane: ControlPlane, field: str) -> str:
+    for _ in range(20):  # right after the CRDs are (re)applied, the OpenAPI document may lag for a moment
+        result = control_plane.kubectl("explain", field, check=False)
+        if result.returncode == 0:
+            return " ".join(result.stdout.split())  # kubectl wraps descriptions at its terminal width
+        time.sleep(0.5)
+    raise AssertionError(f"kubectl explain {field}: {result.stderr}")
+
+
+def test_kubectl_explain_shows_defaults(control_plane: ControlPlane) -> None:
+    assert "Default: 25%." in _explain(control_plane, "md.spec.rollout.maxUnavailable")
+    assert "Default: 0.8." in _explain(control_plane, "md.spec.rollout.successThreshold")
+    assert "Default: auto." in _explain(control_plane, "md.spec.compile.targets.precision")
+
+
+def test_client_side_then_server_side_apply_of_the_examples_merges(control_plane: ControlPlane) -> None:
+    """The examples README's sequence: `kubectl apply -k` once, later `kubectl apply --server-side -k`."""
+    fleet = str(ROOT / "examples" / "fleet-manifests")
+    control_plane.kubectl("apply", "-k", fleet)
+    result = control_plane.kubectl("apply", "--server-side", "-k", fleet, check=False)
+    assert result.returncode == 0 and "conflict" not in result.stderr.lower(), result.stderr
+    # A second manager may own one compile target without taking the list: entries merge by name.
+    md = json.loads(
+        control_plane.kubectl("-n", "plant-north", "get", "md", "weld-defect-classifier", "-o", "json").stdout
+    )
+    patch = {
+        "apiVersion": "edgefleet.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "weld-defect-classifier", "namespace": "plant-north"},
+        "spec": {"compile": {"targets": [{**md["spec"]["compile"]["targets"][1], "precision": "fp16"}]}},
+    }
+    patch["spec"]["compile"]["targets"][0].pop("quantization", None)
+    control_plane.kubectl(
+        "apply", "--server-side", "--field-manager=arm-team", "--force-conflicts", "-f", "-", input=json.dumps(patch)
+    )
+    after = json.loads(
+        control_plane.kubectl(
+            "-n", "plant-north", "get", "md", "weld-defect-classifier", "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
+    targets = {t["name"]: t for t in after["spec"]["compile"]["targets"]}
+    assert sorted(targets) == ["arm64-a72", "x86-avx2"] and targets["arm64-a72"]["precision"] == "fp16"
+    managers = {m["manager"] for m in after["metadata"]["managedFields"]}
+    assert "arm-team" in managers

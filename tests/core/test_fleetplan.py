@@ -85,3 +85,24 @@ def test_unreachable_devices_are_marked_and_kept_out_of_the_canary_waves() -> No
     text = fleetplan.to_markdown(result, "main", "pr")
     assert f"{canaries[0]} (unreachable)" in text and "2 targeted devices are unreachable now" in text
     assert set(result.to_json()["rollouts"][0]["unreachable"]) == marked
+
+
+def test_markdown_puts_each_change_on_its_own_row_readable_in_an_80_column_log() -> None:
+    base = md()
+    head = md(spec__model__version="1.4.0", spec__model__uri="https://models.example.com/weld-defect/1.4.0/model.onnx")
+    text = fleetplan.to_markdown(fleetplan.compare([base], [head], devices()), "main", "pr")
+    rows = [line for line in text.splitlines() if "`spec.model." in line]
+    assert len(rows) == 2 and rows[0].startswith("| changed | ModelDeployment |") and rows[1].startswith("| | | | |")
+    assert "<br>" not in text
+    # Rendered the way a terminal or CI log shows Markdown (rich, 80 columns): the two changes stay apart.
+    import io
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    out = io.StringIO()
+    Console(file=out, width=80, force_terminal=False).print(Markdown(text))
+    rendered = out.getvalue().splitlines()
+    (version,) = [line for line in rendered if "spec.model.version" in line]
+    assert "spec.model.uri" not in version
+    assert any(line.strip().startswith("spec.model.uri") for line in rendered)

@@ -245,9 +245,10 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
         )
         assert sum(r == resumed["canaryRevision"] for r in fleet.desired().values()) == 10
 
-        # Held by annotation: promoting does nothing until resumed.
+        # Held by annotation: promote refuses (it could not act) and says how to go on.
         assert cli(cp, namespace, "rollout", "pause", "adder", capsys=capsys) == 0
-        assert cli(cp, namespace, "rollout", "promote", "adder", capsys=capsys) == 0
+        with pytest.raises(SystemExit, match=r"cannot promote while it is held by annotation edgefleet\.io/paused"):
+            cli(cp, namespace, "rollout", "promote", "adder", capsys=capsys)
         held = wait_for(
             "held",
             probe,
@@ -260,6 +261,7 @@ def test_cli_pause_resume_promote_abort_and_operator_restart(
         )
         assert held["currentStepIndex"] == 3
         assert cli(cp, namespace, "rollout", "resume", "adder", capsys=capsys) == 0
+        assert cli(cp, namespace, "rollout", "promote", "adder", capsys=capsys) == 0
         wait_for(
             "2.0.0 promoted after resume",
             probe,

@@ -57,6 +57,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         if types == ["integer", "string"]:
             out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
             out.update({k: v for k, v in node.items() if k not in _DROP})
+            if "default" in out and isinstance(out.get("description"), str):
+                out["description"] = with_default(out["description"], out["default"])
             return out
         raise ValueError(f"cannot express union {types} in a structural schema")
     if "const" in node:
@@ -96,7 +98,26 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         node["items"] = structural(node["items"], defs)
     if node.get("format") == "date-time":
         node["type"] = "string"
+    if "default" in node and isinstance(node.get("description"), str):
+        node["description"] = with_default(node["description"], node["default"])
     return node
+
+
+def with_default(description: str, default: Any) -> str:
+    """``description`` ending with the default, since ``kubectl explain`` prints descriptions, not defaults (pure).
+
+    >>> with_default("Share of updated devices.", 0.8)
+    'Share of updated devices. Default: 0.8.'
+    >>> with_default("Graph format.", "auto"), with_default("Stop.", False)
+    ('Graph format. Default: auto.', 'Stop. Default: false.')
+    """
+    if isinstance(default, bool):
+        shown = "true" if default else "false"
+    elif isinstance(default, (int, float, str)):
+        shown = str(default)
+    else:
+        return description
+    return f"{description.rstrip()} Default: {shown}."
 
 
 def _cel_string(value: str) -> str:
@@ -110,6 +131,12 @@ def _resource_schema(model: type[BaseModel], spec_required: bool) -> dict[str, A
     spec = structural(props["spec"], defs)
     status = structural(props["status"], defs)
     spec.pop("default", None)
+    # Until the operator writes a status, the API server shows this default one (defaults apply on read too), so
+    # kstatus, Flux and Argo CD read an object no operator has seen yet as "not yet reconciled" (observedGeneration
+    # 0 < generation) rather than as a finished one (kstatus reads an object without status as Current).
+    # EdgeDevices get none: a device that was never switched on must not hold a `wait` on its manifests.
+    if model is modeldeployment.ModelDeployment:
+        status["default"] = {"observedGeneration": 0}
     schema: dict[str, Any] = {
         "type": "object",
         "description": (model.__doc__ or "").strip(),
@@ -189,13 +216,24 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Version", "type": "string", "jsonPath": ".spec.model.version"},
             _ready(),
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex"},
+            {
+                "name": "Step",
+                "type": "integer",
+                "jsonPath": ".status.currentStep",
+                "description": "1-based number of the current rollout step",
+            },
             {"name": "Targeted", "type": "integer", "jsonPath": ".status.devices.targeted"},
-            {"name": "Updated", "type": "integer", "jsonPath": ".status.devices.updated"},
+            {
+                "name": "Updated",
+                "type": "integer",
+                "jsonPath": ".status.devices.updated",
+                "description": "Devices on the revision being rolled out (status.devices.revision)",
+            },
             {"name": "Healthy", "type": "integer", "jsonPath": ".status.devices.healthy"},
             {"name": "Unreachable", "type": "integer", "jsonPath": ".status.reachability.unreachable"},
-            {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
-            {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
+            {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"},
+            {"name": "Canary", "type": "string", "jsonPath": ".status.canaryRevision"},
+            {"name": "On-Stable", "type": "integer", "jsonPath": ".status.devices.stable", "priority": 1},
             {
                 "name": "Message",
                 "type": "string",
@@ -257,6 +295,21 @@ def write(directory: Path) -> list[Path]:
     return [*written, kustomization]
 
 
+def write_chart_copies(chart_crds: Path) -> list[Path]:
+    """The same CRDs in a Helm chart's ``crds/`` directory (Helm installs them before the chart's templates)."""
+    written = []
+    for name, crd in crds().items():
+        path = chart_crds / name
+        path.write_text(render(crd))
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
-    for path in write(Path(sys.argv[1] if len(sys.argv) > 1 else "crds")):
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "crds")
+    for path in write(target):
         print(f"wrote {path}")
+    chart = target.resolve().parent / "charts" / "edgefleet" / "crds"
+    if chart.is_dir():
+        for path in write_chart_copies(chart):
+            print(f"wrote {path}")

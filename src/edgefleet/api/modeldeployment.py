@@ -185,7 +185,11 @@ class CompileSpec(ApiModel):
         }
     )
 
-    targets: list[CompileTarget] = Field(min_length=1, max_length=16, description="One entry per hardware class.")
+    # A list-map keyed by name: server-side apply merges entries by target name, so a client-side apply followed
+    # by a server-side one (or two field managers owning different targets) does not conflict on the whole list.
+    targets: Annotated[list[CompileTarget], common.list_map("name", 16)] = Field(
+        min_length=1, description="One entry per hardware class, keyed by name."
+    )
 
     @field_validator("targets")
     @classmethod
@@ -419,12 +423,23 @@ class DeviceCounts(ApiModel):
     """How many targeted devices are in each state."""
 
     targeted: int = Field(default=0, ge=0, description="Devices the selector matches.")
-    updated: int = Field(default=0, ge=0, description="Devices whose desired state is the canary revision.")
+    updated: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Devices whose desired state is devices.revision: the canary while a rollout runs, else the revision "
+            "the spec asks for (after an abort, the aborted one: 0 once every device is back on stable)."
+        ),
+    )
     healthy: int = Field(default=0, ge=0, description="Updated devices reporting a healthy verdict.")
     failed: int = Field(default=0, ge=0, description="Updated devices reporting failure or rollback.")
     staged: int = Field(
         default=0, ge=0, description="Devices not yet updated that hold the canary verified in their inactive slot."
     )
+    revision: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description="The revision that updated, healthy and failed count."
+    )
+    stable: int = Field(default=0, ge=0, description="Targeted devices whose desired state is the stable revision.")
 
 
 class UnreachableDevice(ApiModel):
@@ -495,6 +510,23 @@ class RolloutFailure(ApiModel):
     )
 
 
+WriteBackOutcome = Literal["Pushed", "AlreadyPushed", "Failed"]
+
+
+class RollbackWriteBack(ApiModel):
+    """The branch (and pull request) that reverts the spec in Git after an automatic abort, one per aborted revision."""
+
+    revision: Annotated[str, Field(max_length=256)] = Field(description="The aborted revision this revert is for.")
+    outcome: WriteBackOutcome = Field(description="Pushed, AlreadyPushed (the branch existed) or Failed.")
+    branch: Annotated[str, Field(max_length=256)] | None = Field(default=None, description="The pushed branch.")
+    commit: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="The revert commit.")
+    pull_request: Annotated[str, Field(max_length=2048)] | None = Field(
+        default=None, description="URL of the pull request opened on the branch (with a forge token)."
+    )
+    message: Annotated[str, Field(max_length=4096)] = Field(default="", description="What was done, or what failed.")
+    attempted_at: dt.datetime | None = Field(default=None, description="When it was written (or last tried).")
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment, written by the operator."""
 
@@ -514,7 +546,14 @@ class ModelDeploymentStatus(ApiModel):
     aborted_revision: Annotated[str, Field(max_length=256)] | None = Field(
         default=None, description="Revision that failed and is not retried until the spec changes."
     )
-    current_step_index: int | None = Field(default=None, ge=0, description="Index into spec.rollout.steps.")
+    current_step_index: int | None = Field(
+        default=None, ge=0, description="0-based index into spec.rollout.steps (the operator's memory)."
+    )
+    current_step: int | None = Field(
+        default=None,
+        ge=1,
+        description='1-based number of the current step, as conditions and the CLI say it ("Step 3/6").',
+    )
     step_started_at: dt.datetime | None = Field(default=None, description="When the current step began.")
     devices: DeviceCounts = Field(default_factory=DeviceCounts, description="Device counts.")
     reachability: Reachability = Field(
@@ -536,6 +575,12 @@ class ModelDeploymentStatus(ApiModel):
     )
     last_error: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Last error the operator met."
+    )
+    last_retry: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="The edgefleet.io/retry value last honoured (each value retries once)."
+    )
+    rollback_write_back: RollbackWriteBack | None = Field(
+        default=None, description="The revert of an automatic abort written back to the fleet's Git repository."
     )
 
 

@@ -1,4 +1,8 @@
-"""What the ``status`` and ``rollout`` commands share: cluster access and reading deployments and devices."""
+"""What the ``status`` and ``rollout`` commands share: cluster access and reading deployments and devices.
+
+Every command that talks to a cluster takes the flags ``kubectl`` users expect: ``--kubeconfig``, ``--context``,
+``-n/--namespace`` and ``-o/--output``; the listing commands also ``-A/--all-namespaces``.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +17,41 @@ from edgefleet.api import edgedevice, modeldeployment
 from edgefleet.core import errors
 
 
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--kubeconfig``, ``-n/--namespace`` and ``-o/--output``."""
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
-    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+def add_cluster_arguments(parser: argparse.ArgumentParser, *, all_namespaces: bool = False) -> None:
+    """``--kubeconfig``, ``--context``, ``-n/--namespace``, ``-o/--output`` (and ``-A`` where a command lists)."""
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    group.add_argument("--context", default=None, help="kubeconfig context (default: its current-context)")
+    group.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
+    if all_namespaces:
+        group.add_argument(
+            "-A", "--all-namespaces", action="store_true", help="list across every namespace (adds NAMESPACE)"
+        )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
 
 
 class Cluster:
-    """A connection to one namespace of a cluster."""
+    """A connection to a cluster and the namespace a command works in (None: every namespace, with ``-A``)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.api = kube.connect(kube.default_connection(args.kubeconfig))
+        self.api = kube.connect(kube.default_connection(args.kubeconfig, getattr(args, "context", None)))
+        self.all_namespaces: bool = bool(getattr(args, "all_namespaces", False))
         self.namespace: str = args.namespace or self.api.connection.namespace
 
+    @property
+    def scope(self) -> str | None:
+        """The namespace to list in: None with ``-A``."""
+        return None if self.all_namespaces else self.namespace
+
     async def deployments(self) -> list[modeldeployment.ModelDeployment]:
-        listing = await self.api.list(kube.MODELDEPLOYMENTS, self.namespace)
+        listing = await self.api.list(kube.MODELDEPLOYMENTS, self.scope)
         out = []
         for item in listing.items:
             try:
                 out.append(modeldeployment.ModelDeployment.model_validate(item))
             except ValueError:
                 continue  # an invalid object is reported by the operator's status, not here
-        return sorted(out, key=lambda md: md.metadata.name)
+        return sorted(out, key=lambda md: (md.metadata.namespace or "", md.metadata.name))
 
     async def deployment(self, name: str) -> modeldeployment.ModelDeployment:
         try:

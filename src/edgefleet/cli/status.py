@@ -1,26 +1,26 @@
 """``edgefleet status [NAME]``: ModelDeployments at a glance, or one of them with its devices.
 
-Without NAME, one row per deployment (phase, step, device counts, Ready message). With NAME, the deployment's
-conditions, compiled artifacts and one row per targeted device (its desired and active revision and health verdict).
-``--watch`` redraws every ``--interval`` seconds; ``-o json`` prints the same data as JSON. The view functions
-(:func:`summary`, :func:`device_rows`) are pure and shared with ``edgefleet rollout``.
+Without NAME, one row per deployment (phase, 1-based step, device counts, stable and canary revisions, Ready
+message); ``-A`` lists every namespace. With NAME, the deployment's stable and canary side by side, conditions, compiled
+artifacts and one row per targeted device (its desired and active revision and health verdict). On a terminal the
+tables are rich; in a pipe or a CI log they are plain aligned text, one line per row (:mod:`edgefleet.cli.tables`).
+``--watch`` redraws every ``--interval`` seconds (with NAME until the rollout ends, exit codes in
+:mod:`edgefleet.cli.watching`); ``-o json`` prints the same data as JSON. The view functions (:func:`summary`,
+:func:`device_rows`) are pure and shared with ``edgefleet rollout``; add a column by appending to
+:data:`DEPLOYMENT_COLUMNS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
+from rich.console import Group, RenderableType
 
 from edgefleet.api import common, edgedevice, modeldeployment
-from edgefleet.cli import cluster
+from edgefleet.cli import cluster, tables, watching
 from edgefleet.core import conditions, planner
 
 PHASE_STYLE = {
@@ -131,130 +131,131 @@ def styled_phase(phase: str | None) -> str:
     return f"[{style}]{phase}[/{style}]"
 
 
-def deployments_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAVY, title="ModelDeployments")
-    for column in (
-        "NAME",
-        "MODEL",
-        "VERSION",
-        "PHASE",
-        "READY",
-        "STEP",
-        "UPDATED",
-        "HEALTHY",
-        "FAILED",
-        "UNREACHABLE",
-        "MESSAGE",
-    ):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        counts = row["devices"]
-        reach = row.get("reachability") or {}
-        step = f"{row['step']}/{row['steps']}" if row["step"] else "-"
-        table.add_row(
-            row["name"],
-            row["model"],
-            row["version"],
-            styled_phase(row["phase"]),
-            row["ready"] or "-",
-            step,
-            f"{counts.get('updated', 0)}/{counts.get('targeted', 0)}",
-            str(counts.get("healthy", 0)),
-            str(counts.get("failed", 0)),
-            str(reach.get("unreachable", 0)),
-            (row["message"] or "")[:160],
-        )
-    return table
+def _counts(row: tables.Row, key: str) -> int:
+    value: int = (row.get("devices") or {}).get(key, 0)
+    return value
 
 
-def devices_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE, title="Devices")
-    for column in (
-        "DEVICE",
-        "SITE",
-        "LINE",
-        "HW",
-        "ROLE",
-        "DESIRED",
-        "ACTIVE",
-        "STATE",
+DEPLOYMENT_COLUMNS: list[tables.Column] = [
+    tables.Column("NAMESPACE", lambda r: r["namespace"] or "", when=lambda o: bool(o.get("all_namespaces"))),
+    tables.Column("NAME", lambda r: r["name"]),
+    tables.Column("MODEL", lambda r: r["model"]),
+    tables.Column("VERSION", lambda r: r["version"]),
+    tables.Column("PHASE", lambda r: r["phase"] or "", style=lambda r: PHASE_STYLE.get(r["phase"] or "")),
+    tables.Column("READY", lambda r: r["ready"] or ""),
+    tables.Column("STEP", lambda r: f"{r['step']}/{r['steps']}" if r["step"] else ""),
+    tables.Column("UPDATED", lambda r: f"{_counts(r, 'updated')}/{_counts(r, 'targeted')}"),
+    tables.Column("HEALTHY", lambda r: str(_counts(r, "healthy"))),
+    tables.Column("FAILED", lambda r: str(_counts(r, "failed"))),
+    tables.Column("UNREACHABLE", lambda r: str((r.get("reachability") or {}).get("unreachable", 0))),
+    tables.Column("STABLE", lambda r: r["stableRevision"] or ""),
+    tables.Column("CANARY", lambda r: r["canaryRevision"] or ""),
+    tables.Column("MESSAGE", lambda r: r["message"] or "", max_width=160),
+]
+"""The columns of ``edgefleet status``; append a :class:`~edgefleet.cli.tables.Column` to add one."""
+
+DEVICE_COLUMNS: list[tables.Column] = [
+    tables.Column("DEVICE", lambda r: r["device"]),
+    tables.Column("SITE", lambda r: r["site"]),
+    tables.Column("LINE", lambda r: r["line"]),
+    tables.Column("HW", lambda r: r["hardware"]),
+    tables.Column("ROLE", lambda r: r["role"], style=lambda r: {"canary": "cyan"}.get(r["role"])),
+    tables.Column("DESIRED", lambda r: r["desiredRevision"] or ""),
+    tables.Column("ACTIVE", lambda r: r["activeRevision"] or ""),
+    tables.Column("STATE", lambda r: (r["state"] or "") + (" (unreachable)" if r.get("unreachable") else "")),
+    tables.Column(
         "VERDICT",
-        "SAMPLES",
-    ):
-        table.add_column(column)
-    for row in rows:
-        verdict = row["verdict"] or "-"
-        color = {"Healthy": "green", "Unhealthy": "red"}.get(verdict, "white")
-        table.add_row(
-            row["device"],
-            row["site"],
-            row["line"],
-            row["hardware"],
-            row["role"],
-            row["desiredRevision"] or "-",
-            row["activeRevision"] or "-",
-            (row["state"] or "-") + (" (unreachable)" if row.get("unreachable") else ""),
-            f"[{color}]{verdict}[/{color}]",
-            str(row["samples"] if row["samples"] is not None else "-"),
-        )
-    return table
+        lambda r: r["verdict"] or "",
+        style=lambda r: {"Healthy": "green", "Unhealthy": "red"}.get(r["verdict"] or ""),
+    ),
+    tables.Column("SAMPLES", lambda r: "" if r["samples"] is None else str(r["samples"])),
+]
+"""The columns of one deployment's devices (``edgefleet status NAME``)."""
+
+
+def deployments_table(rows: Sequence[dict[str, Any]], all_namespaces: bool = False) -> RenderableType | str:
+    """The deployments as a table: rich on a terminal, aligned plain text elsewhere."""
+    columns = tables.shown(DEPLOYMENT_COLUMNS, {"all_namespaces": all_namespaces})
+    return tables.render(columns, rows, "ModelDeployments")
+
+
+def devices_table(rows: Sequence[dict[str, Any]]) -> RenderableType | str:
+    return tables.render(DEVICE_COLUMNS, rows, "Devices")
 
 
 def detail(view: dict[str, Any], rows: Sequence[dict[str, Any]]) -> RenderableType:
-    head = Table(box=box.SIMPLE, show_header=False, title=f"ModelDeployment {view['namespace']}/{view['name']}")
-    head.add_column("key", style="bold")
-    head.add_column("value", overflow="fold")
+    """One deployment: its rollout (stable and canary side by side), conditions, artifacts and devices."""
+    counts = view["devices"]
     step = f"{view['step']}/{view['steps']} ({view['stepDescription']})" if view["step"] else "-"
-    for key, value in (
-        ("Model", f"{view['model']} {view['version']}"),
-        ("Phase", styled_phase(view["phase"])),
-        ("Step", step),
-        ("Stable", view["stableRevision"] or "-"),
-        ("Canary", view["canaryRevision"] or "-"),
-        ("Aborted", view["abortedRevision"] or "-"),
-        ("Reachable", reachability_line(view.get("reachability") or {})),
-    ):
-        head.add_row(key, value)
-    conds = Table(box=box.SIMPLE, title="Conditions")
-    for column in ("TYPE", "STATUS", "REASON", "MESSAGE"):
-        conds.add_column(column, overflow="fold")
-    for c in view["conditions"]:
-        conds.add_row(c["type"], c["status"], c["reason"], c.get("message", ""))
-    arts = Table(box=box.SIMPLE, title="Artifacts")
-    for column in ("TARGET", "PRECISION", "SIZE", "DIGEST"):
-        arts.add_column(column)
-    for a in view["artifacts"]:
-        arts.add_row(a["target"], a["precision"], str(a["sizeBytes"]), a["digest"][:19])
-    return Group(head, conds, arts, devices_table(rows))
+    facts = [
+        {"key": "Deployment", "value": f"{view['namespace']}/{view['name']}"},
+        {"key": "Model", "value": f"{view['model']} {view['version']}"},
+        {"key": "Phase", "value": view["phase"] or "-"},
+        {"key": "Step", "value": step},
+        {"key": "Stable", "value": f"{view['stableRevision'] or '-'}  ({counts.get('stable', 0)} devices)"},
+        {
+            "key": "Canary",
+            "value": f"{view['canaryRevision'] or '-'}  ({counts.get('updated', 0)} updated, "
+            f"{counts.get('healthy', 0)} healthy, {counts.get('failed', 0)} failed of {counts.get('targeted', 0)})"
+            if view["canaryRevision"]
+            else "-",
+        },
+        {"key": "Aborted", "value": view["abortedRevision"] or "-"},
+        {"key": "Reachable", "value": reachability_line(view.get("reachability") or {})},
+    ]
+    fact_columns = [tables.Column("FIELD", lambda r: r["key"]), tables.Column("VALUE", lambda r: r["value"])]
+    cond_columns = [
+        tables.Column("TYPE", lambda r: r["type"]),
+        tables.Column("STATUS", lambda r: r["status"]),
+        tables.Column("REASON", lambda r: r["reason"]),
+        tables.Column("MESSAGE", lambda r: r.get("message", ""), max_width=200),
+    ]
+    art_columns = [
+        tables.Column("TARGET", lambda r: r["target"]),
+        tables.Column("PRECISION", lambda r: r["precision"]),
+        tables.Column("SIZE", lambda r: str(r["sizeBytes"])),
+        tables.Column("DIGEST", lambda r: r["digest"][:19]),
+    ]
+    parts = [
+        tables.render(fact_columns, facts, f"ModelDeployment {view['namespace']}/{view['name']}"),
+        tables.render(cond_columns, view["conditions"], "Conditions"),
+        tables.render(art_columns, view["artifacts"], "Artifacts"),
+        devices_table(rows),
+    ]
+    if tables.is_terminal():
+        return Group(*parts)
+    return "\n\n".join(str(p) for p in parts)
 
 
-async def _collect(cl: cluster.Cluster, name: str | None) -> tuple[Any, RenderableType]:
+async def _collect(cl: cluster.Cluster, name: str | None) -> tuple[Any, RenderableType | str, int | None]:
     if name is None:
         rows = [summary(md) for md in await cl.deployments()]
-        return rows, deployments_table(rows)
+        return rows, deployments_table(rows, cl.all_namespaces), None
     md = await cl.deployment(name)
     view = summary(md)
     devices = device_rows(md, await cl.devices())
-    return {**view, "deviceRows": devices}, detail(view, devices)
+    return {**view, "deviceRows": devices}, detail(view, devices), watching.outcome(md)
 
 
 async def _run(cl: cluster.Cluster, args: argparse.Namespace) -> int:
-    console = Console()
-    data, renderable = await _collect(cl, args.name)
+    if args.all_namespaces and args.name:
+        raise SystemExit("error: a NAME is looked up in one namespace; drop -A or the NAME")
     if not args.watch:
+        data, view, _ = await _collect(cl, args.name)
         if args.output == "json":
             print(json.dumps(data, indent=2, sort_keys=True))
         else:
-            console.print(renderable)
+            tables.emit(view)
         return 0
-    with Live(renderable, console=console, refresh_per_second=4) as live:
-        while True:
-            await asyncio.sleep(args.interval)
-            data, renderable = await _collect(cl, args.name)
-            if args.output == "json":
-                print(json.dumps(data, sort_keys=True), flush=True)
-            else:
-                live.update(renderable)
+
+    async def fetch() -> tuple[Any, RenderableType | str, int | None]:
+        return await _collect(cl, args.name)
+
+    what = f"ModelDeployment {cl.namespace}/{args.name}" if args.name else "the listed deployments"
+    result = await watching.follow(
+        fetch, interval=args.interval, timeout=args.timeout, json_output=args.output == "json", what=what
+    )
+    return watching.EXIT_OK if args.name is None and result == watching.EXIT_TIMEOUT else result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -264,15 +265,29 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``status`` to the ``edgefleet`` command."""
-    parser = subparsers.add_parser("status", help="show ModelDeployments (and one deployment's devices)")
+    parser = subparsers.add_parser(
+        "status",
+        help="show ModelDeployments (and one deployment's devices)",
+        description=(
+            "Without NAME: one row per ModelDeployment (-A: in every namespace). With NAME: its rollout with stable "
+            "and canary side by side, conditions, artifacts and one row per device. Plain aligned text when the "
+            "output is not a terminal. With --watch and NAME, exits 0 when the rollout is complete, 1 when it "
+            "failed, 3 on --timeout."
+        ),
+    )
     parser.add_argument("name", nargs="?", help="a ModelDeployment to show in detail")
-    parser.add_argument("-w", "--watch", action="store_true", help="keep redrawing until interrupted")
+    parser.add_argument("-w", "--watch", action="store_true", help="keep redrawing (with NAME: until the rollout ends)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between redraws with --watch")
-    cluster.add_cluster_arguments(parser)
+    parser.add_argument(
+        "--timeout", type=watching.parse_duration, default=None, help="with --watch: give up after this long (10m, 2h)"
+    )
+    cluster.add_cluster_arguments(parser, all_namespaces=True)
     parser.set_defaults(func=run)
 
 
 __all__ = [
+    "DEPLOYMENT_COLUMNS",
+    "DEVICE_COLUMNS",
     "deployments_table",
     "detail",
     "device_rows",

@@ -224,10 +224,14 @@ def to_markdown(result: FleetPlan, base: str, head: str, max_devices: int = 50) 
     lines.append(", ".join(f"**{n}** {a}" for a, n in counts.items() if n))
     lines += ["", "| Action | Kind | Namespace | Name | Changes |", "| --- | --- | --- | --- | --- |"]
     for o in changed:
-        summary = "<br>".join(f"`{c.path}`: {_fmt(c.before)} → {_fmt(c.after)}" for c in o.changes[:12])
+        # One change per row (the object's cells only on its first): a table cell with <br> runs the changes
+        # together wherever HTML is not rendered (terminals, CI logs, rich's Markdown).
+        items = [f"`{c.path}`: {_fmt(c.before)} → {_fmt(c.after)}" for c in o.changes[:12]]
         if len(o.changes) > 12:
-            summary += f"<br>… {len(o.changes) - 12} more"
-        lines.append(f"| {o.action} | {o.kind} | {o.namespace or '—'} | {o.name} | {summary or '—'} |")
+            items.append(f"… {len(o.changes) - 12} more")
+        for i, item in enumerate(items or ["—"]):
+            head = f"| {o.action} | {o.kind} | {o.namespace or '—'} | {o.name} |" if i == 0 else "| | | | |"
+            lines.append(f"{head} {item} |")
     for r in result.rollouts:
         version = f"{r.from_version} → {r.to_version}" if r.from_version else f"new at {r.to_version}"
         lines += ["", f"#### Rollout of `{r.deployment}` (model `{r.model}` {version})", ""]

@@ -82,7 +82,7 @@ def deployment(md: modeldeployment.ModelDeployment, events: Sequence[EventRecord
         "paused": md.spec.paused,
         "ready": {"status": ready.status, "reason": ready.reason, "message": ready.message} if ready else None,
         "steps": steps(md),
-        "currentStep": status.current_step_index,
+        "currentStep": status.current_step,  # 1-based, as status.currentStep and the conditions
         "stepStartedAt": _iso(status.step_started_at),
         "stableRevision": status.stable_revision,
         "canaryRevision": status.canary_revision,

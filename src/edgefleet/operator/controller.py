@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edgefleet.adapters import fleet, kube, oci, store
+from edgefleet.adapters import fleet, gitwriteback, kube, oci, store
+from edgefleet.api import modeldeployment
 from edgefleet.core import errors
 from edgefleet.operator import compilation, compilejobs, devicebench, metrics, reconcile, settings, triggers
 
@@ -99,9 +100,20 @@ class Controller:
             compile_jobs=self.compile_jobs,
             compile_stage=self._compile_stage,
             clock=clock,
+            write_back=self._write_back if config.write_back is not None else None,
         )
         self.locks: dict[str, asyncio.Lock] = {}
         self._stage: compilation.CompileStage | None = None
+
+    async def _write_back(
+        self,
+        md: modeldeployment.ModelDeployment,
+        status: modeldeployment.ModelDeploymentStatus,
+        now: dt.datetime,
+    ) -> modeldeployment.RollbackWriteBack:
+        """Git and the forge in a thread: a clone and a push must not stall the other deployments' reconciles."""
+        assert self.settings.write_back is not None
+        return await asyncio.to_thread(gitwriteback.revert, self.settings.write_back, md, status, now)
 
     @classmethod
     async def start(cls, config: settings.OperatorSettings) -> Controller:

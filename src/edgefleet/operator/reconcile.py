@@ -31,7 +31,7 @@ import pydantic
 
 from edgefleet.adapters import fleet, kube, protocols
 from edgefleet.api import edgedevice, modeldeployment
-from edgefleet.core import conditions, errors, planner, revisions
+from edgefleet.core import conditions, errors, planner, revisions, writeback
 from edgefleet.core.planner import reachability
 from edgefleet.operator import compilation, compilejobs, metrics
 
@@ -49,6 +49,14 @@ class Deps:
     compile_stage: Callable[[], Awaitable[compilejobs.Stage]]
     """The compile stage; raises an EdgefleetError saying why there is none (e.g. the signing key is missing)."""
     clock: Callable[[], dt.datetime] = dataclasses.field(default=lambda: dt.datetime.now(dt.UTC))
+    write_back: (
+        Callable[
+            [modeldeployment.ModelDeployment, modeldeployment.ModelDeploymentStatus, dt.datetime],
+            Awaitable[modeldeployment.RollbackWriteBack],
+        ]
+        | None
+    ) = None
+    """Writes the revert of an automatic abort to the fleet's Git repository (None: not configured)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +287,8 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
         seen = await observe(md, deps)
         decision = decide(seen, now)
         written = await act(seen, decision, deps)
-        outcome = Outcome(decision.status, decision.events, decision.plan.requeue_after, written)
+        final, events = await _write_back(md, decision, deps, now)
+        outcome = Outcome(final, events, decision.plan.requeue_after, written)
     except errors.EdgefleetError as exc:
         error = classify(exc)
         outcome = Outcome(failed_status(md, error, now), error=error)
@@ -294,6 +303,21 @@ async def reconcile_model_deployment(body: Mapping[str, Any], deps: Deps) -> Out
     if seen is not None and seen.job is not None and _recorded(seen.job_state, error):
         deps.compile_jobs.release(seen.job)
     return outcome
+
+
+async def _write_back(
+    md: modeldeployment.ModelDeployment, decision: Decision, deps: Deps, now: dt.datetime
+) -> tuple[modeldeployment.ModelDeploymentStatus, tuple[planner.Event, ...]]:
+    """After an automatic abort, write the revert to Git once (:mod:`edgefleet.core.writeback`) and remember it."""
+    status = decision.status
+    if deps.write_back is None or not writeback.due(md, status, now):
+        return status, decision.events
+    record = await deps.write_back(md, status, now)
+    if record.outcome == "Failed":
+        event = planner.Event("Warning", "WriteBackFailed", record.message)
+    else:
+        event = planner.Event("Normal", "RollbackWrittenBack", record.message)
+    return status.model_copy(update={"rollback_write_back": record}), (*decision.events, event)
 
 
 def _recorded(state: compilejobs.JobState | None, error: errors.EdgefleetError | None) -> bool:

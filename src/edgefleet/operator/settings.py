@@ -21,6 +21,11 @@
 * ``EDGEFLEET_RESYNC_SECONDS`` (``10``): the resync timer, the safety net;
 * ``EDGEFLEET_REACT_SECONDS`` (``1``): at most one device-triggered reconcile per deployment this often;
 * ``EDGEFLEET_WATCH_DEVICES`` (``true``): watch EdgeDevices; ``false`` lists them on every reconcile;
+* ``EDGEFLEET_WRITEBACK_REPOSITORY`` (unset: off): the fleet repository the revert of an automatic abort is pushed to
+  (:mod:`edgefleet.adapters.gitwriteback`), with ``EDGEFLEET_WRITEBACK_BRANCH`` (``main``, the base branch),
+  ``EDGEFLEET_WRITEBACK_PATH`` (``""``, the manifests' directory), and for a pull request ``EDGEFLEET_WRITEBACK_TOKEN``,
+  ``EDGEFLEET_WRITEBACK_FORGE_API`` (e.g. ``https://gitea.example.com/api/v1``) and ``EDGEFLEET_WRITEBACK_FORGE_REPO``
+  (``owner/name``);
 * ``KUBECONFIG`` (the pod's service account): the cluster to talk to.
 
 A value that does not parse is an ``InvalidSpecError`` (reason ``InvalidConfig``) naming the variable, so the
@@ -34,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from edgefleet.adapters import gitwriteback
 from edgefleet.compiler import memory
 from edgefleet.core import errors
 from edgefleet.operator import compilation
@@ -65,6 +71,7 @@ class OperatorSettings:
     oci_secret: str | None = None
     oci_ca_file: Path | None = None
     oci_plain_http: bool = False
+    write_back: gitwriteback.Config | None = None
 
     @property
     def signing_secret_ref(self) -> tuple[str, str]:
@@ -124,10 +131,25 @@ class OperatorSettings:
             oci_secret=secret,
             oci_ca_file=Path(ca_file) if ca_file else None,
             oci_plain_http=env.get(PREFIX + "OCI_PLAIN_HTTP", "false").lower() in ("1", "true", "yes"),
+            write_back=_write_back(env),
         )
 
 
 N = TypeVar("N", int, float)
+
+
+def _write_back(env: Mapping[str, str]) -> gitwriteback.Config | None:
+    repository = env.get(PREFIX + "WRITEBACK_REPOSITORY", "").strip()
+    if not repository:
+        return None
+    return gitwriteback.Config(
+        repository=repository,
+        branch=env.get(PREFIX + "WRITEBACK_BRANCH", "main") or "main",
+        path=env.get(PREFIX + "WRITEBACK_PATH", ""),
+        token=env.get(PREFIX + "WRITEBACK_TOKEN") or None,
+        forge_api=env.get(PREFIX + "WRITEBACK_FORGE_API") or None,
+        forge_repo=env.get(PREFIX + "WRITEBACK_FORGE_REPO") or None,
+    )
 
 
 def _number(env: Mapping[str, str], key: str, kind: type[N], default: N, what: str) -> N:

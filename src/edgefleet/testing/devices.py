@@ -41,6 +41,9 @@ class SimulatedFleet:
     errors: list[str] = dataclasses.field(default_factory=list)
     created: set[str] = dataclasses.field(default_factory=set)
     """The devices this fleet plays; others (real agents) in the namespace are left alone."""
+    agent_conditions: bool = False
+    """Also write ``observedGeneration`` and the conditions the agent derives from its models
+    (:func:`edgefleet.core.deviceconditions.conditions`, the agent's own function)."""
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -128,8 +131,22 @@ class SimulatedFleet:
             current = ((device.get("status") or {}).get("models")) or []
             if _strip(current) == _strip(reports) and not _stale(current, self.refresh_seconds):
                 continue
-            patch = {"status": {"models": reports}}
+            patch: dict[str, Any] = {"status": {"models": reports}}
+            if self.agent_conditions:
+                patch["status"].update(_agent_conditions(device, reports))
             self._call(self._client.merge_patch(kube.EDGEDEVICES, self.namespace, name, patch, "status"))
+
+
+def _agent_conditions(device: dict[str, Any], reports: list[dict[str, Any]]) -> dict[str, Any]:
+    from edgefleet.api import common, edgedevice
+    from edgefleet.core import deviceconditions
+
+    status = device.get("status") or {}
+    previous = [common.Condition.model_validate(c) for c in status.get("conditions") or []]
+    models = [edgedevice.ModelStatus.model_validate(r) for r in reports]
+    generation = device["metadata"].get("generation")
+    conds = deviceconditions.conditions(previous, models, generation, dt.datetime.now(dt.UTC))
+    return {"observedGeneration": generation, "conditions": [c.to_wire() for c in conds]}
 
 
 def _stale(reports: list[dict[str, Any]], seconds: float) -> bool:

@@ -101,8 +101,11 @@ def test_failing_canary_is_aborted_and_rolled_back_with_evidence() -> None:
     ready = fleet.condition("Ready")
     assert ready is not None and ready.status == "False" and ready.reason == "RolledBack"
     assert canaries[0] in ready.message and "p95 latency" in ready.message
-    stalled = fleet.condition("Stalled")
-    assert stalled is not None and stalled.reason == "RolledBack"
+    # While the canaries are on their way back, the operator is acting: Reconciling, never Stalled beside it.
+    rolling = fleet.condition("Reconciling")
+    assert rolling is not None and rolling.reason == "RollingBack" and fleet.condition("Stalled") is None
+    assert p.status.devices.revision == new and p.status.devices.updated == 0
+    assert p.status.devices.stable == 20
     assert any(e.reason == "RolloutAborted" and e.type == "Warning" for e in p.events)
     never_canary = set(fleet.devices) - set(canaries)
     assert all(new not in fleet.history.get(n, []) for n in never_canary)
@@ -113,6 +116,8 @@ def test_failing_canary_is_aborted_and_rolled_back_with_evidence() -> None:
     assert again.status.phase == "RolledBack" and again.status.canary_revision is None and not again.changes
     assert ready.message == (fleet.condition("Ready") or ready).message
     assert fleet.condition("Reconciling") is None
+    stalled = fleet.condition("Stalled")
+    assert stalled is not None and stalled.reason == "RolledBack"
     # A new spec lifts the ban.
     fleet.set_spec(rollout.spec(version="2.0.1"))
     p = fleet.reconcile()

@@ -17,6 +17,7 @@ def test_the_rollout_state_round_trips_through_its_status_fields() -> None:
         canary_revision="2.0.0-b",
         aborted_revision=None,
         current_step_index=2,
+        current_step=3,  # derived from the index: 1-based, as the conditions say it
         step_started_at=sim.T0,
         rollout_failure=modeldeployment.RolloutFailure(revision="0.9.0-c", message="x"),
         last_attempted_revision="2.0.0-b",

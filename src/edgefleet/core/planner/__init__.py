@@ -35,7 +35,10 @@ outputs only. The rules:
   clock restarts, so deadlines measure time in which progress was possible.
 * **Manual signals** are level-triggered and idempotent because each names what it acts on: ``edgefleet.io/promote:
   "<revision>/<stepIndex>"`` completes that step of that revision (pause or analysis), ``edgefleet.io/abort:
-  "<revision>"`` aborts that revision. Stale values are ignored.
+  "<revision>"`` aborts that revision, ``edgefleet.io/promote-full: "<revision>"`` skips that revision's remaining
+  steps up to its last ``setWeight: 100`` (still within ``maxUnavailable`` and maintenance windows), and
+  ``edgefleet.io/retry: "<abortedRevision>/<token>"`` lifts the ban on an aborted revision once per token (the token
+  last honoured is ``status.lastRetry``). Stale values are ignored.
 * **Compiling.** A revision without a template is compiled first: the plan names it (:attr:`RolloutPlan.compile`) and
   the deployment is ``Compiling``; the operator runs the compile and stores the template. A failed compile is recorded
   in ``status.compileFailure`` and stalls the deployment (``Stalled``, ``Ready=False`` with the compiler's reason) until
@@ -73,13 +76,23 @@ from edgefleet.core.planner.availability import resolve_max_unavailable
 from edgefleet.core.planner.devices import DeviceChange, apply_change, owned_entries, removal, stale_after
 from edgefleet.core.planner.reachability import Contact
 from edgefleet.core.planner.rollout import RolloutPlan, plan
-from edgefleet.core.planner.state import ANNOTATION_ABORT, ANNOTATION_PAUSED, ANNOTATION_PROMOTE, Event, EventType
+from edgefleet.core.planner.state import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PAUSED,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_PROMOTE_FULL,
+    ANNOTATION_RETRY,
+    Event,
+    EventType,
+)
 from edgefleet.core.planner.steps import describe_step
 
 __all__ = [
     "ANNOTATION_ABORT",
     "ANNOTATION_PAUSED",
     "ANNOTATION_PROMOTE",
+    "ANNOTATION_PROMOTE_FULL",
+    "ANNOTATION_RETRY",
     "Contact",
     "DeviceChange",
     "Event",

@@ -77,6 +77,11 @@ def plan(
     run = state.PlanningPass.of(md, observed, candidate, stable, now, contacts)
     run.ledger.release_untargeted(run.views)
     memory = _remembered(state.RolloutState.of(old), revision, md.metadata.generation, candidate)
+    if memory.aborted_revision == revision and run.signals.retries(revision, memory.last_retry):
+        memory = dataclasses.replace(memory, aborted_revision=None, rollout_failure=None, last_retry=run.signals.retry)
+        run.emit(
+            "Normal", "RolloutRetried", f"Retrying aborted revision {revision} (annotation {state.ANNOTATION_RETRY})"
+        )
     announced = old.rollout_failure
     if memory.stable_revision is None:
         memory, summary = _first_revision(run, memory, revision)
@@ -294,27 +299,22 @@ def _result(
         (e := ledger.entry(d)) is not None and d.reachable and not d.converged(e, e.revision) for d in run.targeted
     )
     reconciling = None
+    stalled = summary.stalled
     if summary.phase in ("Progressing", "Compiling") or summary.cause.reason == state.HELD_UNREACHABLE:
         reconciling = conditions.Cause(summary.cause.reason, summary.message)
     elif summary.phase == "RolledBack" and converging:
-        reconciling = conditions.Cause("RollingBack", summary.message)
+        # Devices are still on their way back to stable: the operator is acting, so Reconciling; Stalled only once
+        # nothing is left to do but wait for a person (kstatus reads Reconciling as InProgress and would hide a
+        # Stalled set beside it; the conventions never want both).
+        reconciling, stalled = conditions.Cause("RollingBack", summary.message), None
     conds = conditions.kstatus(
         old.conditions,
         ready=summary.ready,
         ready_reason=summary.cause,
         reconciling=reconciling,
-        stalled=summary.stalled,
+        stalled=stalled,
         generation=md.metadata.generation,
         now=run.now,
-    )
-    revision = memory.canary_revision or memory.stable_revision
-    updated = ledger.on(revision, run.targeted) if revision is not None else []
-    counts = modeldeployment.DeviceCounts(
-        targeted=len(run.targeted),
-        updated=len(updated),
-        healthy=sum(d.healthy(ledger.entry(d), revision) for d in updated) if revision else 0,
-        failed=sum(d.failed(ledger.entry(d), revision) for d in updated) if revision else 0,
-        staged=prestage.staged(run, memory),
     )
     lost = run.unreachable_after()
     reach = modeldeployment.Reachability(
@@ -331,7 +331,7 @@ def _result(
         update={
             "conditions": conds,
             "phase": summary.phase,
-            "devices": counts,
+            "devices": _counts(run, memory, revisions.revision_of(md.spec)),
             "reachability": reach,
             **memory.status_fields(),
         }
@@ -344,6 +344,27 @@ def _result(
         requeue_after=requeue,
         stable=run.template(memory.stable_revision),
         compile=compile_,
+    )
+
+
+def _counts(run: state.PlanningPass, memory: state.RolloutState, spec_revision: str) -> modeldeployment.DeviceCounts:
+    """Device counts of the revision being rolled out: the canary while one runs, else the spec's revision.
+
+    After an automatic abort the spec still names the aborted revision, so ``updated`` falls to 0 as devices return
+    to stable, which ``stable`` then counts: the numbers say how far the fleet is from what Git asks for.
+    """
+    ledger = run.ledger
+    revision = memory.canary_revision or spec_revision
+    updated = ledger.on(revision, run.targeted)
+    on_stable = ledger.on(memory.stable_revision, run.targeted) if memory.stable_revision is not None else []
+    return modeldeployment.DeviceCounts(
+        targeted=len(run.targeted),
+        updated=len(updated),
+        healthy=sum(d.healthy(ledger.entry(d), revision) for d in updated),
+        failed=sum(d.failed(ledger.entry(d), revision) for d in updated),
+        revision=revision,
+        stable=len(on_stable),
+        staged=prestage.staged(run, memory),
     )
 
 

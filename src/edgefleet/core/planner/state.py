@@ -28,6 +28,10 @@ from edgefleet.core.planner import analysis, availability, devices, reachability
 ANNOTATION_PROMOTE = "edgefleet.io/promote"
 ANNOTATION_ABORT = "edgefleet.io/abort"
 ANNOTATION_PAUSED = "edgefleet.io/paused"
+ANNOTATION_PROMOTE_FULL = "edgefleet.io/promote-full"
+"""``<revision>``: skip every remaining step of that revision up to its last ``setWeight: 100``."""
+ANNOTATION_RETRY = "edgefleet.io/retry"
+"""``<abortedRevision>/<token>``: roll the aborted revision out again from step 1; each new token retries once."""
 
 EventType = Literal["Normal", "Warning"]
 HELD_UNREACHABLE = "TooManyUnreachable"
@@ -56,6 +60,8 @@ class RolloutSignals:
     abort: str
     held: str
     """Why forward changes are held ("" when they are not)."""
+    promote_full: str = ""
+    retry: str = ""
 
     @classmethod
     def of(cls, md: modeldeployment.ModelDeployment) -> RolloutSignals:
@@ -65,7 +71,13 @@ class RolloutSignals:
             held = "spec.paused is true"
         elif annotations.get(ANNOTATION_PAUSED) == "true":
             held = f"annotation {ANNOTATION_PAUSED} is true"
-        return cls(annotations.get(ANNOTATION_PROMOTE, ""), annotations.get(ANNOTATION_ABORT, ""), held)
+        return cls(
+            annotations.get(ANNOTATION_PROMOTE, ""),
+            annotations.get(ANNOTATION_ABORT, ""),
+            held,
+            promote_full=annotations.get(ANNOTATION_PROMOTE_FULL, ""),
+            retry=annotations.get(ANNOTATION_RETRY, ""),
+        )
 
     def promotes(self, revision: str, step: int) -> bool:
         """The promote annotation names this step of this revision."""
@@ -74,6 +86,20 @@ class RolloutSignals:
     def aborts(self, revision: str) -> bool:
         """The abort annotation names this revision."""
         return self.abort == revision
+
+    def promotes_fully(self, revision: str) -> bool:
+        """The promote-full annotation names this revision."""
+        return self.promote_full == revision
+
+    def retries(self, revision: str, last_retry: str | None) -> bool:
+        """The retry annotation names this aborted revision with a token not honoured before.
+
+        >>> RolloutSignals("", "", "", retry="2.0.0-abc/1").retries("2.0.0-abc", None)
+        True
+        >>> RolloutSignals("", "", "", retry="2.0.0-abc/1").retries("2.0.0-abc", "2.0.0-abc/1")
+        False
+        """
+        return self.retry.startswith(f"{revision}/") and self.retry != last_retry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +117,7 @@ class RolloutState:
     hold: reachability.Hold = dataclasses.field(default_factory=reachability.Hold)
     """Whether the rollout is held for too many unreachable devices (``status.reachability.heldSince`` and
     ``recoveringSince``)."""
+    last_retry: str | None = None
 
     @classmethod
     def of(cls, status: modeldeployment.ModelDeploymentStatus) -> RolloutState:
@@ -104,6 +131,7 @@ class RolloutState:
             last_attempted_revision=status.last_attempted_revision,
             compile_failure=status.compile_failure,
             hold=reachability.Hold(status.reachability.held_since, status.reachability.recovering_since),
+            last_retry=status.last_retry,
         )
 
     def without_canary(self) -> RolloutState:
@@ -117,10 +145,12 @@ class RolloutState:
             "canary_revision": self.canary_revision,
             "aborted_revision": self.aborted_revision,
             "current_step_index": self.step,
+            "current_step": None if self.step is None else self.step + 1,
             "step_started_at": self.started,
             "rollout_failure": self.rollout_failure,
             "last_attempted_revision": self.last_attempted_revision,
             "compile_failure": self.compile_failure,
+            "last_retry": self.last_retry,
         }
 
 
@@ -271,6 +301,8 @@ __all__ = [
     "ANNOTATION_ABORT",
     "ANNOTATION_PAUSED",
     "ANNOTATION_PROMOTE",
+    "ANNOTATION_PROMOTE_FULL",
+    "ANNOTATION_RETRY",
     "HELD_UNREACHABLE",
     "Event",
     "EventType",

@@ -118,7 +118,9 @@ def walk(run: state.PlanningPass, rollout: state.RolloutState) -> WalkResult:
         rollout = dataclasses.replace(rollout, hold=held)
         if held.held:
             return StepsWaiting(dataclasses.replace(rollout, started=run.now), run.outage(held))
-        outcome = _evaluate(run, rollout, steps[index], evidence)
+        rollout = _promote_fully(run, rollout)
+        assert rollout.step is not None
+        outcome = _evaluate(run, rollout, steps[rollout.step], evidence)
         if isinstance(outcome, _Advance):
             run.events.extend(outcome.events)
             rollout = _advance(run, rollout)
@@ -145,6 +147,24 @@ def _last_weight(run: state.PlanningPass, step: int) -> int | None:
     """The weight of the last setWeight step before ``step`` (None: no canary yet)."""
     weights = [s.set_weight for s in run.spec.rollout.steps[:step] if s.set_weight is not None]
     return weights[-1] if weights else None
+
+
+def _promote_fully(run: state.PlanningPass, rollout: state.RolloutState) -> state.RolloutState:
+    """With the promote-full annotation naming the canary, jump to the last ``setWeight: 100`` step (once)."""
+    assert rollout.canary_revision is not None and rollout.step is not None
+    if not run.signals.promotes_fully(rollout.canary_revision):
+        return rollout
+    steps = run.spec.rollout.steps
+    final = max(i for i, s in enumerate(steps) if s.set_weight == 100)
+    if rollout.step >= final:
+        return rollout
+    run.emit(
+        "Normal",
+        "PromotedFully",
+        f"Skipped steps {rollout.step + 1}-{final}/{len(steps)} of revision {rollout.canary_revision} by annotation "
+        f"{state.ANNOTATION_PROMOTE_FULL}",
+    )
+    return dataclasses.replace(rollout, step=final, started=run.now)
 
 
 def _evaluate(
