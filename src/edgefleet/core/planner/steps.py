@@ -176,6 +176,8 @@ def _evaluate(
     weight = _last_weight(run, rollout.step)
     if weight is not None:
         set_weight(run, rollout, weight)  # keep the share: a canary that became unreachable is replaced
+        # ... and the replacement counts in this pass's evidence, as it will in the next (planning is idempotent)
+        evidence = analysis.gather(run.ledger, run.targeted, rollout.canary_revision)
     if run.signals.promotes(rollout.canary_revision, rollout.step):
         return _Advance(
             (state.Event("Normal", "StepPromoted", f"Promoted past step {rollout.step + 1} by annotation"),)
