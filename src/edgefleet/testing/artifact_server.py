@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
+
+from edgefleet.testing import background
 
 
 @dataclasses.dataclass
@@ -37,9 +38,9 @@ class ArtifactServer:
         self.files: dict[str, Published] = {}
         self.requests: list[Request] = []
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._background = background.BackgroundApp(app)
 
     def publish(self, path: str, data: bytes, *, drop_after: int | None = None, chunk_delay: float = 0.0) -> str:
         self.files[path.lstrip("/")] = Published(data, drop_after, chunk_delay)
@@ -81,28 +82,12 @@ class ArtifactServer:
         await resp.write_eof()
         return resp
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
     def start(self) -> ArtifactServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.port = self._background.start()
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._background.stop()
 
 
 @contextmanager

@@ -12,14 +12,12 @@ Every token request is recorded (path and scope, never the credentials) so tests
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import datetime as dt
 import json
 import secrets
 import ssl
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from edgefleet.testing import controlplane
+from edgefleet.testing import background, controlplane
 
 ISSUER = "edgefleet-test-token-issuer"
 SERVICE = "edgefleet-test-registry"
@@ -56,9 +54,11 @@ class TokenService:
         self._signer = controlplane._cert(controlplane._name("edgefleet-token-signer"), ca, ca=False)
         self.root_bundle = self.directory / "token-ca.pem"
         self.root_bundle.write_bytes(ca.cert_pem())
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/token", self._handle)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        self._background = background.BackgroundApp(app, context)
 
     @property
     def realm(self) -> str:
@@ -115,30 +115,12 @@ class TokenService:
         issued = dt.datetime.now(dt.UTC).isoformat()
         return web.json_response({"token": token, "access_token": token, "expires_in": 300, "issued_at": issued})
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/token", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(self.cert_file), str(self.key_file))
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
     def start(self) -> TokenService:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.port = self._background.start()
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._background.stop()
 
 
 __all__ = ["ISSUER", "SERVICE", "TokenService"]
