@@ -12,7 +12,6 @@ import asyncio
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -98,15 +97,7 @@ def real_fleet(
                 sockets.append(tmp_path / f"{name}.sock")
             yield cp, namespace, url, tmp_path, sockets
         finally:
-            for proc in agents:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in agents:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            controlplane.stop_all(agents, grace=5)
             operator.stop()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,15 +95,7 @@ def registry_fleet(
                     )
             yield url, tmp_path, logs
         finally:
-            for proc in agents:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in agents:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            controlplane.stop_all(agents, grace=5)
             operator.stop()
 
 

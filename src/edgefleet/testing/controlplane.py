@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -264,17 +264,24 @@ def _popen(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+def stop_all(procs: Iterable[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """SIGTERM the process group of every running one of ``procs`` at once, then wait for each; a group still running
+    after ``grace`` seconds gets SIGKILL. (Each was started with ``start_new_session=True``.)"""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    stop_all([proc], grace)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], deadline: float, log: Path) -> None:

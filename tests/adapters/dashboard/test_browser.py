@@ -318,15 +318,7 @@ def live(control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.Temp
             )
         finally:
             traffic.stop.set()
-            for proc in agents.values():
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in agents.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            controlplane.stop_all(agents.values(), grace=10)
             traffic.thread.join(timeout=10)
             operator.stop()
 

@@ -300,15 +300,7 @@ def running(
         finally:
             if fleet.traffic is not None:
                 fleet.traffic.close()
-            for proc in fleet.agents.values():
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in fleet.agents.values():
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            controlplane.stop_all(fleet.agents.values(), grace=20)
             fleet.operator.stop()
             for proxy in [*fleet.api_proxies.values(), fleet.store_proxy]:
                 with contextlib.suppress(Exception):
