@@ -38,6 +38,25 @@ def device(name: str, cls: str | None, hw_label: str = "x86") -> dict[str, Any]:
     return {"apiVersion": "edgefleet.io/v1alpha1", "metadata": {"name": name, "labels": labels}, "status": status}
 
 
+def measured_result(request: edgedevice.BenchmarkRequest, measured: Mapping[str, Timing]) -> edgedevice.BenchmarkResult:
+    """What a device that timed every candidate of ``request`` as ``measured`` reports."""
+    return edgedevice.BenchmarkResult(
+        name=request.name,
+        revision=request.revision,
+        state="Done",
+        timings=[
+            edgedevice.BenchmarkTiming(
+                variant=c.variant,
+                digest=c.artifact.digest,
+                p50_ms=measured[c.variant][0],
+                p95_ms=measured[c.variant][1],
+                rounds_ms=list(measured[c.variant][2]),
+            )
+            for c in request.candidates
+        ],
+    )
+
+
 async def respond(api: FakeKube, timings_for: Callable[[str], Mapping[str, Timing]], stop: asyncio.Event) -> None:
     """Play the devices: answer every benchmark request in a device's spec with that device's timings."""
     while not stop.is_set():
@@ -47,22 +66,7 @@ async def respond(api: FakeKube, timings_for: Callable[[str], Mapping[str, Timin
             for request in current.spec.benchmarks:
                 if (request.name, request.revision) in done:
                     continue
-                measured = timings_for(current.metadata.name)
-                result = edgedevice.BenchmarkResult(
-                    name=request.name,
-                    revision=request.revision,
-                    state="Done",
-                    timings=[
-                        edgedevice.BenchmarkTiming(
-                            variant=c.variant,
-                            digest=c.artifact.digest,
-                            p50_ms=measured[c.variant][0],
-                            p95_ms=measured[c.variant][1],
-                            rounds_ms=list(measured[c.variant][2]),
-                        )
-                        for c in request.candidates
-                    ],
-                )
+                result = measured_result(request, timings_for(current.metadata.name))
                 raw["status"] = {**(raw.get("status") or {}), "benchmarks": [result.to_wire()]}
                 api.put(kube.EDGEDEVICES, NS, raw)
         await asyncio.sleep(0.01)
@@ -289,24 +293,7 @@ async def _respond_real(
             if not fresh:
                 continue
             measured = timings_for(current.metadata.name)
-            results = [
-                edgedevice.BenchmarkResult(
-                    name=r.name,
-                    revision=r.revision,
-                    state="Done",
-                    timings=[
-                        edgedevice.BenchmarkTiming(
-                            variant=c.variant,
-                            digest=c.artifact.digest,
-                            p50_ms=measured[c.variant][0],
-                            p95_ms=measured[c.variant][1],
-                            rounds_ms=list(measured[c.variant][2]),
-                        )
-                        for c in r.candidates
-                    ],
-                ).to_wire()
-                for r in fresh
-            ]
+            results = [measured_result(r, measured).to_wire() for r in fresh]
             patch = {"status": {"benchmarks": results}}
             await client.merge_patch(kube.EDGEDEVICES, namespace, current.metadata.name, patch, subresource="status")
         await asyncio.sleep(0.05)
